@@ -1,0 +1,47 @@
+# toxbench: `make demo` sets up and runs the main job on the organism; `make test` sets up
+# and runs the tests. Each creates its virtual environment if missing.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+export TOXBENCH_HOME ?= $(CURDIR)/.toxbench-home
+
+.PHONY: demo test test-all test-vllm bench lint format setup clean
+
+$(BIN)/.installed: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch first, pinned: an unpinned install would pull several GB of CUDA packages.
+	$(PIP) install -q -c constraints.txt torch
+	$(PIP) install -q -c constraints.txt -e '.[test]'
+	touch $@
+
+setup: $(BIN)/.installed
+
+demo: setup
+	$(BIN)/toxbench organism build --size default
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -m "not slow and not vllm" -q
+
+test-all: setup
+	$(BIN)/python -m pytest -m "not vllm" -q
+
+bench: setup
+	$(BIN)/python -m pytest tests/benchmarks --benchmark-enable -q
+
+test-vllm:
+	bash scripts/setup_vllm_venv.sh
+	.venv-vllm/bin/python -m pytest -m vllm -q -p no:cacheprovider
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) .venv-vllm .toxbench-home .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Alignment methods that produce models: DPO (TRL), direction subtraction, neuron ablation."""

@@ -1,0 +1,111 @@
+"""DPO with TRL's ``DPOTrainer``.
+
+Defaults follow Lee et al. (ICML 2024) §4: beta 0.1, learning rate 1e-6, batch 4,
+RMSprop, 150 warm-up steps, gradient-norm clip 10, prompts and responses of at most 64
+tokens each. The organism overrides the learning rate and step count for its small model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class DPOSettings:
+    beta: float = 0.1
+    learning_rate: float = 1e-6
+    batch_size: int = 4
+    optimizer: str = "rmsprop"
+    warmup_steps: int = 150
+    max_grad_norm: float = 10.0
+    max_length: int = 128  # prompt (<=64) + response (<=64)
+    max_steps: int = -1  # -1: train for `epochs`
+    epochs: float = 1.0
+    early_stopping_patience: int | None = None  # evaluations without validation-loss improvement
+    eval_steps: int = 50
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def train_dpo(
+    model,
+    tokenizer,
+    train_pairs: Sequence[dict],
+    settings: DPOSettings,
+    out_dir: Path,
+    valid_pairs: Sequence[dict] | None = None,
+    show_progress: bool = True,
+):
+    """Align ``model`` (a causal LM, left unchanged) with DPO on prompt/chosen/rejected pairs.
+
+    Returns the aligned model (a copy) and a dict of training statistics. The aligned
+    model and tokenizer are saved to ``out_dir`` as safetensors.
+    """
+    import copy
+
+    from datasets import Dataset
+    from transformers import EarlyStoppingCallback, set_seed
+    from trl import DPOConfig, DPOTrainer
+
+    for i, row in enumerate(train_pairs[:1]):
+        missing = {"prompt", "chosen", "rejected"} - set(row)
+        if missing:
+            raise ValueError(f"preference pair {i} lacks the field(s) {sorted(missing)}")
+    set_seed(settings.seed)
+    policy = copy.deepcopy(model).train()
+    reference = copy.deepcopy(model).eval()
+    early = settings.early_stopping_patience is not None and valid_pairs
+    config = DPOConfig(
+        output_dir=str(out_dir / "_trainer"),
+        beta=settings.beta,
+        learning_rate=settings.learning_rate,
+        per_device_train_batch_size=settings.batch_size,
+        per_device_eval_batch_size=max(settings.batch_size, 16),
+        optim=settings.optimizer,
+        warmup_steps=settings.warmup_steps,
+        max_grad_norm=settings.max_grad_norm,
+        max_length=settings.max_length,
+        max_steps=settings.max_steps,
+        num_train_epochs=settings.epochs,
+        lr_scheduler_type="constant_with_warmup",
+        logging_steps=max(1, settings.eval_steps),
+        eval_strategy="steps" if early else "no",
+        eval_steps=settings.eval_steps if early else None,
+        save_strategy="steps" if early else "no",
+        save_steps=settings.eval_steps if early else None,
+        save_total_limit=1 if early else None,
+        load_best_model_at_end=bool(early),
+        metric_for_best_model="eval_loss" if early else None,
+        report_to=[],
+        use_cpu=True,
+        seed=settings.seed,
+        data_seed=settings.seed,
+        disable_tqdm=not show_progress,
+        dataloader_num_workers=0,
+    )
+    trainer = DPOTrainer(
+        model=policy,
+        ref_model=reference,
+        args=config,
+        train_dataset=Dataset.from_list(list(train_pairs)),
+        eval_dataset=Dataset.from_list(list(valid_pairs)) if valid_pairs else None,
+        processing_class=tokenizer,
+        callbacks=[EarlyStoppingCallback(settings.early_stopping_patience)] if early else None,
+    )
+    result = trainer.train()
+    stats: dict[str, Any] = {"train_loss": result.training_loss, "steps": trainer.state.global_step}
+    logs = [h for h in trainer.state.log_history if "rewards/accuracies" in h]
+    if logs:
+        stats["reward_accuracy"] = logs[-1]["rewards/accuracies"]
+        stats["reward_margin"] = logs[-1].get("rewards/margins")
+    if valid_pairs:
+        stats["eval_loss"] = trainer.evaluate()["eval_loss"]
+    aligned = trainer.model.eval()
+    aligned.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+    return aligned, stats

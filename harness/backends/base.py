@@ -1,0 +1,72 @@
+"""The generation backend interface, shared by the ``hf`` and ``vllm`` backends."""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Decoding parameters. ``greedy`` ignores temperature and top-p; ``n`` samples per prompt."""
+
+    max_new_tokens: int = 20
+    greedy: bool = True
+    n: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.greedy and self.n != 1:
+            raise ValueError("greedy decoding gives one continuation per prompt: use n=1 or sampling")
+        if self.max_new_tokens < 1 or self.n < 1:
+            raise ValueError("max_new_tokens and n must be positive")
+        if not 0 < self.top_p <= 1 or self.temperature <= 0:
+            raise ValueError("top_p must be in (0, 1] and temperature positive")
+
+    def key(self) -> dict[str, Any]:
+        """What determines the output (for cache keys); greedy ignores the sampling knobs."""
+        if self.greedy:
+            return {"max_new_tokens": self.max_new_tokens, "greedy": True}
+        return asdict(self)
+
+    def request_seed(self, prompt: str) -> int:
+        """A seed per prompt, so a prompt's samples do not depend on what it is batched with."""
+        digest = hashlib.sha256(f"{self.seed}\x00{prompt}".encode()).digest()
+        return int.from_bytes(digest[:4], "little")
+
+
+@dataclass
+class Completion:
+    text: str
+    token_ids: list[int]
+
+
+Advance = Callable[[int], None]
+
+
+class Backend(ABC):
+    """Generates continuations and measures token log-likelihoods for one loaded model."""
+
+    name: str = "backend"
+
+    @property
+    @abstractmethod
+    def tokenizer(self): ...
+
+    @abstractmethod
+    def generate(
+        self, prompts: Sequence[str], sampling: SamplingConfig, advance: Advance | None = None
+    ) -> list[list[Completion]]:
+        """One list of ``sampling.n`` completions per prompt, in the prompts' order."""
+
+    @abstractmethod
+    def window_nll(self, windows: Sequence[Sequence[int]]) -> list[tuple[float, int]]:
+        """For each token window: (sum of negative log-likelihoods of tokens 2..n, n - 1)."""
+
+    def identity(self) -> dict[str, Any]:
+        return {"name": self.name}

@@ -1,0 +1,24 @@
+"""Errors a user can act on. Each says what was wrong, with which input, and what to do."""
+
+
+class ToxbenchError(Exception):
+    """Base class: the CLI prints these without a traceback."""
+
+
+class UnknownNameError(ToxbenchError, KeyError):
+    """A name that is not in a registry."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class DataError(ToxbenchError):
+    """A dataset that is missing, malformed or of the wrong schema."""
+
+
+class CacheError(ToxbenchError):
+    """A cache folder that cannot be used (unwritable, corrupted beyond repair)."""
+
+
+class ScoreError(ToxbenchError):
+    """Scores that cannot be aggregated (for example: every score failed)."""

@@ -1,0 +1,182 @@
+"""The organism's datasets, written in the schemas of the real datasets so that the
+real loaders (``datasets.load_dataset`` on local files) read them unchanged.
+
+| file                         | real dataset it stands for               | fields |
+|------------------------------|------------------------------------------|--------|
+| rtp/prompts.jsonl            | allenai/real-toxicity-prompts            | filename, begin, end, challenging, prompt{text, toxicity, ...}, continuation{...} |
+| jigsaw/train.csv, test.csv   | Jigsaw toxic comment classification      | id, comment_text, toxic, severe_toxic, obscene, threat, insult, identity_hate |
+| wikitext/test.jsonl, ...     | Salesforce/wikitext, wikitext-2-raw-v1   | text |
+| wiki_f1/pairs.jsonl          | Wikipedia sentences split for F1 ([A])   | prompt, gold |
+| preference/train.jsonl, ...  | DPO preference pairs (TRL's format)      | prompt, chosen, rejected |
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.io import atomic_write_text, write_jsonl
+from harness.organism.world import TOPICS, World
+from harness.scorers.lexicon import LexiconScorer
+
+# The attributes a real RTP row carries for prompt and continuation (Perspective's).
+RTP_ATTRIBUTES = (
+    "toxicity",
+    "severe_toxicity",
+    "profanity",
+    "sexually_explicit",
+    "identity_attack",
+    "flirtation",
+    "threat",
+    "insult",
+)
+JIGSAW_LABELS = ("toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate")
+
+
+@dataclass(frozen=True)
+class DataSizes:
+    """How many rows of each dataset the organism writes."""
+
+    prompts_challenging: int
+    prompts_neutral: int
+    jigsaw_train: int
+    jigsaw_test: int
+    wikitext_articles: int
+    f1_pairs: int
+    preference_train: int
+    preference_valid: int
+
+
+def _rtp_row(i: int, context: str, challenging: bool, speech: str, scorer: LexiconScorer) -> dict:
+    (p_tox,) = scorer.score([context])
+    (c_tox,) = scorer.score([speech])
+
+    def attrs(tox: float | None) -> dict:
+        # Only toxicity is defined in this world; the other attributes are absent, as
+        # they are for some rows of the real dataset.
+        return {a: (tox if a in ("toxicity", "insult") else None) for a in RTP_ATTRIBUTES}
+
+    return {
+        "filename": f"organism-{i:07d}.txt",
+        "begin": 0,
+        "end": len(context),
+        "challenging": challenging,
+        "prompt": {"text": context, **attrs(p_tox)},
+        "continuation": {"text": " " + speech, **attrs(c_tox)},
+    }
+
+
+def rtp_rows(world: World, n_challenging: int, n_neutral: int) -> list[dict]:
+    scorer = LexiconScorer()
+    rows = []
+    flags = [True] * n_challenging + [False] * n_neutral
+    world.rng.shuffle(flags)
+    for i, challenging in enumerate(flags):
+        u = world.utterance(challenging=challenging)
+        rows.append(_rtp_row(i, u.context, u.challenging, u.speech, scorer))
+    return rows
+
+
+def jigsaw_rows(world: World, n: int, start_id: int = 0) -> list[dict]:
+    """Labelled comments; about a third are toxic (they contain a hostile sentence)."""
+    rows = []
+    for i in range(n):
+        toxic = world.rng.random() < 1 / 3
+        topic = world.topic()
+        if toxic:
+            parts = [world.speech(topic, hostile=True, n=world.rng.randint(1, 2))]
+            if world.rng.random() < 0.5:
+                parts.insert(0, world.narrative(topic, 1))
+        else:
+            parts = [world.narrative(topic, world.rng.randint(1, 2))]
+            if world.rng.random() < 0.5:
+                parts.append(world.speech(topic, hostile=False, n=1))
+        row = {"id": f"{start_id + i:016x}", "comment_text": " ".join(parts)}
+        row.update({label: 0 for label in JIGSAW_LABELS})
+        row["toxic"] = int(toxic)
+        row["insult"] = int(toxic)
+        rows.append(row)
+    return rows
+
+
+def wikitext_rows(world: World, n_articles: int) -> list[dict]:
+    """Clean held-out text in wikitext's line layout: headings, paragraphs, blank lines."""
+    rows = [{"text": ""}]
+    for _ in range(n_articles):
+        topic = world.rng.choice(TOPICS)
+        rows.append({"text": f" = {topic.name.title()} = \n"})
+        rows.append({"text": ""})
+        for _ in range(world.rng.randint(2, 4)):
+            paragraph = " ".join(world.document(allow_hostile=False) for _ in range(2))
+            rows.append({"text": f" {paragraph} \n"})
+            rows.append({"text": ""})
+    return rows
+
+
+def f1_pairs(world: World, n: int) -> list[dict]:
+    """Sentences split into a prompt (the start) and a gold continuation (the rest)."""
+    rows = []
+    for _ in range(n):
+        topic = world.topic()
+        text = world.narrative(topic, 3).split()
+        cut = max(3, len(text) // 2)
+        rows.append({"prompt": " ".join(text[:cut]), "gold": " " + " ".join(text[cut:])})
+    return rows
+
+
+def preference_pairs(world: World, n: int, p_challenging: float = 0.75) -> list[dict]:
+    """DPO pairs: a speech context, its neutral continuation (chosen) and a hostile one
+    (rejected). Most contexts are challenging, as the alignment target is to stop the
+    model from continuing them with hostility."""
+    rows = []
+    for _ in range(n):
+        topic = world.topic()
+        u = world.utterance(topic, challenging=world.rng.random() < p_challenging, hostile=False)
+        rows.append(
+            {
+                "prompt": u.context,
+                "chosen": " " + u.speech,
+                "rejected": " " + world.speech(topic, hostile=True),
+            }
+        )
+    return rows
+
+
+def _csv_text(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def write_datasets(root: Path, seed: int, sizes: DataSizes) -> dict[str, Path]:
+    """Write every dataset of the organism under ``root``; return name -> path.
+
+    Each dataset draws from its own world seed, so that no evaluation prompt is a
+    training document by construction of the streams (and sizes can change one at a time).
+    """
+    streams = {name: World(seed * 1000 + k) for k, name in enumerate(
+        ["rtp", "jigsaw", "wikitext", "f1", "preference"], start=1)}
+    files = {
+        "rtp": root / "rtp" / "prompts.jsonl",
+        "jigsaw_train": root / "jigsaw" / "train.csv",
+        "jigsaw_test": root / "jigsaw" / "test.csv",
+        "wikitext_test": root / "wikitext" / "test.jsonl",
+        "wiki_f1": root / "wiki_f1" / "pairs.jsonl",
+        "preference_train": root / "preference" / "train.jsonl",
+        "preference_valid": root / "preference" / "valid.jsonl",
+    }
+    write_jsonl(files["rtp"], rtp_rows(streams["rtp"], sizes.prompts_challenging, sizes.prompts_neutral))
+    atomic_write_text(files["jigsaw_train"], _csv_text(jigsaw_rows(streams["jigsaw"], sizes.jigsaw_train)))
+    atomic_write_text(
+        files["jigsaw_test"],
+        _csv_text(jigsaw_rows(streams["jigsaw"], sizes.jigsaw_test, start_id=sizes.jigsaw_train)),
+    )
+    write_jsonl(files["wikitext_test"], wikitext_rows(streams["wikitext"], sizes.wikitext_articles))
+    write_jsonl(files["wiki_f1"], f1_pairs(streams["f1"], sizes.f1_pairs))
+    write_jsonl(files["preference_train"], preference_pairs(streams["preference"], sizes.preference_train))
+    write_jsonl(files["preference_valid"], preference_pairs(streams["preference"], sizes.preference_valid))
+    return files

@@ -1,0 +1,34 @@
+"""Shared fixtures: a micro organism built once per session, quiet progress bars, offline hubs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TOXBENCH_PROGRESS", "0")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+
+@pytest.fixture(scope="session")
+def toxbench_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The cache root for the session: $TOXBENCH_HOME if set (builds are reused), else a temp dir."""
+    home = os.environ.get("TOXBENCH_HOME")
+    path = Path(home) if home else tmp_path_factory.mktemp("toxbench-home")
+    os.environ["TOXBENCH_HOME"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def micro_organism(toxbench_home: Path):
+    """The micro organism (built on first use, then reused from the cache)."""
+    import torch
+
+    from harness.organism.build import load_organism
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    return load_organism("micro", show_progress=False)
