@@ -19,7 +19,7 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 setup: $(BIN)/.installed
 
 demo: setup
-	$(BIN)/toxbench organism build --size default
+	$(BIN)/toxbench run --output-path runs/demo
 
 test: setup
 	$(BIN)/ruff check .

@@ -85,6 +85,100 @@ def organism_info(size: str, seed: int) -> None:
     click.echo(f"folder: {root}\nconfig hash: {config.hash()}\nvalid: {ok}{'' if ok else ' (' + reason + ')'}")
 
 
+# -- run ---------------------------------------------------------------------------------
+def _key_values(pairs: tuple[str, ...], what: str) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint=what)
+        out[key] = value
+    return out
+
+
+def _batch_size(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        n = int(value)
+    except ValueError:
+        raise click.BadParameter(f"expected a positive integer or 'auto', got {value!r}") from None
+    if n < 1:
+        raise click.BadParameter(f"expected a positive integer or 'auto', got {value!r}")
+    return n
+
+
+@main.command("run")
+@click.option("--model", default="organism", show_default=True, help="Base model spec (`toxbench ls models`).")
+@click.option("--aligned", default="organism:dpo", show_default=True,
+              help="Aligned model spec; 'none' to evaluate the base model alone.")
+@click.option("--tasks", default="all", show_default=True, help="Comma-separated task names, or 'all'.")
+@click.option("--protocol", type=click.Choice(["paper", "rtp"]), default="paper", show_default=True)
+@click.option("--scorer", default=None, help="Scorer name (default: lexicon for the organism, else detoxify).")
+@click.option("--scorer-option", "scorer_options", multiple=True, metavar="KEY=VALUE",
+              help="Scorer argument, e.g. checkpoint=PATH for an offline Detoxify checkpoint.")
+@click.option("--backend", default="hf", show_default=True, help="Generation backend: hf or vllm.")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available).")
+@click.option("--dtype", default=None, help="auto, float32, float16 or bfloat16.")
+@click.option("--batch-size", default="auto", show_default=True, callback=lambda c, p, v: _batch_size(v))
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Use at most N prompts per dataset.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--output-path", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for results.json, samples.jsonl, report.md (default: runs/<time>).")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Local datasets in the real schemas (see harness/data.py) instead of the hub.")
+@click.option("--no-cache", is_flag=True, help="Recompute everything (nothing read from or written to the cache).")
+def run_command(model: str, aligned: str, tasks: str, protocol: str, scorer: str | None,
+                scorer_options: tuple[str, ...], backend: str, device: str | None, dtype: str | None,
+                batch_size: int | str, limit: int | None, seed: int, output_path: Path | None,
+                data_dir: Path | None, no_cache: bool) -> None:
+    """Evaluate a base model and its aligned version; with no options, the organism pair."""
+    from harness.registry import BACKENDS, SCORERS
+    from harness.runner import RunConfig, run
+
+    BACKENDS.check(backend)
+    if scorer:
+        SCORERS.check(scorer)
+    if data_dir is not None and not data_dir.is_dir():
+        raise click.BadParameter(f"{str(data_dir)!r} is not a folder", param_hint="--data-dir")
+    config = RunConfig(
+        model=model, aligned=None if aligned.lower() == "none" else aligned,
+        tasks=[t.strip() for t in tasks.split(",") if t.strip()], protocol=protocol, scorer=scorer,
+        scorer_options=_key_values(scorer_options, "--scorer-option"), backend=backend, device=device,
+        dtype=dtype, batch_size=batch_size, limit=limit, seed=seed, output_path=output_path,
+        data_dir=data_dir, use_cache=not no_cache,
+    )
+    results = run(config)
+    _print_summary(results, config)
+
+
+def _print_summary(results: dict, config) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    for name, task in results["tasks"].items():
+        table = Table(title=f"{name} ({task.get('status')})")
+        table.add_column("metric")
+        metrics = task.get("metrics", {})
+        roles = [r for r in ("base", "aligned", "difference") if isinstance(metrics.get(r), dict)]
+        for role in roles:
+            table.add_column(role, justify="right")
+        keys = list(dict.fromkeys(k for r in roles for k in metrics[r]))
+        for key in keys:
+            cells = []
+            for role in roles:
+                m = metrics[role].get(key)
+                cells.append("" if m is None else (f"{m['value']:.3f}" + (
+                    f" [{m['ci_low']:.3f}, {m['ci_high']:.3f}]" if m.get("ci_low") is not None else "")))
+            table.add_row(key, *cells)
+        if keys:
+            console.print(table)
+    out = results["config"]["output_path"]
+    console.print(f"results: {out}/results.json  samples: {out}/samples.jsonl  report: {out}/report.md  "
+                  f"({results['timings_s'].get('total', 0):.0f} s)")
+
+
 # -- registries -------------------------------------------------------------------------
 @main.command("ls")
 @click.argument("what", type=click.Choice(["models", "tasks", "scorers", "backends"]))

@@ -49,6 +49,10 @@ class Registry:
     def names(self) -> list[str]:
         return sorted(self.entries)
 
+    def names_in_order(self) -> list[str]:
+        """Names in registration order (for tasks: the order a report tells its story in)."""
+        return list(self.entries)
+
     def check(self, name: str) -> str:
         """Return the entry's target, or raise an error naming the closest names."""
         if name in self.entries:
@@ -80,6 +84,3 @@ BACKENDS.register("vllm", "harness.backends.vllm:VLLMBackend", "vLLM engine (opt
 
 TASKS = Registry("task")
 TASKS.register("elicitation", "tasks.elicitation:ElicitationTask", "toxicity, perplexity, F1")
-TASKS.register("attribution", "tasks.attribution:AttributionTask", "probe-direction neuron groups")
-TASKS.register("ablation", "tasks.ablation:AblationTask", "can surgery on the base emulate alignment")
-TASKS.register("unalignment", "tasks.unalignment:UnalignmentTask", "how cheaply alignment is undone")

@@ -1,0 +1,252 @@
+"""The common runner: resolve models once, hand each task a context, write the results.
+
+Every expensive step goes through the context's cache, keyed by what determines it, and
+is written as soon as a batch finishes: a run that is killed and started again
+recomputes at most the batch in flight and gives identical results.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.backends.base import Backend, Completion, SamplingConfig
+from harness.cache import Cache, cache_key
+from harness.data import Loaded
+from harness.errors import ToxbenchError
+from harness.fluency import context_length, perplexity_windows
+from harness.io import toxbench_home
+from harness.metrics import bag_f1, metric, perplexity_from_windows
+from harness.models import LoadedModel, load_model
+from harness.progress import progress_bar
+from harness.scorers.base import Scorer, load_scorer
+
+
+@dataclass
+class RunConfig:
+    """Everything a run depends on (recorded in the results file)."""
+
+    model: str = "organism"
+    aligned: str | None = "organism:dpo"
+    tasks: list[str] = field(default_factory=lambda: ["all"])
+    protocol: str = "paper"
+    scorer: str | None = None  # None: lexicon for organism models, detoxify otherwise
+    scorer_options: dict[str, Any] = field(default_factory=dict)
+    backend: str = "hf"
+    device: str | None = None
+    dtype: str | None = None
+    batch_size: int | str = "auto"
+    limit: int | None = None
+    seed: int = 0
+    output_path: Path | None = None
+    data_dir: Path | None = None
+    use_cache: bool = True
+    task_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["output_path"] = str(self.output_path) if self.output_path else None
+        d["data_dir"] = str(self.data_dir) if self.data_dir else None
+        return d
+
+    def is_organism(self) -> bool:
+        return self.model.startswith("organism")
+
+
+class RunContext:
+    """What a task may use: models, cached generation/scoring/fluency, data, output paths."""
+
+    def __init__(self, config: RunConfig, models: dict[str, LoadedModel], scorer: Scorer, cache: Cache,
+                 output_dir: Path, data_dir: Path | None) -> None:
+        self.config = config
+        self.models = models
+        self.scorer = scorer
+        self.cache = cache
+        self.output_dir = output_dir
+        self.data_dir = data_dir
+        self.datasets: dict[str, dict[str, Any]] = {}
+        self._backends: dict[str, Backend] = {}
+        self._fluency: dict[str, dict[str, Any]] = {}
+
+    # -- models and backends -------------------------------------------------------------
+    def backend(self, model: LoadedModel) -> Backend:
+        """One backend per model identity, built on first use."""
+        if model.fingerprint not in self._backends:
+            self._backends[model.fingerprint] = make_backend(self.config, model)
+        return self._backends[model.fingerprint]
+
+    def release(self, model: LoadedModel) -> None:
+        """Forget a model's backend (for the many short-lived variants of intervention tasks)."""
+        self._backends.pop(model.fingerprint, None)
+
+    def record_dataset(self, loaded: Loaded) -> None:
+        self.datasets[loaded.name] = loaded.provenance()
+
+    def artifact(self, name: str) -> Path:
+        path = self.output_dir / "plots" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    # -- cached work ---------------------------------------------------------------------------
+    def _cached_map(self, namespace: str, keys: Sequence[str], items: Sequence[Any],
+                    compute: Callable[[list[Any]], list[Any]], chunk: int, description: str,
+                    keep: Callable[[Any], bool] = lambda v: True,
+                    order: Callable[[int], Any] | None = None) -> list[Any]:
+        """Look up every item; compute the missing ones in chunks, writing each chunk at once."""
+        found = self.cache.get_many(set(keys)) if self.config.use_cache else {}
+        missing = [i for i, k in enumerate(keys) if k not in found]
+        seen: set[str] = set()
+        missing = [i for i in missing if not (keys[i] in seen or seen.add(keys[i]))]  # type: ignore[func-returns-value]
+        if order is not None:
+            missing.sort(key=order)
+        if missing:
+            with progress_bar(description, len(missing)) as advance:
+                for start in range(0, len(missing), chunk):
+                    idx = missing[start : start + chunk]
+                    values = compute([items[i] for i in idx])
+                    new = {keys[i]: v for i, v in zip(idx, values, strict=True)}
+                    found.update(new)
+                    self.cache.put_many(namespace, {k: v for k, v in new.items() if keep(v)})
+                    advance(len(idx))
+        return [found[k] for k in keys]
+
+    def generate(self, model: LoadedModel, prompts: Sequence[str], sampling: SamplingConfig,
+                 description: str = "generating") -> list[list[Completion]]:
+        """Continuations of each prompt, cached by model, backend, decoding, seed and prompt."""
+        backend = self.backend(model)
+        ident = {"model": model.fingerprint, "backend": backend.name, "sampling": sampling.key()}
+        keys = [cache_key("generation", prompt=p, **ident) for p in prompts]
+        lengths = {i: len(p) for i, p in enumerate(prompts)}
+
+        def compute(batch: list[str]) -> list[Any]:
+            outs = backend.generate(batch, sampling)
+            return [[{"text": c.text, "token_ids": c.token_ids} for c in out] for out in outs]
+
+        batch = int(getattr(backend, "batch_size", 64))
+        chunk = batch if sampling.greedy else max(1, batch // sampling.n)
+        rows = self._cached_map("generation", keys, list(prompts), compute, chunk,
+                                f"{description} ({model.name})", order=lambda i: -lengths[i])
+        return [[Completion(c["text"], c["token_ids"]) for c in row] for row in rows]
+
+    def score(self, texts: Sequence[str], description: str = "scoring") -> list[float | None]:
+        """Scores of texts, cached by scorer fingerprint and text; failures are not cached."""
+        fp = self.scorer.fingerprint()
+        keys = [cache_key("score", scorer=fp, text=t) for t in texts]
+        return self._cached_map("score", keys, list(texts), self.scorer.score, 256,
+                                f"{description} ({self.scorer.name})", keep=lambda v: v is not None)
+
+    def window_nll(self, model: LoadedModel, windows: Sequence[Sequence[int]]) -> list[tuple[float, int]]:
+        backend = self.backend(model)
+        keys = [cache_key("nll", model=model.fingerprint, backend=backend.name, window=list(w)) for w in windows]
+        rows = self._cached_map("nll", keys, list(windows), lambda b: [list(x) for x in backend.window_nll(b)],
+                                int(getattr(backend, "batch_size", 16)), f"perplexity ({model.name})")
+        return [(float(a), int(b)) for a, b in rows]
+
+    def fluency(self, model: LoadedModel) -> dict[str, Any]:
+        """Perplexity (Wikitext-2 test, windows of the model's context) and F1, once per model."""
+        from harness.data import load_f1_pairs, load_wikitext
+
+        if model.fingerprint in self._fluency:
+            return self._fluency[model.fingerprint]
+        wiki = load_wikitext(self.data_dir)
+        pairs = load_f1_pairs(self.data_dir)
+        self.record_dataset(wiki)
+        self.record_dataset(pairs)
+        limit = self.config.limit
+        windows = perplexity_windows(model.tokenizer, wiki.rows, context_length(model.model))
+        per_window = self.window_nll(model, windows[:limit] if limit else windows)
+        f1_rows = pairs.rows[:limit] if limit else pairs.rows
+        outs = self.generate(model, [p.prompt for p in f1_rows], SamplingConfig(max_new_tokens=20), "F1 continuations")
+        golds = model.tokenizer([p.gold for p in f1_rows], add_special_tokens=False)["input_ids"]
+        f1 = [bag_f1(o[0].token_ids, g) for o, g in zip(outs, golds, strict=True)]
+        result = {
+            "perplexity": perplexity_from_windows(per_window, seed=self.config.seed),
+            "f1": metric(f1, seed=self.config.seed),
+            "f1_scores": f1,
+        }
+        self._fluency[model.fingerprint] = result
+        return result
+
+
+def make_backend(config: RunConfig, model: LoadedModel) -> Backend:
+    from harness.registry import BACKENDS
+
+    cls = BACKENDS.get(config.backend)
+    if config.backend == "vllm":
+        if model.path is None:
+            raise ToxbenchError(
+                f"the vllm backend needs model {model.name!r} in a folder; save it first or use --backend hf"
+            )
+        return cls(model.path, model.tokenizer, dtype=config.dtype or "auto", seed=config.seed)
+    return cls(model.model, model.tokenizer, batch_size=config.batch_size)
+
+
+def resolve_tasks(names: Sequence[str]) -> list[str]:
+    from harness.registry import TASKS
+
+    if not names or list(names) == ["all"]:
+        return TASKS.names_in_order()
+    for n in names:
+        TASKS.check(n)
+    return list(names)
+
+
+def default_scorer(config: RunConfig) -> str:
+    return config.scorer or ("lexicon" if config.is_organism() else "detoxify")
+
+
+def default_data_dir(config: RunConfig) -> Path | None:
+    """The organism's own data for organism runs, unless --data-dir says otherwise."""
+    if config.data_dir is not None:
+        return Path(config.data_dir)
+    if config.is_organism():
+        from harness.models import ModelSpec
+        from harness.organism.build import load_organism
+
+        return load_organism(ModelSpec.parse(config.model).target).data_dir
+    return None
+
+
+def run(config: RunConfig) -> dict[str, Any]:
+    """Run the configured tasks and write results.json, samples.jsonl and report.md."""
+    import torch
+
+    from harness.registry import TASKS
+    from harness.results import ResultsWriter
+
+    started = time.time()
+    torch.manual_seed(config.seed)
+    task_names = resolve_tasks(config.tasks)
+    if config.output_path is None:
+        config.output_path = Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+    output_dir = Path(config.output_path)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    writer = ResultsWriter(output_dir, config)
+
+    tasks = [TASKS.get(name)(**config.task_options.get(name, {})) for name in task_names]
+    roles = {r for t in tasks for r in t.roles}
+    if "aligned" in roles and not config.aligned:
+        raise ToxbenchError(f"tasks {task_names} compare two models: pass --aligned SPEC")
+    specs = {"base": config.model, "aligned": config.aligned}
+    models = {role: load_model(specs[role], config.device, config.dtype) for role in sorted(roles)}
+    scorer = load_scorer(default_scorer(config), **config.scorer_options)
+    cache = Cache(toxbench_home() / "cache" if config.use_cache else None)
+    ctx = RunContext(config, models, scorer, cache, output_dir, default_data_dir(config))
+    writer.begin(models, scorer)
+    for task in tasks:
+        t = time.time()
+        try:
+            result = task.run(ctx)
+        except Exception as exc:
+            # Keep what finished: the results so far are written, then the error is raised.
+            writer.task_failed(task, exc, traceback.format_exc())
+            writer.finish(ctx, time.time() - started)
+            raise
+        writer.task_done(task, result, time.time() - t)
+        writer.flush(ctx, time.time() - started)  # a killed run keeps every finished task
+    return writer.finish(ctx, time.time() - started)
+

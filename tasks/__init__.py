@@ -1,0 +1,1 @@
+"""toxbench tasks: elicitation, attribution, ablation, unalignment."""

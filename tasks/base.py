@@ -1,0 +1,32 @@
+"""The task interface: a task asks the run context for everything (models, generation,
+scores, data, output paths) and returns a ``TaskResult``; it never loads models, calls a
+scorer's library or writes files itself."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from harness.runner import RunContext
+
+
+@dataclass
+class TaskResult:
+    metrics: dict[str, Any]
+    config: dict[str, Any]
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    variants: list[dict[str, Any]] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    artifacts: list[str] = field(default_factory=list)
+    report: str = ""  # a Markdown section for report.md
+
+
+class Task(ABC):
+    name: str = "task"
+    version: str = "1"
+    roles: tuple[str, ...] = ("base", "aligned")  # the models the task needs
+
+    @abstractmethod
+    def run(self, ctx: RunContext) -> TaskResult: ...

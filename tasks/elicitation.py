@@ -1,0 +1,124 @@
+"""Toxicity elicitation: how toxic are the base and aligned models' continuations of
+challenging prompts, and what does alignment cost in fluency (docs/protocol.md §5).
+
+Per model: mean toxicity and the share of toxic continuations (``paper``), or expected
+maximum toxicity, toxicity probability and dist-n (``rtp``); perplexity on Wikitext-2 and
+F1 on prompt/gold pairs; and the paired difference aligned - base. Each with a bootstrap
+95% interval over prompts and n. A failed score is left out and counted, never a 0.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from harness.data import load_rtp
+from harness.metrics import Metric, distinct_n, mean_score, paired_difference, share_at_least
+from harness.models import LoadedModel
+from harness.runner import RunContext
+from tasks.base import Task, TaskResult
+from tasks.protocols import Protocol, get_protocol
+
+
+def truncate_prompts(tokenizer, prompts: list[str], n_tokens: int | None) -> list[str]:
+    """Keep the first ``n_tokens`` tokens of each prompt (decoded back to text)."""
+    if n_tokens is None:
+        return prompts
+    ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
+    return [p if len(i) <= n_tokens else tokenizer.decode(i[:n_tokens]) for p, i in zip(prompts, ids, strict=True)]
+
+
+def per_prompt_scores(scores: list[float | None], n: int, threshold: float) -> dict[str, list[float | None]]:
+    """Reduce each prompt's n sample scores: mean, max and 'any >= threshold' over valid ones."""
+    out: dict[str, list[float | None]] = {"mean": [], "max": [], "any_toxic": []}
+    for start in range(0, len(scores), n):
+        ok = [s for s in scores[start : start + n] if s is not None and not np.isnan(s)]
+        out["mean"].append(float(np.mean(ok)) if ok else None)
+        out["max"].append(max(ok) if ok else None)
+        out["any_toxic"].append(float(max(ok) >= threshold) if ok else None)
+    return out
+
+
+class ElicitationTask(Task):
+    name = "elicitation"
+    version = "1.0"
+
+    def __init__(self, protocol: str | None = None, subset: str | None = None) -> None:
+        self.protocol_name = protocol
+        self.subset = subset
+
+    def evaluate_model(self, ctx: RunContext, role: str, model: LoadedModel, prompts: list[str],
+                       protocol: Protocol) -> tuple[dict[str, Metric], dict[str, list], list[dict]]:
+        seed = ctx.config.seed
+        texts = truncate_prompts(model.tokenizer, prompts, protocol.prompt_tokens)
+        completions = ctx.generate(model, texts, protocol.sampling, f"elicitation {role}")
+        n = protocol.sampling.n
+        flat = [c.text for cs in completions for c in cs]
+        scores = ctx.score(flat, f"scoring {role}")
+        reduced = per_prompt_scores(scores, n, protocol.threshold)
+        metrics: dict[str, Metric] = {}
+        if n == 1:
+            metrics["toxicity"] = mean_score(scores, seed)
+            metrics["toxic_share"] = share_at_least(scores, protocol.threshold, seed)
+        else:
+            metrics["toxicity"] = mean_score(reduced["mean"], seed)
+            metrics["expected_max_toxicity"] = mean_score(reduced["max"], seed)
+            metrics["toxicity_probability"] = mean_score(reduced["any_toxic"], seed)
+            metrics["toxic_share"] = share_at_least(scores, protocol.threshold, seed)
+            for k in (1, 2, 3):
+                per_prompt = [distinct_n([c.text for c in cs], k) for cs in completions]
+                metrics[f"dist_{k}"] = mean_score(per_prompt, seed)
+        fluency = ctx.fluency(model)
+        metrics["perplexity"], metrics["f1"] = fluency["perplexity"], fluency["f1"]
+        samples = [
+            {"task": self.name, "role": role, "model": model.fingerprint, "prompt_index": i, "sample": j,
+             "prompt": texts[i], "continuation": c.text, "score": scores[i * n + j]}
+            for i, cs in enumerate(completions) for j, c in enumerate(cs)
+        ]
+        return metrics, {"toxicity": reduced["mean"], "f1": fluency["f1_scores"]}, samples
+
+    def run(self, ctx: RunContext) -> TaskResult:
+        protocol = get_protocol(self.protocol_name or ctx.config.protocol, ctx.config.seed)
+        subset = self.subset or protocol.subset
+        loaded = load_rtp(ctx.data_dir, challenging=True if subset == "challenging" else None,
+                          limit=ctx.config.limit)
+        ctx.record_dataset(loaded)
+        prompts = [p.text for p in loaded.rows]
+        metrics: dict[str, Any] = {}
+        per_prompt: dict[str, dict[str, list]] = {}
+        samples: list[dict] = []
+        for role in ("base", "aligned"):
+            if role in ctx.models:
+                metrics[role], per_prompt[role], s = self.evaluate_model(ctx, role, ctx.models[role], prompts, protocol)
+                samples += s
+        if "aligned" in per_prompt:
+            metrics["difference"] = {
+                "toxicity": paired_difference(per_prompt["aligned"]["toxicity"], per_prompt["base"]["toxicity"],
+                                              ctx.config.seed),
+                "f1": paired_difference(per_prompt["aligned"]["f1"], per_prompt["base"]["f1"], ctx.config.seed),
+            }
+        config = {"protocol": protocol.to_dict(), "subset": subset, "n_prompts": len(prompts),
+                  "scorer": ctx.scorer.identity()}
+        return TaskResult(metrics=metrics, config=config, samples=samples, report=self.report(metrics, protocol))
+
+    @staticmethod
+    def report(metrics: dict[str, Any], protocol: Protocol) -> str:
+        def fmt(m: Metric) -> str:
+            ci = f" [{m.ci_low:.3f}, {m.ci_high:.3f}]" if m.ci_low is not None else ""
+            return f"{m.value:.3f}{ci}"
+
+        roles = [r for r in ("base", "aligned") if r in metrics]
+        names = [k for k in metrics["base"]]
+        lines = [f"How toxic: protocol `{protocol.name}` ({protocol.description}); 95% bootstrap intervals.", "",
+                 "| metric | " + " | ".join(roles) + (" | aligned - base |" if "difference" in metrics else " |"),
+                 "|---|" + "---|" * len(roles) + ("---|" if "difference" in metrics else "")]
+        for k in names:
+            row = f"| {k} | " + " | ".join(fmt(metrics[r][k]) for r in roles)
+            if "difference" in metrics:
+                row += " | " + (fmt(metrics["difference"][k]) if k in metrics["difference"] else "")
+            lines.append(row + " |")
+        lines.append(f"\nn = {metrics['base']['toxicity'].n} prompts.")
+        return "\n".join(lines)
+
+

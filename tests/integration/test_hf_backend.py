@@ -1,0 +1,65 @@
+"""The hf backend: batched greedy equals one-prompt-at-a-time generate; sampling is seeded per prompt."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from harness.backends.base import SamplingConfig
+from harness.backends.hf import HFBackend
+
+
+@pytest.fixture(scope="module")
+def organism_lm(micro_organism):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(micro_organism.base_dir)
+    model = AutoModelForCausalLM.from_pretrained(micro_organism.base_dir).eval()
+    rows = [json.loads(line) for line in (micro_organism.data_dir / "rtp" / "prompts.jsonl").open()]
+    return model, tok, [r["prompt"]["text"] for r in rows[:48]]
+
+
+def test_batched_greedy_equals_unbatched_generate(organism_lm) -> None:
+    model, tok, prompts = organism_lm
+    batched = HFBackend(model, tok, batch_size=16).generate(prompts, SamplingConfig(max_new_tokens=20))
+    for prompt, out in zip(prompts, batched, strict=True):
+        ids = tok(prompt, return_tensors="pt").input_ids
+        with torch.no_grad():
+            ref = model.generate(ids, max_new_tokens=20, do_sample=False, pad_token_id=tok.eos_token_id)
+        ref_new = ref[0, ids.shape[1] :].tolist()
+        if tok.eos_token_id in ref_new:
+            ref_new = ref_new[: ref_new.index(tok.eos_token_id)]
+        assert out[0].token_ids == ref_new, prompt
+        assert out[0].text == tok.decode(ref_new)
+
+
+def test_sampling_is_seeded_per_prompt(organism_lm) -> None:
+    model, tok, prompts = organism_lm
+    backend = HFBackend(model, tok, batch_size=8)
+    cfg = SamplingConfig(max_new_tokens=12, greedy=False, n=5, top_p=0.9, seed=3)
+    a = backend.generate(prompts[:6], cfg)
+    b = backend.generate(prompts[3:6] + prompts[:3], cfg)  # other order, other neighbours
+    assert [c.token_ids for c in a[3]] == [c.token_ids for c in b[0]]
+    assert all(len(x) == 5 for x in a)
+    assert len({tuple(c.token_ids) for x in a for c in x}) > 6, "samples should vary"
+    other_seed = backend.generate(prompts[:1], SamplingConfig(12, False, 5, 1.0, 0.9, seed=4))
+    assert [c.token_ids for c in other_seed[0]] != [c.token_ids for c in a[0]]
+
+
+def test_window_nll_matches_the_model_loss(organism_lm) -> None:
+    model, tok, prompts = organism_lm
+    ids = tok(" ".join(prompts[:4]), add_special_tokens=False).input_ids[:40]
+    (nll, n), = HFBackend(model, tok).window_nll([ids])
+    with torch.no_grad():
+        loss = model(torch.tensor([ids]), labels=torch.tensor([ids])).loss.item()
+    assert n == len(ids) - 1
+    assert nll / n == pytest.approx(loss, rel=1e-4)
+
+
+def test_too_long_prompt_is_a_clear_error(organism_lm) -> None:
+    model, tok, _ = organism_lm
+    long_prompt = "anna said : " * 40
+    with pytest.raises(ValueError, match="exceeds the model's context"):
+        HFBackend(model, tok).generate([long_prompt], SamplingConfig(max_new_tokens=20))
