@@ -45,12 +45,14 @@ class RunConfig:
     output_path: Path | None = None
     data_dir: Path | None = None
     use_cache: bool = True
+    probe_path: Path | None = None  # an existing probe (``toxbench probe train``) instead of training one
     task_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["output_path"] = str(self.output_path) if self.output_path else None
         d["data_dir"] = str(self.data_dir) if self.data_dir else None
+        d["probe_path"] = str(self.probe_path) if self.probe_path else None
         return d
 
     def is_organism(self) -> bool:
@@ -71,6 +73,7 @@ class RunContext:
         self.datasets: dict[str, dict[str, Any]] = {}
         self._backends: dict[str, Backend] = {}
         self._fluency: dict[str, dict[str, Any]] = {}
+        self._probe = None
 
     # -- models and backends -------------------------------------------------------------
     def backend(self, model: LoadedModel) -> Backend:
@@ -145,6 +148,14 @@ class RunContext:
         rows = self._cached_map("nll", keys, list(windows), lambda b: [list(x) for x in backend.window_nll(b)],
                                 int(getattr(backend, "batch_size", 16)), f"perplexity ({model.name})")
         return [(float(a), int(b)) for a, b in rows]
+
+    def probe(self):
+        """The toxicity probe of the base model: given (``probe_path``), cached, or trained now."""
+        from harness.mech.probe import load_or_train_probe
+
+        if self._probe is None:
+            self._probe = load_or_train_probe(self, self.models["base"])
+        return self._probe
 
     def fluency(self, model: LoadedModel) -> dict[str, Any]:
         """Perplexity (Wikitext-2 test, windows of the model's context) and F1, once per model."""
@@ -233,7 +244,10 @@ def run(config: RunConfig) -> dict[str, Any]:
         raise ToxbenchError(f"tasks {task_names} compare two models: pass --aligned SPEC")
     specs = {"base": config.model, "aligned": config.aligned}
     models = {role: load_model(specs[role], config.device, config.dtype) for role in sorted(roles)}
-    scorer = load_scorer(default_scorer(config), **config.scorer_options)
+    scorer_options = dict(config.scorer_options)
+    if config.device and "device" not in scorer_options:
+        scorer_options["device"] = config.device  # the scorer runs where the models run
+    scorer = load_scorer(default_scorer(config), **scorer_options)
     cache = Cache(toxbench_home() / "cache" if config.use_cache else None)
     ctx = RunContext(config, models, scorer, cache, output_dir, default_data_dir(config))
     writer.begin(models, scorer)

@@ -1,0 +1,142 @@
+"""Detoxify (Hanu & Unitary, 2020): the public toxicity classifiers, through Detoxify's own class.
+
+Detoxify downloads its checkpoint from GitHub (into ``$TORCH_HOME/hub/checkpoints``) and the
+config and tokenizer of the checkpoint's base model (``bert-base-uncased``, ``roberta-base``,
+``xlm-roberta-base``) from the Hugging Face hub. Offline, either copy both caches from a
+machine that ran ``Detoxify(model_type)`` once, or pass ``checkpoint=PATH`` and
+``huggingface_config_path=DIR`` (see ``DetoxifyScorer``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from harness.errors import ToxbenchError
+from harness.io import sha256_file
+from harness.models import resolve_device
+from harness.scorers.base import Scorer
+
+MODEL_TYPES = ("original", "unbiased", "multilingual")
+BASE_MODELS = {"original": "bert-base-uncased", "unbiased": "roberta-base", "multilingual": "xlm-roberta-base"}
+
+log = logging.getLogger(__name__)
+
+
+class DetoxifyScorer(Scorer):
+    """One Detoxify attribute (default: toxicity) of a model loaded once per instance.
+
+    ``checkpoint``: a local ``.ckpt`` file instead of the released one (needed offline).
+    ``huggingface_config_path``: a folder with the model's ``config.json`` and tokenizer files,
+    read instead of the hub. Scores go through Detoxify's own ``predict``, in batches of texts
+    of similar length.
+    """
+
+    name = "detoxify"
+
+    def __init__(self, model_type: str = "original", checkpoint: str | Path | None = None,
+                 huggingface_config_path: str | Path | None = None, device: str | None = None,
+                 batch_size: int | str = 64, attribute: str = "toxicity") -> None:
+        if model_type not in MODEL_TYPES:
+            raise ToxbenchError(
+                f"unknown Detoxify model_type {model_type!r}: choose one of {', '.join(MODEL_TYPES)}"
+            )
+        try:
+            self.batch_size = int(batch_size)  # from the CLI, scorer options are strings
+        except ValueError:
+            self.batch_size = 0
+        if self.batch_size < 1:
+            raise ToxbenchError(f"Detoxify batch_size must be a positive integer, got {batch_size!r}")
+        try:
+            from detoxify import Detoxify
+            from detoxify.detoxify import MODEL_URLS
+        except ImportError as exc:
+            raise ToxbenchError("the detoxify scorer needs the detoxify package: pip install detoxify") from exc
+
+        self.model_type = model_type
+        self.attribute = attribute
+        self.checkpoint = Path(checkpoint) if checkpoint else None
+        self.huggingface_config_path = Path(huggingface_config_path) if huggingface_config_path else None
+        if self.checkpoint is not None and not self.checkpoint.is_file():
+            raise ToxbenchError(f"Detoxify checkpoint {str(self.checkpoint)!r} is not a file")
+        if self.huggingface_config_path is not None and not self.huggingface_config_path.is_dir():
+            raise ToxbenchError(
+                f"Detoxify huggingface_config_path {str(self.huggingface_config_path)!r} is not a folder"
+            )
+        self._url = MODEL_URLS[model_type]
+        self._source = self._url if self.checkpoint is None else str(self.checkpoint)
+        weights = self._url if self.checkpoint is None else "sha256:" + sha256_file(self.checkpoint)[:16]
+        try:
+            self.detoxify = Detoxify(
+                model_type,
+                checkpoint=None if self.checkpoint is None else str(self.checkpoint),
+                device=resolve_device(device),
+                huggingface_config_path=(
+                    None if self.huggingface_config_path is None else str(self.huggingface_config_path)
+                ),
+            )
+        except OSError as exc:  # no network, or a file missing from the hub caches
+            raise ToxbenchError(self._load_failure(exc)) from exc
+        if attribute not in self.detoxify.class_names:
+            raise ToxbenchError(
+                f"Detoxify {model_type!r} has no attribute {attribute!r}: "
+                f"choose one of {', '.join(self.detoxify.class_names)}"
+            )
+        self._fingerprint = f"detoxify-{metadata.version('detoxify')}-{model_type}-{attribute}-{weights}"
+
+    def _load_failure(self, exc: OSError) -> str:
+        """What failed, and the two ways to load Detoxify without network."""
+        mt, base, version = self.model_type, BASE_MODELS[self.model_type], metadata.version("detoxify")
+        return (
+            f"could not load Detoxify {mt!r} from {self._source}: {exc}\n"
+            f"Without network, either (1) run `python -c \"from detoxify import Detoxify; "
+            f"Detoxify('{mt}')\"` once on a machine with network and copy its torch hub cache "
+            f"(~/.cache/torch/hub/checkpoints, or $TORCH_HOME/hub/checkpoints) and Hugging Face cache "
+            f"(~/.cache/huggingface/hub) here; or (2) pass checkpoint=PATH (the .ckpt file, from "
+            f"{self._url}) and huggingface_config_path=DIR, a folder written on that machine by "
+            f"`d = Detoxify('{mt}'); d.model.config.save_pretrained(DIR); d.tokenizer.save_pretrained(DIR)` "
+            f"(on the command line: --scorer-option checkpoint=PATH --scorer-option "
+            f"huggingface_config_path=DIR). Detoxify {version} also reads the config of {base!r} by "
+            f"name, so with (2) the Hugging Face cache must still hold that config.json."
+        )
+
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    def identity(self) -> dict[str, Any]:
+        return {**super().identity(), "model_type": self.model_type, "attribute": self.attribute,
+                "checkpoint": self._source}
+
+    def score(self, texts: Sequence[str]) -> list[float | None]:
+        out: list[float | None] = [None] * len(texts)  # non-str inputs stay None
+        order = sorted((i for i, t in enumerate(texts) if isinstance(t, str)), key=lambda i: len(texts[i]))
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start:start + self.batch_size]
+            try:
+                scores = self._predict([texts[i] for i in batch])
+            except Exception as exc:  # retry one by one, so that only the failing texts are lost
+                log.warning("Detoxify failed on a batch of %d texts (%s): scoring them one by one",
+                            len(batch), exc)
+                scores = []
+                for i in batch:
+                    try:
+                        scores.extend(self._predict([texts[i]]))
+                    except Exception as single_exc:
+                        log.warning("Detoxify failed on text %d: %s", i, single_exc)
+                        scores.append(None)
+            for i, value in zip(batch, scores, strict=True):
+                out[i] = value
+        return out
+
+    def _predict(self, texts: list[str]) -> list[float | None]:
+        """Detoxify's scores of ``attribute`` for ``texts``; a non-finite score is None."""
+        values = self.detoxify.predict(texts)[self.attribute]
+        if not isinstance(values, list):  # predict squeezes a batch of one to a number
+            values = [values]
+        if len(values) != len(texts):
+            raise RuntimeError(f"Detoxify returned {len(values)} scores for {len(texts)} texts")
+        return [float(v) if math.isfinite(v) else None for v in values]
