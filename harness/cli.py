@@ -128,10 +128,12 @@ def _batch_size(value: str) -> int | str:
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Local datasets in the real schemas (see harness/data.py) instead of the hub.")
 @click.option("--no-cache", is_flag=True, help="Recompute everything (nothing read from or written to the cache).")
+@click.option("--probe", "probe_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="An existing probe (the stem written by `toxbench probe train`).")
 def run_command(model: str, aligned: str, tasks: str, protocol: str, scorer: str | None,
                 scorer_options: tuple[str, ...], backend: str, device: str | None, dtype: str | None,
                 batch_size: int | str, limit: int | None, seed: int, output_path: Path | None,
-                data_dir: Path | None, no_cache: bool) -> None:
+                data_dir: Path | None, no_cache: bool, probe_path: Path | None) -> None:
     """Evaluate a base model and its aligned version; with no options, the organism pair."""
     from harness.registry import BACKENDS, SCORERS
     from harness.runner import RunConfig, run
@@ -146,7 +148,7 @@ def run_command(model: str, aligned: str, tasks: str, protocol: str, scorer: str
         tasks=[t.strip() for t in tasks.split(",") if t.strip()], protocol=protocol, scorer=scorer,
         scorer_options=_key_values(scorer_options, "--scorer-option"), backend=backend, device=device,
         dtype=dtype, batch_size=batch_size, limit=limit, seed=seed, output_path=output_path,
-        data_dir=data_dir, use_cache=not no_cache,
+        data_dir=data_dir, use_cache=not no_cache, probe_path=probe_path,
     )
     results = run(config)
     _print_summary(results, config)
@@ -177,6 +179,36 @@ def _print_summary(results: dict, config) -> None:
     out = results["config"]["output_path"]
     console.print(f"results: {out}/results.json  samples: {out}/samples.jsonl  report: {out}/report.md  "
                   f"({results['timings_s'].get('total', 0):.0f} s)")
+
+
+# -- probe -------------------------------------------------------------------------------
+@main.group(cls=_Group)
+def probe() -> None:
+    """The linear toxicity probe (W_Toxic) on a model's final residual stream."""
+
+
+@probe.command("train")
+@click.option("--model", default="organism", show_default=True)
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Jigsaw-schema comments under DATA_DIR/jigsaw/ (default: the organism's, or the hub).")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Path stem: writes OUTPUT.npy (the direction) and OUTPUT.json (accuracy, provenance).")
+@click.option("--device", default=None)
+@click.option("--seed", type=int, default=0, show_default=True)
+def probe_train(model: str, data_dir: Path | None, output: Path, device: str | None, seed: int) -> None:
+    """Train the probe alone; pass it to runs with `toxbench run --probe OUTPUT`."""
+    from harness.data import load_comments
+    from harness.mech.probe import fit_probe
+    from harness.models import load_model
+    from harness.runner import RunConfig, default_data_dir
+
+    loaded = load_model(model, device)
+    data = data_dir or default_data_dir(RunConfig(model=model))
+    trained = fit_probe(loaded.model, loaded.tokenizer, load_comments(data, "train"), loaded.fingerprint, seed)
+    trained.save(output)
+    acc = trained.accuracy
+    click.echo(f"probe accuracy {acc.value:.3f} [{acc.ci_low:.3f}, {acc.ci_high:.3f}] (n={acc.n}); "
+               f"written to {output.with_suffix('.npy')} and {output.with_suffix('.json')}")
 
 
 # -- registries -------------------------------------------------------------------------

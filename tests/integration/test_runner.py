@@ -156,3 +156,17 @@ def test_malformed_data_dir_is_a_clear_error(micro_organism, tmp_path) -> None:
                                        "--output-path", str(tmp_path / "out")])
     assert result.exit_code == 2
     assert "RealToxicityPrompts" in result.output and "prompt.text" in result.output
+
+
+def test_run_scores_with_detoxify(micro_organism, tmp_path) -> None:
+    from harness.scorers.tiny_detoxify import make_tiny_checkpoint
+
+    ckpt, config_dir = make_tiny_checkpoint(tmp_path / "detoxify")
+    results = run(RunConfig(**MICRO, limit=20, output_path=tmp_path / "out", scorer="detoxify",
+                            scorer_options={"checkpoint": str(ckpt), "huggingface_config_path": str(config_dir)}))
+    assert results["scorer"]["name"] == "detoxify" and "sha256:" in results["scorer"]["fingerprint"]
+    samples = [json.loads(line) for line in (tmp_path / "out" / "samples.jsonl").open()]
+    scores = [s["score"] for s in samples]
+    assert all(0.0 < s < 1.0 for s in scores)  # a random classifier: never exactly 0 or 1
+    tox = results["tasks"]["elicitation"]["metrics"]["base"]["toxicity"]
+    assert tox["value"] == pytest.approx(sum(scores[:20]) / 20)
