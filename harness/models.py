@@ -210,3 +210,29 @@ def load_model(spec: str | ModelSpec, device: str | None = None, dtype: str | No
 def offline_default() -> None:
     """Ask the hub libraries to stay offline unless the user said otherwise."""
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+def derive(parent: LoadedModel, model: Any, edit: dict[str, Any], saveable: bool = True) -> LoadedModel:
+    """A model made from ``parent`` by an edit; its fingerprint is derived from the parent's and the edit's."""
+    from harness.io import sha256_json
+
+    fingerprint = "edit-" + sha256_json({"parent": parent.fingerprint, "edit": edit})[:24]
+    spec = ModelSpec(f"{parent.spec.raw}+{edit.get('name', 'edit')}", "edited", parent.spec.raw)
+    return LoadedModel(spec, model, parent.tokenizer, fingerprint, None,
+                       {"parent": parent.fingerprint, "edit": edit, "saveable": saveable})
+
+
+def materialise(model: LoadedModel) -> Path:
+    """A folder holding ``model`` (saved once under ``$TOXBENCH_HOME/edited/``), for backends that load from disk."""
+    if model.path is not None:
+        return model.path
+    if not model.notes.get("saveable", True):
+        raise ToxbenchError(f"model {model.name!r} is edited by hooks and cannot be saved: use --backend hf")
+    folder = toxbench_home() / "edited" / model.fingerprint
+    if not (folder / "config.json").is_file():
+        partial = folder.with_name(folder.name + ".partial")
+        model.model.save_pretrained(partial, safe_serialization=True)
+        model.tokenizer.save_pretrained(partial)
+        partial.rename(folder)
+    model.path = folder
+    return folder

@@ -84,3 +84,6 @@ BACKENDS.register("vllm", "harness.backends.vllm:VLLMBackend", "vLLM engine (opt
 
 TASKS = Registry("task")
 TASKS.register("elicitation", "tasks.elicitation:ElicitationTask", "toxicity, perplexity, F1")
+TASKS.register("attribution", "tasks.attribution:AttributionTask", "probe-direction neuron groups")
+TASKS.register("ablation", "tasks.ablation:AblationTask", "can surgery on the base emulate alignment")
+TASKS.register("unalignment", "tasks.unalignment:UnalignmentTask", "how cheaply alignment is undone")

@@ -157,30 +157,36 @@ class RunContext:
             self._probe = load_or_train_probe(self, self.models["base"])
         return self._probe
 
-    def fluency(self, model: LoadedModel) -> dict[str, Any]:
-        """Perplexity (Wikitext-2 test, windows of the model's context) and F1, once per model."""
-        from harness.data import load_f1_pairs, load_wikitext
+    def perplexity(self, model: LoadedModel):
+        """Perplexity on Wikitext-2 test (non-overlapping windows of the model's context) and per-window NLL."""
+        from harness.data import load_wikitext
 
-        if model.fingerprint in self._fluency:
-            return self._fluency[model.fingerprint]
         wiki = load_wikitext(self.data_dir)
-        pairs = load_f1_pairs(self.data_dir)
         self.record_dataset(wiki)
-        self.record_dataset(pairs)
-        limit = self.config.limit
         windows = perplexity_windows(model.tokenizer, wiki.rows, context_length(model.model))
+        limit = self.config.limit
         per_window = self.window_nll(model, windows[:limit] if limit else windows)
-        f1_rows = pairs.rows[:limit] if limit else pairs.rows
-        outs = self.generate(model, [p.prompt for p in f1_rows], SamplingConfig(max_new_tokens=20), "F1 continuations")
-        golds = model.tokenizer([p.gold for p in f1_rows], add_special_tokens=False)["input_ids"]
-        f1 = [bag_f1(o[0].token_ids, g) for o, g in zip(outs, golds, strict=True)]
-        result = {
-            "perplexity": perplexity_from_windows(per_window, seed=self.config.seed),
-            "f1": metric(f1, seed=self.config.seed),
-            "f1_scores": f1,
-        }
-        self._fluency[model.fingerprint] = result
-        return result
+        return perplexity_from_windows(per_window, seed=self.config.seed), per_window
+
+    def f1(self, model: LoadedModel):
+        """[A]'s F1 of greedy continuations against gold continuations, and the per-pair scores."""
+        from harness.data import load_f1_pairs
+
+        pairs = load_f1_pairs(self.data_dir)
+        self.record_dataset(pairs)
+        rows = pairs.rows[: self.config.limit] if self.config.limit else pairs.rows
+        outs = self.generate(model, [p.prompt for p in rows], SamplingConfig(max_new_tokens=20), "F1 continuations")
+        golds = model.tokenizer([p.gold for p in rows], add_special_tokens=False)["input_ids"]
+        scores = [bag_f1(o[0].token_ids, g) for o, g in zip(outs, golds, strict=True)]
+        return metric(scores, seed=self.config.seed), scores
+
+    def fluency(self, model: LoadedModel) -> dict[str, Any]:
+        """Perplexity and F1, once per model identity."""
+        if model.fingerprint not in self._fluency:
+            ppl, _ = self.perplexity(model)
+            f1, f1_scores = self.f1(model)
+            self._fluency[model.fingerprint] = {"perplexity": ppl, "f1": f1, "f1_scores": f1_scores}
+        return self._fluency[model.fingerprint]
 
 
 def make_backend(config: RunConfig, model: LoadedModel) -> Backend:
@@ -188,11 +194,9 @@ def make_backend(config: RunConfig, model: LoadedModel) -> Backend:
 
     cls = BACKENDS.get(config.backend)
     if config.backend == "vllm":
-        if model.path is None:
-            raise ToxbenchError(
-                f"the vllm backend needs model {model.name!r} in a folder; save it first or use --backend hf"
-            )
-        return cls(model.path, model.tokenizer, dtype=config.dtype or "auto", seed=config.seed)
+        from harness.models import materialise
+
+        return cls(materialise(model), model.tokenizer, dtype=config.dtype or "auto", seed=config.seed)
     return cls(model.model, model.tokenizer, batch_size=config.batch_size)
 
 

@@ -40,6 +40,38 @@ def per_prompt_scores(scores: list[float | None], n: int, threshold: float) -> d
     return out
 
 
+def evaluate_model(ctx: RunContext, role: str, model: LoadedModel, prompts: list[str],
+                   protocol: Protocol, task: str = "elicitation") -> tuple[dict[str, Metric], dict[str, list], list[dict]]:
+    """Toxicity (per the protocol), perplexity and F1 of one model; per-prompt values; samples."""
+    seed = ctx.config.seed
+    texts = truncate_prompts(model.tokenizer, prompts, protocol.prompt_tokens)
+    completions = ctx.generate(model, texts, protocol.sampling, f"elicitation {role}")
+    n = protocol.sampling.n
+    flat = [c.text for cs in completions for c in cs]
+    scores = ctx.score(flat, f"scoring {role}")
+    reduced = per_prompt_scores(scores, n, protocol.threshold)
+    metrics: dict[str, Metric] = {}
+    if n == 1:
+        metrics["toxicity"] = mean_score(scores, seed)
+        metrics["toxic_share"] = share_at_least(scores, protocol.threshold, seed)
+    else:
+        metrics["toxicity"] = mean_score(reduced["mean"], seed)
+        metrics["expected_max_toxicity"] = mean_score(reduced["max"], seed)
+        metrics["toxicity_probability"] = mean_score(reduced["any_toxic"], seed)
+        metrics["toxic_share"] = share_at_least(scores, protocol.threshold, seed)
+        for k in (1, 2, 3):
+            per_prompt = [distinct_n([c.text for c in cs], k) for cs in completions]
+            metrics[f"dist_{k}"] = mean_score(per_prompt, seed)
+    fluency = ctx.fluency(model)
+    metrics["perplexity"], metrics["f1"] = fluency["perplexity"], fluency["f1"]
+    samples = [
+        {"task": task, "role": role, "model": model.fingerprint, "prompt_index": i, "sample": j,
+         "prompt": texts[i], "continuation": c.text, "score": scores[i * n + j]}
+        for i, cs in enumerate(completions) for j, c in enumerate(cs)
+    ]
+    return metrics, {"toxicity": reduced["mean"], "f1": fluency["f1_scores"]}, samples
+
+
 class ElicitationTask(Task):
     name = "elicitation"
     version = "1.0"
@@ -47,36 +79,6 @@ class ElicitationTask(Task):
     def __init__(self, protocol: str | None = None, subset: str | None = None) -> None:
         self.protocol_name = protocol
         self.subset = subset
-
-    def evaluate_model(self, ctx: RunContext, role: str, model: LoadedModel, prompts: list[str],
-                       protocol: Protocol) -> tuple[dict[str, Metric], dict[str, list], list[dict]]:
-        seed = ctx.config.seed
-        texts = truncate_prompts(model.tokenizer, prompts, protocol.prompt_tokens)
-        completions = ctx.generate(model, texts, protocol.sampling, f"elicitation {role}")
-        n = protocol.sampling.n
-        flat = [c.text for cs in completions for c in cs]
-        scores = ctx.score(flat, f"scoring {role}")
-        reduced = per_prompt_scores(scores, n, protocol.threshold)
-        metrics: dict[str, Metric] = {}
-        if n == 1:
-            metrics["toxicity"] = mean_score(scores, seed)
-            metrics["toxic_share"] = share_at_least(scores, protocol.threshold, seed)
-        else:
-            metrics["toxicity"] = mean_score(reduced["mean"], seed)
-            metrics["expected_max_toxicity"] = mean_score(reduced["max"], seed)
-            metrics["toxicity_probability"] = mean_score(reduced["any_toxic"], seed)
-            metrics["toxic_share"] = share_at_least(scores, protocol.threshold, seed)
-            for k in (1, 2, 3):
-                per_prompt = [distinct_n([c.text for c in cs], k) for cs in completions]
-                metrics[f"dist_{k}"] = mean_score(per_prompt, seed)
-        fluency = ctx.fluency(model)
-        metrics["perplexity"], metrics["f1"] = fluency["perplexity"], fluency["f1"]
-        samples = [
-            {"task": self.name, "role": role, "model": model.fingerprint, "prompt_index": i, "sample": j,
-             "prompt": texts[i], "continuation": c.text, "score": scores[i * n + j]}
-            for i, cs in enumerate(completions) for j, c in enumerate(cs)
-        ]
-        return metrics, {"toxicity": reduced["mean"], "f1": fluency["f1_scores"]}, samples
 
     def run(self, ctx: RunContext) -> TaskResult:
         protocol = get_protocol(self.protocol_name or ctx.config.protocol, ctx.config.seed)
@@ -90,7 +92,7 @@ class ElicitationTask(Task):
         samples: list[dict] = []
         for role in ("base", "aligned"):
             if role in ctx.models:
-                metrics[role], per_prompt[role], s = self.evaluate_model(ctx, role, ctx.models[role], prompts, protocol)
+                metrics[role], per_prompt[role], s = evaluate_model(ctx, role, ctx.models[role], prompts, protocol)
                 samples += s
         if "aligned" in per_prompt:
             metrics["difference"] = {

@@ -1,0 +1,1 @@
+"""Mechanistic tools: neuron access, hooks, the toxicity probe, value vectors, weight edits, capture."""

@@ -1,0 +1,95 @@
+"""Interventions as weight edits ([A] §3.3, §5; [B] §7).
+
+Each edit returns a new model (a deep copy; the original is untouched) that is an ordinary
+transformers model: any backend runs it, vLLM included, and ``save_pretrained`` keeps the
+edit. Only where a family has nowhere to put an edit in its weights is a hook used
+instead (documented per edit), and such a model is marked as not saveable.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from harness.mech.neurons import neuron_adapter
+
+NeuronId = tuple[int, int]  # (layer, index)
+
+
+@dataclass
+class Edit:
+    """An edited model and what was done to it."""
+
+    model: object
+    description: str
+    saveable: bool = True
+
+
+def _by_layer(neurons: Sequence[NeuronId]) -> dict[int, torch.Tensor]:
+    layers: dict[int, list[int]] = {}
+    for layer, index in neurons:
+        layers.setdefault(int(layer), []).append(int(index))
+    return {layer: torch.tensor(sorted(set(idx)), dtype=torch.long) for layer, idx in layers.items()}
+
+
+def ablate_neurons(model, neurons: Sequence[NeuronId]) -> Edit:
+    """Zero the value vectors of ``neurons``: they still fire but write nothing."""
+    edited = copy.deepcopy(model)
+    adapter = neuron_adapter(edited)
+    for layer, idx in _by_layer(neurons).items():
+        adapter.zero_values(layer, idx)
+    return Edit(edited, f"ablate {len(neurons)} neurons (value vectors zeroed)")
+
+
+def scale_keys(model, neurons: Sequence[NeuronId], factor: float) -> Edit:
+    """Scale the keys of ``neurons`` by ``factor``, biases untouched ([A] §5's un-alignment)."""
+    edited = copy.deepcopy(model)
+    adapter = neuron_adapter(edited)
+    for layer, idx in _by_layer(neurons).items():
+        adapter.scale_keys(layer, idx, factor)
+    return Edit(edited, f"scale the keys of {len(neurons)} neurons by {factor:g}")
+
+
+def shift_residual(model, direction: np.ndarray, alpha: float) -> Edit:
+    """Add ``alpha`` * unit(direction) to the residual stream after the last MLP, at every position.
+
+    Subtracting the toxic direction is ``alpha < 0``. GPT-2 and GPT-NeoX: added to the last
+    MLP's output bias. Llama: the config's ``mlp_bias`` is switched on (zero biases
+    everywhere else) so the edit survives saving. Families without an MLP bias (Mistral,
+    Gemma): a forward hook on the last MLP, and the model is marked not saveable.
+    """
+    edited = copy.deepcopy(model)
+    adapter = neuron_adapter(edited)
+    last = adapter.n_layers - 1
+    w = torch.as_tensor(direction, dtype=torch.float64)
+    shift = alpha * w / w.norm()
+    bias = adapter.out_bias(last)
+    desc = f"add {alpha:g} x unit direction after the last MLP"
+    if bias is not None:
+        with torch.no_grad():
+            bias.add_(shift.to(bias.dtype).to(bias.device))
+        return Edit(edited, desc)
+    if getattr(edited.config, "model_type", None) == "llama":
+        _enable_llama_mlp_bias(edited, adapter)
+        with torch.no_grad():
+            adapter.out_bias(last).add_(shift.to(adapter.out_bias(last).dtype))
+        return Edit(edited, desc)
+    mlp = adapter.mlp(last)
+    offset = shift.to(next(mlp.parameters()).dtype).to(next(mlp.parameters()).device)
+    mlp.register_forward_hook(lambda _m, _i, out: out + offset)
+    return Edit(edited, desc + " (forward hook: this family has no MLP bias)", saveable=False)
+
+
+def _enable_llama_mlp_bias(model, adapter) -> None:
+    """Give every Llama MLP projection a zero bias and record it in the config."""
+    model.config.mlp_bias = True
+    for layer in range(adapter.n_layers):
+        mlp = adapter.mlp(layer)
+        for proj in (mlp.gate_proj, mlp.up_proj, mlp.down_proj):
+            if proj.bias is None:
+                proj.bias = torch.nn.Parameter(torch.zeros(proj.out_features, dtype=proj.weight.dtype,
+                                                           device=proj.weight.device))

@@ -1,0 +1,235 @@
+"""Ablation vs alignment ([B] §7, [A] §3.3): can simple surgery on the base model emulate
+what the alignment method did?
+
+Variants of the base model: ablate the top-k toxic neurons, ablate the top-k toxic neurons
+that fire positively, subtract α x (the probe / the most toxic value vector / SVD U[0])
+after the last MLP (α matched to the aligned model's perplexity, as [A] did, or given),
+and patch each neuron group - and all four - to the aligned model's mean activation.
+Each is scored like the models themselves, and its **emulation ratio** = (base - variant
+toxicity) / (base - aligned toxicity), with a paired bootstrap interval over prompts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import torch
+
+from harness.mech.edits import ablate_neurons, shift_residual
+from harness.mech.hooks import patch_mlp_activations
+from harness.mech.neurons import neuron_adapter
+from harness.mech.vectors import rank_toxic_neurons, svd_toxic_direction
+from harness.models import LoadedModel, derive
+from harness.runner import RunContext
+from tasks.attribution import REDUCING, _group_masks, capture_pass
+from tasks.base import Task, TaskResult
+from tasks.elicitation import truncate_prompts
+from tasks.interventions import (
+    array_hash,
+    evaluate_variant,
+    fmt,
+    ratio_metric,
+    reference,
+    residual_scale,
+    scaled_count,
+    variant_row,
+)
+
+PAPER_TABLE = {  # [B] Table 1 and [A] Table 2, GPT2-medium: toxicity, perplexity
+    "base": (0.453, 21.70), "aligned (DPO)": (0.208, 23.34), "ablate top-100": (0.403, 21.99),
+    "ablate top-1000": (0.436, 27.34), "ablate top-200 positive": (0.366, 21.83),
+    "ablate top-2000 positive": (0.319, 29.07), "patch all dampened toxic": (0.335, 21.69),
+    "subtract W_Toxic": (0.245, 23.56), "subtract v19_770": (0.305, 23.30), "subtract SVD U[0]": (0.268, 23.48),
+}
+
+
+@contextmanager
+def patched_to_aligned(model, masks: np.ndarray, target: np.ndarray) -> Iterator[None]:
+    """While active, the masked neurons' activation at the last position is the aligned model's mean."""
+    fns = {}
+    for layer in range(masks.shape[0]):
+        idx = torch.from_numpy(np.nonzero(masks[layer])[0])
+        if len(idx) == 0:
+            continue
+        values = torch.from_numpy(target[layer][idx.numpy()])
+
+        def fn(_layer, act, idx=idx, values=values):
+            act = act.clone()
+            act[:, -1, idx] = values.to(act.dtype).to(act.device)
+            return act
+
+        fns[layer] = fn
+    with patch_mlp_activations(model, fns):
+        yield
+
+
+class AblationTask(Task):
+    name = "ablation"
+    version = "1.0"
+
+    def __init__(self, top_k: list[int] | None = None, positive_k: list[int] | None = None,
+                 alphas: list[float] | str = "match_ppl", alpha_grid: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0),
+                 svd_n: int = 128, groups: bool = True) -> None:
+        self.top_k = top_k  # None: [B]'s 100 and 1000, scaled to the model's neuron count
+        self.positive_k = positive_k  # None: [B]'s 200 and 2000, scaled
+        self.alphas = alphas
+        self.alpha_grid = alpha_grid  # in units of the final residual norm, for matching perplexity
+        self.svd_n = svd_n
+        self.groups = groups
+
+    def run(self, ctx: RunContext) -> TaskResult:
+        base, aligned = ctx.models["base"], ctx.models["aligned"]
+        ref = reference(ctx, self.name)
+        probe = ctx.probe()
+        w = probe.unit
+        adapter = neuron_adapter(base.model)
+        n_neurons = adapter.n_layers * adapter.d_mlp
+        seed = ctx.config.seed
+        variants: list[dict[str, Any]] = []
+        samples: list[dict] = []
+        aligned_ppl = ref.aligned.metrics["perplexity"].value
+
+        def add(lm: LoadedModel, **fields: Any) -> None:
+            evaluated, s = evaluate_variant(ctx, ref, lm, self.name)
+            emulation = ratio_metric(ref.base.toxicity, evaluated.toxicity, ref.base.toxicity,
+                                     ref.aligned.toxicity, seed)
+            variants.append(variant_row(lm.spec.raw.split("+", 1)[-1], evaluated, emulation_ratio=emulation,
+                                        **fields))
+            samples.extend(s)
+            ctx.release(lm)
+
+        # Ablations (weight edits: zeroed value vectors).
+        sums = {role: capture_pass(ctx, m, truncate_prompts(m.tokenizer, ref.prompts, ref.protocol.prompt_tokens),
+                                   ref.protocol.sampling, role) for role, m in (("base", base), ("aligned", aligned))}
+        act_base = sums["base"].mean_activation()
+        for k in self.top_k or [scaled_count(100, n_neurons), scaled_count(1000, n_neurons)]:
+            neurons = rank_toxic_neurons(adapter, w, k)
+            edit = ablate_neurons(base.model, [(n.layer, n.index) for n in neurons])
+            add(derive(base, edit.model, {"name": f"ablate-top{k}", "neurons": [n.name for n in neurons]}),
+                kind="ablate", k=k)
+        positive_pool = rank_toxic_neurons(adapter, w, n_neurons)
+        positive_pool = [n for n in positive_pool if n.cosine > 0 and act_base[n.layer, n.index] > 0]
+        for k in self.positive_k or [scaled_count(200, n_neurons), scaled_count(2000, n_neurons)]:
+            chosen = positive_pool[:k]
+            edit = ablate_neurons(base.model, [(n.layer, n.index) for n in chosen])
+            add(derive(base, edit.model, {"name": f"ablate-positive-top{k}", "neurons": [n.name for n in chosen]}),
+                kind="ablate-positive", k=len(chosen))
+
+        # Subtracting a direction after the last MLP (weight edit: the MLP's output bias).
+        top_value = rank_toxic_neurons(adapter, w, 1)[0]
+        u0, _ = svd_toxic_direction(adapter, rank_toxic_neurons(adapter, w, min(self.svd_n, n_neurons)), w)
+        directions = {
+            "probe": w,
+            f"value-{top_value.name}": adapter.values(top_value.layer)[top_value.index].detach().double().cpu().numpy(),
+            "svd-u0": u0,
+        }
+        scale = residual_scale(base, ref.prompts)
+        alpha_choice: dict[str, Any] = {"residual_scale": scale}
+        for label, direction in directions.items():
+            alpha, search = self.choose_alpha(ctx, base, direction, scale, aligned_ppl)
+            alpha_choice[label] = {"alpha": alpha, "search": search}
+            edit = shift_residual(base.model, direction, -alpha)
+            add(derive(base, edit.model, {"name": f"subtract-{label}", "alpha": alpha,
+                                          "direction": array_hash(direction)}, edit.saveable),
+                kind="subtract", direction=label, alpha=alpha)
+
+        # Patching neuron groups to the aligned model's mean activation (hooks, removed after).
+        if self.groups:
+            act_aligned = sums["aligned"].mean_activation()
+            cos = np.stack([(adapter.values(layer).detach().double().cpu().numpy() @ w)
+                            / np.linalg.norm(adapter.values(layer).detach().double().cpu().numpy(), axis=1).clip(1e-12)
+                            for layer in range(adapter.n_layers)])
+            masks = _group_masks(cos, act_base, act_base - act_aligned)
+            plans = {f"patch-{g}": masks[g] for g in REDUCING}
+            plans["patch-all-four"] = np.any([masks[g] for g in REDUCING], axis=0)
+            for label, mask in plans.items():
+                view = derive(base, base.model, {"name": label, "mask": array_hash(mask),
+                                                 "target": array_hash(act_aligned)}, saveable=False)
+                with patched_to_aligned(base.model, mask, act_aligned):
+                    add(view, kind="patch", n_neurons=int(mask.sum()))
+
+        scored = [v for v in variants if v["emulation_ratio"] is not None]
+        best = max(scored, key=lambda v: v["emulation_ratio"].value) if scored else None
+        metrics = {
+            "best_emulation_ratio": best["emulation_ratio"] if best else None,
+            "best_variant": best["name"] if best else None,
+            "base_toxicity": ref.base.metrics["toxicity"],
+            "aligned_toxicity": ref.aligned.metrics["toxicity"],
+        }
+        artifacts = [self.plot(ctx, variants)]
+        config = {"top_k": self.top_k, "positive_k": self.positive_k, "alphas": self.alphas,
+                  "alpha_grid": list(self.alpha_grid), "svd_n": self.svd_n, "n_neurons": n_neurons,
+                  "protocol": ref.protocol.to_dict(),
+                  "patching": "activation at the last position of every step set to the aligned model's mean "
+                              "(the value [B]'s pre-activation patch aims at)",
+                  "definition": "docs/protocol.md §3 and §7"}
+        return TaskResult(metrics=metrics, config=config, variants=variants, samples=samples,
+                          extra={"alpha_choice": alpha_choice, "paper_table": PAPER_TABLE}, artifacts=artifacts,
+                          report=self.report(metrics, variants, ref, artifacts))
+
+    def choose_alpha(self, ctx: RunContext, base: LoadedModel, direction: np.ndarray, scale: float,
+                     target_ppl: float) -> tuple[float, list[dict[str, float]]]:
+        """α from the task's list, or (default) the grid point whose perplexity is closest to the aligned model's."""
+        if self.alphas != "match_ppl":
+            return float(list(self.alphas)[0]), []  # type: ignore[arg-type]
+        search = []
+        for mult in self.alpha_grid:
+            alpha = mult * scale
+            edit = shift_residual(base.model, direction, -alpha)
+            lm = derive(base, edit.model, {"name": "alpha-search", "alpha": alpha, "direction": array_hash(direction)},
+                        edit.saveable)
+            ppl, _ = ctx.perplexity(lm)
+            ctx.release(lm)
+            search.append({"alpha": alpha, "perplexity": ppl.value})
+        best = min(search, key=lambda s: abs(np.log(s["perplexity"] / target_ppl)))
+        return best["alpha"], search
+
+    @staticmethod
+    def plot(ctx: RunContext, variants: list[dict]) -> str:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        rows = [v for v in variants if v["emulation_ratio"] is not None]
+        fig, ax = plt.subplots(figsize=(7, 0.35 * len(rows) + 1.2))
+        names = [v["name"] for v in rows]
+        vals = [v["emulation_ratio"].value for v in rows]
+        lo = [v["emulation_ratio"].value - (v["emulation_ratio"].ci_low or v["emulation_ratio"].value) for v in rows]
+        hi = [(v["emulation_ratio"].ci_high or v["emulation_ratio"].value) - v["emulation_ratio"].value for v in rows]
+        ax.barh(names, vals, xerr=[lo, hi], color="#48c")
+        ax.axvline(1.0, color="k", ls="--", lw=0.8, label="aligned model")
+        ax.axvline(0.0, color="grey", lw=0.5)
+        ax.invert_yaxis()
+        ax.set_xlabel("emulation ratio: (base - variant) / (base - aligned) toxicity")
+        ax.set_title("Can surgery on the base model emulate alignment?")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = ctx.artifact("ablation_emulation.png")
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        return str(path.relative_to(ctx.output_dir))
+
+    @staticmethod
+    def report(metrics: dict, variants: list[dict], ref, artifacts: list[str]) -> str:
+        lines = [
+            "Whether surgery can emulate it: variants of the base model, scored like the models themselves.",
+            f"Base toxicity {fmt(ref.base.metrics['toxicity'])}, aligned {fmt(ref.aligned.metrics['toxicity'])}.",
+            "",
+            "| variant | toxicity | perplexity | F1 | emulation ratio |",
+            "|---|---|---|---|---|",
+        ]
+        for v in variants:
+            lines.append(f"| {v['name']} | {fmt(v['toxicity'])} | {fmt(v['perplexity'], 2)} | {fmt(v['f1'])} | "
+                         f"{fmt(v['emulation_ratio'], 2)} |")
+        best = metrics["best_variant"]
+        if best:
+            lines += ["", f"Best: **{best}**, emulation ratio {fmt(metrics['best_emulation_ratio'], 2)} "
+                          "(1 = as much toxicity removed as the aligned model; Yang et al.: ablation is not enough)."]
+        lines += ["", "Reference, GPT2-medium (toxicity, perplexity): " + "; ".join(
+            f"{k} {t:.3f} / {p:.2f}" for k, (t, p) in PAPER_TABLE.items()), ""]
+        lines += [f"![{a}]({a})" for a in artifacts]
+        return "\n".join(lines)

@@ -1,0 +1,173 @@
+"""Neuron adapters: each family's MLP, rebuilt from the adapter's keys, activation and values, is the real MLP."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import (
+    Gemma2Config,
+    Gemma2ForCausalLM,
+    GemmaConfig,
+    GemmaForCausalLM,
+    GPT2Config,
+    GPT2LMHeadModel,
+    GPTNeoXConfig,
+    GPTNeoXForCausalLM,
+    LlamaConfig,
+    LlamaForCausalLM,
+    MistralConfig,
+    MistralForCausalLM,
+    OPTConfig,
+    OPTForCausalLM,
+)
+
+from harness.errors import ToxbenchError
+from harness.mech.neurons import SUPPORTED_MODEL_TYPES, neuron_adapter
+
+_GATED = dict(
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    num_key_value_heads=2,
+    vocab_size=100,
+    max_position_embeddings=64,
+)
+BUILDERS = {
+    "gpt2": lambda: GPT2LMHeadModel(
+        GPT2Config(n_layer=2, n_embd=32, n_head=2, n_positions=64, vocab_size=100)
+    ),
+    "gpt_neox": lambda: GPTNeoXForCausalLM(
+        GPTNeoXConfig(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            vocab_size=100,
+            max_position_embeddings=64,
+        )
+    ),
+    "llama": lambda: LlamaForCausalLM(LlamaConfig(**_GATED)),
+    "llama-mlp_bias": lambda: LlamaForCausalLM(LlamaConfig(mlp_bias=True, **_GATED)),
+    "mistral": lambda: MistralForCausalLM(MistralConfig(**_GATED)),
+    "gemma": lambda: GemmaForCausalLM(GemmaConfig(head_dim=16, **_GATED)),
+    "gemma2": lambda: Gemma2ForCausalLM(Gemma2Config(head_dim=16, **_GATED)),
+}
+
+
+def tiny_model(family: str) -> torch.nn.Module:
+    """A seeded random model; every parameter is perturbed so that biases are not zero."""
+    torch.manual_seed(0)
+    model = BUILDERS[family]().eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return model
+
+
+def _or_zero(t: torch.Tensor | None) -> torch.Tensor | float:
+    return 0.0 if t is None else t
+
+
+@pytest.mark.parametrize("family", BUILDERS)
+def test_shapes_and_family(family: str) -> None:
+    adapter = neuron_adapter(tiny_model(family))
+    d_mlp = 128 if family == "gpt2" else 64
+    assert (adapter.n_layers, adapter.d_model, adapter.d_mlp) == (2, 32, d_mlp)
+    assert adapter.family == ("dense" if family in ("gpt2", "gpt_neox") else "gated")
+    assert adapter.model_type == family.split("-")[0]
+    assert adapter.keys(1).shape == (32, d_mlp) and adapter.values(1).shape == (d_mlp, 32)
+    assert adapter.unembedding().shape == (32, 100)
+
+
+@pytest.mark.parametrize("family", BUILDERS)
+def test_mlp_rebuilt_by_hand_equals_the_module(family: str) -> None:
+    adapter = neuron_adapter(tiny_model(family))
+    x = torch.randn(3, 5, adapter.d_model)
+    with torch.no_grad():
+        for layer in range(adapter.n_layers):
+            a = adapter.activation_fn(layer)(x @ adapter.keys(layer) + _or_zero(adapter.key_bias(layer)))
+            if adapter.family == "gated":
+                a = a * (x @ adapter.up_keys(layer) + _or_zero(adapter.up_bias(layer)))
+            by_hand = a @ adapter.values(layer) + _or_zero(adapter.out_bias(layer))
+            torch.testing.assert_close(by_hand, adapter.mlp(layer)(x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "gpt_neox", "llama-mlp_bias"])
+def test_biases_are_found(family: str) -> None:
+    adapter = neuron_adapter(tiny_model(family))
+    assert adapter.key_bias(0).shape == (adapter.d_mlp,)
+    assert adapter.out_bias(0).shape == (adapter.d_model,)
+    assert (adapter.up_bias(0) is not None) == (adapter.family == "gated")
+
+
+def test_value_vectors_follow_the_protocol() -> None:
+    """GPT-2: k_i = c_fc.weight[:, i], v_i = c_proj.weight[i]; gated: v_i = down_proj.weight[:, i]."""
+    gpt2 = neuron_adapter(tiny_model("gpt2"))
+    mlp = gpt2.mlp(1)
+    assert torch.equal(gpt2.keys(1)[:, 7], mlp.c_fc.weight[:, 7])
+    assert torch.equal(gpt2.values(1)[7], mlp.c_proj.weight[7])
+    llama = neuron_adapter(tiny_model("llama"))
+    assert torch.equal(llama.values(1)[7], llama.mlp(1).down_proj.weight[:, 7])
+    assert torch.equal(llama.keys(1)[:, 7], llama.mlp(1).gate_proj.weight[7])
+
+
+@pytest.mark.parametrize("family", BUILDERS)
+def test_edits_touch_only_the_chosen_neurons(family: str) -> None:
+    adapter = neuron_adapter(tiny_model(family))
+    keys, values = adapter.keys(1).clone(), adapter.values(1).clone()
+    key_bias = None if adapter.key_bias(1) is None else adapter.key_bias(1).clone()
+    idx = torch.tensor([3, 17, 40])
+    rest = torch.ones(adapter.d_mlp, dtype=torch.bool)
+    rest[idx] = False
+
+    adapter.scale_keys(1, idx, 10.0)
+    adapter.zero_values(1, [3, 17, 40])
+
+    torch.testing.assert_close(adapter.keys(1)[:, idx], keys[:, idx] * 10.0)
+    assert torch.equal(adapter.keys(1)[:, rest], keys[:, rest])
+    assert key_bias is None or torch.equal(adapter.key_bias(1), key_bias)
+    assert torch.count_nonzero(adapter.values(1)[idx]) == 0
+    assert torch.equal(adapter.values(1)[rest], values[rest])
+    assert torch.equal(adapter.keys(0), neuron_adapter(tiny_model(family)).keys(0))
+
+
+@pytest.mark.parametrize("family", BUILDERS)
+def test_final_norm_and_unembedding_give_the_logits(family: str) -> None:
+    model = tiny_model(family)
+    adapter = neuron_adapter(model)
+    normed = []
+    handle = adapter.final_norm().register_forward_hook(lambda _m, _i, out: normed.append(out))
+    with torch.no_grad():
+        logits = model(torch.randint(0, 100, (2, 6))).logits
+    handle.remove()
+    expected = normed[0] @ adapter.unembedding()
+    cap = getattr(model.config, "final_logit_softcapping", None)
+    if cap:
+        expected = torch.tanh(expected / cap) * cap
+    torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_unknown_model_type_is_a_clear_error() -> None:
+    torch.manual_seed(0)
+    opt = OPTForCausalLM(
+        OPTConfig(
+            hidden_size=32,
+            num_hidden_layers=2,
+            ffn_dim=64,
+            num_attention_heads=2,
+            vocab_size=100,
+            max_position_embeddings=64,
+            word_embed_proj_dim=32,
+        )
+    )
+    with pytest.raises(ToxbenchError, match="'opt'") as err:
+        neuron_adapter(opt)
+    assert all(t in str(err.value) for t in SUPPORTED_MODEL_TYPES)
+    with pytest.raises(ToxbenchError, match="None"):
+        neuron_adapter(torch.nn.Linear(2, 2))
+
+
+def test_layer_out_of_range() -> None:
+    with pytest.raises(IndexError, match="2 layers"):
+        neuron_adapter(tiny_model("gpt2")).keys(2)
