@@ -1,0 +1,86 @@
+"""All four tasks through the common runner on tiny random models of each MLP family.
+
+The numbers mean nothing here (random weights); what is tested is that every code path
+runs for every family and that the invariants hold: the attribution identity, group
+shares that add up, variants with their ratios, a valid results file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from harness.results import validate_results
+from harness.runner import RunConfig, run
+
+FAMILIES = {
+    "gpt2": lambda v: __import__("transformers").GPT2Config(
+        vocab_size=v, n_positions=64, n_embd=32, n_layer=2, n_head=2),
+    "gpt_neox": lambda v: __import__("transformers").GPTNeoXConfig(
+        vocab_size=v, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=64),
+    "llama": lambda v: __import__("transformers").LlamaConfig(
+        vocab_size=v, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=2, max_position_embeddings=64),
+    "mistral": lambda v: __import__("transformers").MistralConfig(
+        vocab_size=v, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=2, max_position_embeddings=64),
+    "gemma": lambda v: __import__("transformers").GemmaConfig(
+        vocab_size=v, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=2, head_dim=16, max_position_embeddings=64),
+}
+
+
+def make_pair(family: str, tokenizer, root: Path) -> tuple[Path, Path]:
+    """A random base model and an 'aligned' one: the same with its MLP keys perturbed."""
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    config = FAMILIES[family](len(tokenizer))
+    config.eos_token_id = config.pad_token_id = config.bos_token_id = tokenizer.eos_token_id
+    base = AutoModelForCausalLM.from_config(config)
+    aligned = AutoModelForCausalLM.from_config(config)
+    aligned.load_state_dict(base.state_dict())
+    with torch.no_grad():
+        for name, p in aligned.named_parameters():
+            if any(k in name for k in ("c_fc", "dense_h_to_4h", "gate_proj")):
+                p.add_(0.05 * torch.randn_like(p))
+    dirs = root / "base", root / "aligned"
+    for model, folder in zip((base, aligned), dirs, strict=True):
+        model.save_pretrained(folder, safe_serialization=True)
+        tokenizer.save_pretrained(folder)
+    return dirs
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_all_tasks_run_for_every_family(family: str, micro_organism, tmp_path) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(micro_organism.base_dir)
+    base_dir, aligned_dir = make_pair(family, tokenizer, tmp_path)
+    results = run(RunConfig(model=str(base_dir), aligned=str(aligned_dir), tasks=["all"], scorer="lexicon",
+                            data_dir=micro_organism.data_dir, limit=6, output_path=tmp_path / "out",
+                            task_options={"ablation": {"top_k": [2], "positive_k": [2], "alpha_grid": (1.0,)},
+                                          "unalignment": {"add_back": [1.0]}}))
+    validate_results(results)
+    assert results["status"] == "complete"
+    assert results["models"]["base"]["model_type"] == family
+    tasks = results["tasks"]
+    assert list(tasks) == ["elicitation", "attribution", "ablation", "unalignment"]
+
+    att = tasks["attribution"]["metrics"]
+    shares = [att["groups"][g]["share"] for g in ("TP-", "TN+", "AP+", "AN-")]
+    if att["gross"] > 0:
+        assert sum(shares) == pytest.approx(1.0)
+    assert att["identity_residual"] <= 1e-3 * max(abs(att["direct_change"]), 1e-9) + 1e-9
+    assert 0.0 <= att["probe_accuracy"]["value"] <= 1.0
+
+    names = [v["name"] for v in tasks["ablation"]["variants"]]
+    assert any(n.startswith("ablate-top") for n in names) and "patch-all-four" in names
+    assert any(n.startswith("subtract-probe") for n in names)
+    un = tasks["unalignment"]["variants"]
+    assert [v["scale"] for v in un if v["kind"] == "scale-keys"] == [2.0, 5.0, 10.0]
+    for plot in tasks["attribution"]["artifacts"] + tasks["unalignment"]["artifacts"]:
+        assert (tmp_path / "out" / plot).stat().st_size > 1000
