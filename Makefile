@@ -33,7 +33,7 @@ bench: setup
 
 test-vllm:
 	bash scripts/setup_vllm_venv.sh
-	.venv-vllm/bin/python -m pytest -m vllm -q -p no:cacheprovider
+	.venv-vllm/bin/python -m pytest tests/integration/test_vllm_backend.py tests/integration/test_vllm_runner.py -q -p no:cacheprovider
 
 lint: setup
 	$(BIN)/ruff check .

@@ -96,6 +96,16 @@ def _key_values(pairs: tuple[str, ...], what: str) -> dict[str, str]:
     return out
 
 
+def _literal(value: str):
+    """A CLI option value as a number or boolean where it reads as one, else the string."""
+    import ast
+
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return value
+
+
 def _batch_size(value: str) -> int | str:
     if value == "auto":
         return value
@@ -118,6 +128,8 @@ def _batch_size(value: str) -> int | str:
 @click.option("--scorer-option", "scorer_options", multiple=True, metavar="KEY=VALUE",
               help="Scorer argument, e.g. checkpoint=PATH for an offline Detoxify checkpoint.")
 @click.option("--backend", default="hf", show_default=True, help="Generation backend: hf or vllm.")
+@click.option("--backend-option", "backend_options", multiple=True, metavar="KEY=VALUE",
+              help="Backend argument, e.g. gpu_memory_utilization=0.5 or max_model_len=2048 for vLLM.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available).")
 @click.option("--dtype", default=None, help="auto, float32, float16 or bfloat16.")
 @click.option("--batch-size", default="auto", show_default=True, callback=lambda c, p, v: _batch_size(v))
@@ -131,7 +143,7 @@ def _batch_size(value: str) -> int | str:
 @click.option("--probe", "probe_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="An existing probe (the stem written by `toxbench probe train`).")
 def run_command(model: str, aligned: str, tasks: str, protocol: str, scorer: str | None,
-                scorer_options: tuple[str, ...], backend: str, device: str | None, dtype: str | None,
+                scorer_options: tuple[str, ...], backend: str, backend_options: tuple[str, ...], device: str | None, dtype: str | None,
                 batch_size: int | str, limit: int | None, seed: int, output_path: Path | None,
                 data_dir: Path | None, no_cache: bool, probe_path: Path | None) -> None:
     """Evaluate a base model and its aligned version; with no options, the organism pair."""
@@ -146,7 +158,9 @@ def run_command(model: str, aligned: str, tasks: str, protocol: str, scorer: str
     config = RunConfig(
         model=model, aligned=None if aligned.lower() == "none" else aligned,
         tasks=[t.strip() for t in tasks.split(",") if t.strip()], protocol=protocol, scorer=scorer,
-        scorer_options=_key_values(scorer_options, "--scorer-option"), backend=backend, device=device,
+        scorer_options=_key_values(scorer_options, "--scorer-option"), backend=backend,
+        backend_options={k: _literal(v) for k, v in _key_values(backend_options, "--backend-option").items()},
+        device=device,
         dtype=dtype, batch_size=batch_size, limit=limit, seed=seed, output_path=output_path,
         data_dir=data_dir, use_cache=not no_cache, probe_path=probe_path,
     )

@@ -37,6 +37,7 @@ class RunConfig:
     scorer: str | None = None  # None: lexicon for organism models, detoxify otherwise
     scorer_options: dict[str, Any] = field(default_factory=dict)
     backend: str = "hf"
+    backend_options: dict[str, Any] = field(default_factory=dict)  # e.g. vLLM engine arguments
     device: str | None = None
     dtype: str | None = None
     batch_size: int | str = "auto"
@@ -77,14 +78,24 @@ class RunContext:
 
     # -- models and backends -------------------------------------------------------------
     def backend(self, model: LoadedModel) -> Backend:
-        """One backend per model identity, built on first use."""
+        """One backend per model identity, built on first use. Engines that hold memory of
+        their own (vLLM) are kept one at a time: the previous one is closed first."""
         if model.fingerprint not in self._backends:
+            if self.config.backend == "vllm":
+                for fingerprint in list(self._backends):
+                    self._backends.pop(fingerprint).close()
             self._backends[model.fingerprint] = make_backend(self.config, model)
         return self._backends[model.fingerprint]
 
     def release(self, model: LoadedModel) -> None:
-        """Forget a model's backend (for the many short-lived variants of intervention tasks)."""
-        self._backends.pop(model.fingerprint, None)
+        """Close and forget a model's backend (for the short-lived variants of intervention tasks)."""
+        backend = self._backends.pop(model.fingerprint, None)
+        if backend is not None:
+            backend.close()
+
+    def close(self) -> None:
+        for fingerprint in list(self._backends):
+            self._backends.pop(fingerprint).close()
 
     def record_dataset(self, loaded: Loaded) -> None:
         self.datasets[loaded.name] = loaded.provenance()
@@ -196,8 +207,9 @@ def make_backend(config: RunConfig, model: LoadedModel) -> Backend:
     if config.backend == "vllm":
         from harness.models import materialise
 
-        return cls(materialise(model), model.tokenizer, dtype=config.dtype or "auto", seed=config.seed)
-    return cls(model.model, model.tokenizer, batch_size=config.batch_size)
+        return cls(materialise(model), model.tokenizer, dtype=config.dtype or "auto", seed=config.seed,
+                   **config.backend_options)
+    return cls(model.model, model.tokenizer, batch_size=config.batch_size, **config.backend_options)
 
 
 def resolve_tasks(names: Sequence[str]) -> list[str]:
@@ -266,5 +278,6 @@ def run(config: RunConfig) -> dict[str, Any]:
             raise
         writer.task_done(task, result, time.time() - t)
         writer.flush(ctx, time.time() - started)  # a killed run keeps every finished task
+    ctx.close()
     return writer.finish(ctx, time.time() - started)
 

@@ -70,3 +70,6 @@ class Backend(ABC):
 
     def identity(self) -> dict[str, Any]:
         return {"name": self.name}
+
+    def close(self) -> None:
+        """Free what the backend holds beyond the model (an engine, its cache)."""
