@@ -71,5 +71,5 @@ class Backend(ABC):
     def identity(self) -> dict[str, Any]:
         return {"name": self.name}
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: most backends hold nothing of their own
         """Free what the backend holds beyond the model (an engine, its cache)."""
