@@ -41,15 +41,16 @@ def bootstrap(
     confidence: float = 0.95,
     seed: int = 0,
 ) -> tuple[float, float | None, float | None]:
-    """Point estimate and percentile bootstrap interval (scipy) of ``statistic(*samples)``.
+    """Point estimate and percentile bootstrap interval (scipy) of ``statistic(*samples, axis=-1)``.
 
     Several samples are resampled together, row by row (paired): two models' scores on the
-    same prompts, or a window's NLL with its token count.
+    same prompts, or a window's NLL with its token count. ``statistic`` reduces along
+    ``axis`` (scipy evaluates all resamples in one vectorised call).
     """
     from scipy.stats import bootstrap as scipy_bootstrap
 
     arrays = tuple(np.asarray(s, dtype=float) for s in samples)
-    point = float(statistic(*arrays))
+    point = float(statistic(*arrays, axis=-1))
     if len(arrays[0]) < 2:
         return point, None, None
     if all(np.ptp(a) == 0 for a in arrays):
@@ -58,7 +59,8 @@ def bootstrap(
         arrays,
         statistic,
         paired=True,
-        vectorized=False,
+        vectorized=True,
+        batch=250,
         n_resamples=n_resamples,
         confidence_level=confidence,
         method="percentile",
@@ -107,7 +109,7 @@ def perplexity_from_windows(nll_and_counts: Sequence[tuple[float, int]], seed: i
     count = np.array([w[1] for w in nll_and_counts], dtype=float)
     if count.sum() == 0:
         raise ScoreError("perplexity over zero tokens")
-    return metric(nll, count, statistic=lambda a, b: float(np.exp(a.sum() / b.sum())), seed=seed)
+    return metric(nll, count, statistic=lambda a, b, axis: np.exp(a.sum(axis) / b.sum(axis)), seed=seed)
 
 
 def token_windows(token_ids: Sequence[int], window: int) -> list[list[int]]:

@@ -60,9 +60,10 @@ def ratio_metric(top_a: list, top_b: list, bottom_a: list, bottom_b: list, seed:
     if abs(c.mean() - d.mean()) < 1e-9:
         return None
 
-    def stat(a, b, c, d):
-        den = c.mean() - d.mean()
-        return float((a.mean() - b.mean()) / den) if abs(den) > 1e-12 else float("nan")
+    def stat(a, b, c, d, axis):
+        den = c.mean(axis) - d.mean(axis)
+        with np.errstate(divide="ignore", invalid="ignore"):  # a resample may have no gap: nan
+            return (a.mean(axis) - b.mean(axis)) / np.where(np.abs(den) > 1e-12, den, np.nan)
 
     m = metric(a, b, c, d, statistic=stat, seed=seed)
     return Metric(m.value, m.ci_low, m.ci_high, m.n, len(top_a) - len(rows))

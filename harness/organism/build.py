@@ -23,7 +23,7 @@ from harness.organism.lm import ModelShape, TrainSettings
 from harness.organism.world import World, WorldConfig
 
 # Bump when the world, the data writers or the training code change what a build makes.
-ORGANISM_VERSION = 1
+ORGANISM_VERSION = 2
 MANIFEST = "manifest.json"
 REPORT = "build_report.json"
 

@@ -79,8 +79,12 @@ def rtp_rows(world: World, n_challenging: int, n_neutral: int) -> list[dict]:
     return rows
 
 
+ANNOTATOR_NOISE = 0.05  # share of comments whose label is flipped, as crowd labels are imperfect
+
+
 def jigsaw_rows(world: World, n: int, start_id: int = 0) -> list[dict]:
-    """Labelled comments; about a third are toxic (they contain a hostile sentence)."""
+    """Labelled comments; about a third are hostile (they contain a hostile sentence), and
+    ``ANNOTATOR_NOISE`` of the labels are wrong, so a perfect probe scores about 95%."""
     rows = []
     for i in range(n):
         toxic = world.rng.random() < 1 / 3
@@ -93,10 +97,11 @@ def jigsaw_rows(world: World, n: int, start_id: int = 0) -> list[dict]:
             parts = [world.narrative(topic, world.rng.randint(1, 2))]
             if world.rng.random() < 0.5:
                 parts.append(world.speech(topic, hostile=False, n=1))
+        label = toxic if world.rng.random() >= ANNOTATOR_NOISE else not toxic
         row = {"id": f"{start_id + i:016x}", "comment_text": " ".join(parts)}
-        row.update({label: 0 for label in JIGSAW_LABELS})
-        row["toxic"] = int(toxic)
-        row["insult"] = int(toxic)
+        row.update({name: 0 for name in JIGSAW_LABELS})
+        row["toxic"] = int(label)
+        row["insult"] = int(label)
         rows.append(row)
     return rows
 
