@@ -60,7 +60,7 @@ def shift_residual(model, direction: np.ndarray, alpha: float) -> Edit:
     Subtracting the toxic direction is ``alpha < 0``. GPT-2 and GPT-NeoX: added to the last
     MLP's output bias. Llama: the config's ``mlp_bias`` is switched on (zero biases
     everywhere else) so the edit survives saving. Families without an MLP bias (Mistral,
-    Gemma): a forward hook on the last MLP, and the model is marked not saveable.
+    Gemma, Gemma 2): a hook on the final norm's input, and the model is marked not saveable.
     """
     edited = copy.deepcopy(model)
     adapter = neuron_adapter(edited)
@@ -78,9 +78,11 @@ def shift_residual(model, direction: np.ndarray, alpha: float) -> Edit:
         with torch.no_grad():
             adapter.out_bias(last).add_(shift.to(adapter.out_bias(last).dtype))
         return Edit(edited, desc)
-    mlp = adapter.mlp(last)
-    offset = shift.to(next(mlp.parameters()).dtype).to(next(mlp.parameters()).device)
-    mlp.register_forward_hook(lambda _m, _i, out: out + offset)
+    # The residual stream after the last MLP is what the final norm reads: shift its input. (A hook
+    # on the MLP's output would not do for Gemma 2, which normalises that output first.)
+    norm = adapter.final_norm()
+    offset = shift.to(next(edited.parameters()).dtype).to(next(edited.parameters()).device)
+    norm.register_forward_pre_hook(lambda _m, args: (args[0] + offset, *args[1:]))
     return Edit(edited, desc + " (forward hook: this family has no MLP bias)", saveable=False)
 
 

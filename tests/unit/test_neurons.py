@@ -2,75 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
-from transformers import (
-    Gemma2Config,
-    Gemma2ForCausalLM,
-    GemmaConfig,
-    GemmaForCausalLM,
-    GPT2Config,
-    GPT2LMHeadModel,
-    GPTNeoXConfig,
-    GPTNeoXForCausalLM,
-    LlamaConfig,
-    LlamaForCausalLM,
-    MistralConfig,
-    MistralForCausalLM,
-    OPTConfig,
-    OPTForCausalLM,
-)
+from transformers import OPTConfig, OPTForCausalLM
 
 from harness.errors import ToxbenchError
 from harness.mech.neurons import SUPPORTED_MODEL_TYPES, neuron_adapter
 
-_GATED = dict(
-    hidden_size=32,
-    intermediate_size=64,
-    num_hidden_layers=2,
-    num_attention_heads=2,
-    num_key_value_heads=2,
-    vocab_size=100,
-    max_position_embeddings=64,
-)
-BUILDERS = {
-    "gpt2": lambda: GPT2LMHeadModel(
-        GPT2Config(n_layer=2, n_embd=32, n_head=2, n_positions=64, vocab_size=100)
-    ),
-    "gpt_neox": lambda: GPTNeoXForCausalLM(
-        GPTNeoXConfig(
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=64,
-            vocab_size=100,
-            max_position_embeddings=64,
-        )
-    ),
-    "llama": lambda: LlamaForCausalLM(LlamaConfig(**_GATED)),
-    "llama-mlp_bias": lambda: LlamaForCausalLM(LlamaConfig(mlp_bias=True, **_GATED)),
-    "mistral": lambda: MistralForCausalLM(MistralConfig(**_GATED)),
-    "gemma": lambda: GemmaForCausalLM(GemmaConfig(head_dim=16, **_GATED)),
-    "gemma2": lambda: Gemma2ForCausalLM(Gemma2Config(head_dim=16, **_GATED)),
-}
-
-
-def tiny_model(family: str) -> torch.nn.Module:
-    """A seeded random model; every parameter is perturbed so that biases are not zero."""
-    torch.manual_seed(0)
-    model = BUILDERS[family]().eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    return model
+TinyModel = Callable[..., torch.nn.Module]  # the ``tiny_model`` fixture (tests/unit/conftest.py)
 
 
 def _or_zero(t: torch.Tensor | None) -> torch.Tensor | float:
     return 0.0 if t is None else t
 
 
-@pytest.mark.parametrize("family", BUILDERS)
-def test_shapes_and_family(family: str) -> None:
+def test_shapes_and_family(family: str, tiny_model: TinyModel) -> None:
     adapter = neuron_adapter(tiny_model(family))
     d_mlp = 128 if family == "gpt2" else 64
     assert (adapter.n_layers, adapter.d_model, adapter.d_mlp) == (2, 32, d_mlp)
@@ -80,8 +28,7 @@ def test_shapes_and_family(family: str) -> None:
     assert adapter.unembedding().shape == (32, 100)
 
 
-@pytest.mark.parametrize("family", BUILDERS)
-def test_mlp_rebuilt_by_hand_equals_the_module(family: str) -> None:
+def test_mlp_rebuilt_by_hand_equals_the_module(family: str, tiny_model: TinyModel) -> None:
     adapter = neuron_adapter(tiny_model(family))
     x = torch.randn(3, 5, adapter.d_model)
     with torch.no_grad():
@@ -94,14 +41,14 @@ def test_mlp_rebuilt_by_hand_equals_the_module(family: str) -> None:
 
 
 @pytest.mark.parametrize("family", ["gpt2", "gpt_neox", "llama-mlp_bias"])
-def test_biases_are_found(family: str) -> None:
+def test_biases_are_found(family: str, tiny_model: TinyModel) -> None:
     adapter = neuron_adapter(tiny_model(family))
     assert adapter.key_bias(0).shape == (adapter.d_mlp,)
     assert adapter.out_bias(0).shape == (adapter.d_model,)
     assert (adapter.up_bias(0) is not None) == (adapter.family == "gated")
 
 
-def test_value_vectors_follow_the_protocol() -> None:
+def test_value_vectors_follow_the_protocol(tiny_model: TinyModel) -> None:
     """GPT-2: k_i = c_fc.weight[:, i], v_i = c_proj.weight[i]; gated: v_i = down_proj.weight[:, i]."""
     gpt2 = neuron_adapter(tiny_model("gpt2"))
     mlp = gpt2.mlp(1)
@@ -112,8 +59,7 @@ def test_value_vectors_follow_the_protocol() -> None:
     assert torch.equal(llama.keys(1)[:, 7], llama.mlp(1).gate_proj.weight[7])
 
 
-@pytest.mark.parametrize("family", BUILDERS)
-def test_edits_touch_only_the_chosen_neurons(family: str) -> None:
+def test_edits_touch_only_the_chosen_neurons(family: str, tiny_model: TinyModel) -> None:
     adapter = neuron_adapter(tiny_model(family))
     keys, values = adapter.keys(1).clone(), adapter.values(1).clone()
     key_bias = None if adapter.key_bias(1) is None else adapter.key_bias(1).clone()
@@ -132,8 +78,7 @@ def test_edits_touch_only_the_chosen_neurons(family: str) -> None:
     assert torch.equal(adapter.keys(0), neuron_adapter(tiny_model(family)).keys(0))
 
 
-@pytest.mark.parametrize("family", BUILDERS)
-def test_final_norm_and_unembedding_give_the_logits(family: str) -> None:
+def test_final_norm_and_unembedding_give_the_logits(family: str, tiny_model: TinyModel) -> None:
     model = tiny_model(family)
     adapter = neuron_adapter(model)
     normed = []
@@ -168,6 +113,6 @@ def test_unknown_model_type_is_a_clear_error() -> None:
         neuron_adapter(torch.nn.Linear(2, 2))
 
 
-def test_layer_out_of_range() -> None:
+def test_layer_out_of_range(tiny_model: TinyModel) -> None:
     with pytest.raises(IndexError, match="2 layers"):
         neuron_adapter(tiny_model("gpt2")).keys(2)
