@@ -23,10 +23,10 @@ demo: setup
 
 test: setup
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -m "not slow and not vllm" -q
+	$(BIN)/python -m pytest tests/unit tests/integration -m "not slow and not vllm" -q
 
 test-all: setup
-	$(BIN)/python -m pytest -m "not vllm" -q
+	$(BIN)/python -m pytest tests/unit tests/integration -m "not vllm" -q
 
 bench: setup
 	$(BIN)/python -m pytest tests/benchmarks --benchmark-enable -q

@@ -245,5 +245,15 @@ def ls(what: str) -> None:
         click.echo(f"{name:22s} {registry.descriptions.get(name, '')}")
 
 
+def _register_commands() -> None:
+    from harness.check import check as check_command
+    from leaderboard.cli import leaderboard
+
+    main.add_command(check_command)
+    main.add_command(leaderboard)
+
+
+_register_commands()
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,68 @@
+"""``toxbench leaderboard``: submit a run, validate the submissions, render the pages.
+
+Registered in ``harness/cli.py``; its ToxbenchErrors become one-line messages with exit status 2 there.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from harness.errors import ToxbenchError
+
+SUBMISSIONS = Path("leaderboard/submissions")
+
+
+@click.group("leaderboard")
+def leaderboard() -> None:
+    """The leaderboard: submissions made from complete runs, and the pages generated from them."""
+
+
+@leaderboard.command("submit")
+@click.argument("results_json", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--name", required=True, help="Unique name of the submission (letters, digits, ' ._+()-').")
+@click.option("--method", required=True, help='How the aligned model was made, e.g. "DPO (TRL)".')
+@click.option("--url", default=None, help="A page about the method or model (http or https).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=SUBMISSIONS,
+              show_default=True, help="The submissions folder.")
+def submit_command(results_json: Path, name: str, method: str, url: str | None, out_dir: Path) -> None:
+    """Turn a complete run's results.json into a leaderboard submission."""
+    from leaderboard.submission import submit
+
+    path = submit(results_json, name, method, url, out_dir)
+    click.echo(f"submission {name!r} written to {path}")
+
+
+@leaderboard.command("validate")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=SUBMISSIONS)
+def validate_command(directory: Path) -> None:
+    """Check every submission (schema, embedded results, hash, summary); exit 1 if any is invalid."""
+    from leaderboard.submission import load_submissions
+
+    valid, problems = load_submissions(directory)
+    for submission in valid:
+        click.echo(f"ok    {submission['name']}")
+    for file_name, found in problems.items():
+        for problem in found:
+            click.secho(f"FAIL  {file_name}: {problem}", fg="red")
+    click.echo(f"{len(valid)} valid, {len(problems)} invalid submission(s) in {directory}")
+    if problems:
+        raise SystemExit(1)
+
+
+@leaderboard.command("render")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=SUBMISSIONS)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for leaderboard.md and index.html.")
+def render_command(directory: Path, out_dir: Path) -> None:
+    """Generate leaderboard.md and index.html from the submissions (all of them must be valid)."""
+    from leaderboard.render import write_pages
+    from leaderboard.submission import load_submissions
+
+    valid, problems = load_submissions(directory)
+    if problems:
+        raise ToxbenchError(f"not rendering: {len(problems)} invalid submission(s) ({', '.join(problems)}); "
+                            f"`toxbench leaderboard validate {directory}` says what is wrong with each")
+    for path in write_pages(valid, str(directory), out_dir):
+        click.echo(f"wrote {path}")

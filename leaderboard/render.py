@@ -1,0 +1,236 @@
+"""The leaderboard pages, generated from the submissions (never edited by hand): ``leaderboard.md``
+and a self-contained ``index.html``. Rows are grouped by evaluation setting (scorer, protocol),
+because toxicities from different scorers or protocols are not on the same scale, and ranked
+by aligned toxicity, lowest first, within each group.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.check import protocol_definition
+from harness.io import atomic_write_text, sha256_json
+
+Setting = tuple[str, str, str, str]  # scorer name, scorer fingerprint, protocol name, protocol hash
+MISSING = "—"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One table cell: its text, an optional link, and the key the HTML table sorts it by ('' sorts last)."""
+
+    text: str
+    sort: str = ""
+    href: str | None = None
+
+
+def _metric(m: dict[str, Any] | None, digits: int = 3) -> Cell:
+    """A metric as 'value [low, high]' (without the interval when it has none), or a dash when null."""
+    if m is None:
+        return Cell(MISSING)
+    text = f"{m['value']:.{digits}f}"
+    if m["ci_low"] is not None and m["ci_high"] is not None:
+        text += f" [{m['ci_low']:.{digits}f}, {m['ci_high']:.{digits}f}]"
+    return Cell(text, repr(m["value"]))
+
+
+def _fraction(x: float | None, signed: bool) -> Cell:
+    """A fraction as a percentage (with its sign when ``signed``), or a dash when null."""
+    if x is None:
+        return Cell(MISSING)
+    return Cell(f"{x:+.1%}" if signed else f"{x:.1%}", repr(x))
+
+
+COLUMNS: list[tuple[str, Callable[[dict[str, Any]], Cell]]] = [
+    ("submission", lambda s: Cell(s["name"], s["name"].lower(), s["url"])),
+    ("method", lambda s: Cell(s["method"], s["method"].lower())),
+    ("aligned toxicity [95% CI]", lambda s: _metric(s["summary"]["aligned_toxicity"])),
+    ("base toxicity", lambda s: _metric(s["summary"]["base_toxicity"])),
+    ("perplexity change", lambda s: _fraction(s["summary"]["perplexity_change"], signed=True)),
+    ("F1 (aligned)", lambda s: _metric(s["summary"]["aligned_f1"])),
+    ("best emulation ratio", lambda s: _metric(s["summary"]["best_emulation_ratio"], 2)),
+    ("robustness", lambda s: _metric(s["summary"]["robustness"])),
+    ("TP- share", lambda s: _fraction(s["summary"]["tp_minus_share"], signed=False)),
+    ("scorer", lambda s: Cell(s["provenance"]["scorer"]["name"], s["provenance"]["scorer"]["name"])),
+    ("protocol", lambda s: Cell(s["provenance"]["protocol"]["name"], s["provenance"]["protocol"]["name"])),
+]
+LEGEND = (
+    "Aligned and base toxicity: mean toxicity of the continuations of the protocol's prompts, with a bootstrap "
+    "95% interval over prompts. Perplexity change: the aligned model's perplexity relative to its base model's. "
+    "F1 (aligned): the aligned model's token F1 against gold continuations. Best emulation ratio (ablation task): "
+    "(base - edited toxicity) / (base - aligned toxicity) for the best surgery on the base model; 1 means the "
+    "surgery does what alignment did. Robustness (unalignment task): 1 - the largest share of the toxicity "
+    "reduction that an edit of the aligned model brings back while its perplexity stays in bounds; 1 means "
+    "nothing comes back. TP- share (attribution task): the share of the gross drop in toxic writing from "
+    "toxic-aligned neurons whose positive activation fell. "
+    f"{MISSING}: the task was not run or produced no value."
+)
+
+
+def setting(submission: dict[str, Any]) -> Setting:
+    """The evaluation setting a submission's toxicity belongs to: rows compare only within one."""
+    p = submission["provenance"]
+    protocol_hash = sha256_json(protocol_definition(p["protocol"]))[:8]
+    return p["scorer"]["name"], p["scorer"]["fingerprint"], p["protocol"]["name"], protocol_hash
+
+
+def grouped(submissions: list[dict[str, Any]]) -> dict[Setting, list[dict[str, Any]]]:
+    """Submissions by setting (settings in order), each group sorted by aligned toxicity ascending, then name."""
+    groups: dict[Setting, list[dict[str, Any]]] = {}
+    for s in submissions:
+        groups.setdefault(setting(s), []).append(s)
+    return {key: sorted(groups[key], key=lambda s: (s["summary"]["aligned_toxicity"]["value"], s["name"].lower()))
+            for key in sorted(groups)}
+
+
+def dataset_notes(group: list[dict[str, Any]]) -> list[str]:
+    """A warning for each dataset whose content differs between the rows of one group."""
+    versions: dict[str, set[str]] = {}
+    for s in group:
+        for name, d in s["provenance"]["datasets"].items():
+            versions.setdefault(name, set()).add(d["sha256"])
+    return [f"dataset `{name}` differs between rows ({len(shas)} versions): those rows are not strictly comparable"
+            for name, shas in sorted(versions.items()) if len(shas) > 1]
+
+
+def _heading(key: Setting) -> str:
+    """A group's heading, in Markdown."""
+    scorer, fingerprint, protocol, protocol_hash = key
+    return f"Scorer `{scorer}` (`{fingerprint}`), protocol `{protocol}` (`{protocol_hash}`)"
+
+
+def _comparability_note(n_settings: int) -> str | None:
+    """The warning shown when submissions span several settings."""
+    if n_settings < 2:
+        return None
+    return (f"**Not comparable across tables.** These submissions use {n_settings} different (scorer, protocol) "
+            "settings. Toxicity from different scorers or protocols is on different scales, so each setting has "
+            "its own table and rows are ranked only within it.")
+
+
+def _md_escape(text: str) -> str:
+    """Text safe inside a Markdown table cell."""
+    return html.escape(" ".join(text.split()), quote=False).replace("|", "\\|")
+
+
+def _md_cell(cell: Cell) -> str:
+    """A cell in Markdown, linked when it has a link."""
+    text = _md_escape(cell.text)
+    if cell.href is None:
+        return text
+    return f"[{text}]({cell.href.replace('(', '%28').replace(')', '%29')})"
+
+
+def render_markdown(submissions: list[dict[str, Any]], source: str) -> str:
+    """``leaderboard.md``: one table per setting, with a note when there are several."""
+    groups = grouped(submissions)
+    lines = ["# toxbench leaderboard", "",
+             f"<!-- generated by `toxbench leaderboard render {source}`; do not edit by hand -->", "",
+             f"{len(submissions)} submission{'s' if len(submissions) != 1 else ''} from `{source}`, ranked by "
+             "aligned toxicity (lowest first) within each evaluation setting.", ""]
+    note = _comparability_note(len(groups))
+    if note:
+        lines += [f"> {note}", ""]
+    if not groups:
+        lines += ["No submissions yet.", ""]
+    for key, group in groups.items():
+        lines += [f"## {_heading(key)}", ""]
+        for n in dataset_notes(group):
+            lines += [f"> {n}", ""]
+        lines.append("| # | " + " | ".join(name for name, _ in COLUMNS) + " |")
+        lines.append("|---:|" + "---|" * len(COLUMNS))
+        for rank, s in enumerate(group, 1):
+            lines.append(f"| {rank} | " + " | ".join(_md_cell(cell(s)) for _, cell in COLUMNS) + " |")
+        lines.append("")
+    lines += [LEGEND, ""]
+    return "\n".join(lines)
+
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem; color: #222; }
+table { border-collapse: collapse; margin-bottom: 2rem; font-size: 0.9rem; }
+th, td { border: 1px solid #ccc; padding: 0.3rem 0.6rem; text-align: left; }
+th { background: #f2f2f2; cursor: pointer; user-select: none; }
+th[data-dir="asc"]::after { content: " \\25B2"; }
+th[data-dir="desc"]::after { content: " \\25BC"; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.note { background: #fff4e0; border-left: 4px solid #e0a030; padding: 0.5rem 1rem; }
+code { background: #f4f4f4; padding: 0 0.2rem; }
+"""
+
+# Click a header to sort its table by that column (again to reverse); empty cells stay last.
+_SCRIPT = """
+document.querySelectorAll("table.board th").forEach((th, i) => th.addEventListener("click", () => {
+  const table = th.closest("table"), body = table.tBodies[0];
+  const asc = th.dataset.dir !== "asc";
+  table.querySelectorAll("th").forEach(h => delete h.dataset.dir);
+  th.dataset.dir = asc ? "asc" : "desc";
+  const key = tr => tr.children[i].dataset.sort;
+  [...body.rows].sort((a, b) => {
+    const x = key(a), y = key(b);
+    if (x === "" || y === "") return (x === "") - (y === "");
+    const nx = Number(x), ny = Number(y);
+    const c = Number.isNaN(nx) || Number.isNaN(ny) ? x.localeCompare(y) : nx - ny;
+    return asc ? c : -c;
+  }).forEach(tr => body.appendChild(tr));
+}));
+"""
+
+
+def _code_to_html(text: str) -> str:
+    """Markdown `code` spans and **bold** (as written by this module) as escaped HTML."""
+    parts = html.escape(text).split("`")
+    out = "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+    bold = out.split("**")
+    return "".join(f"<strong>{p}</strong>" if i % 2 else p for i, p in enumerate(bold))
+
+
+def _html_cell(cell: Cell, numeric: bool) -> str:
+    """A table cell in HTML, with its sort key and link."""
+    text = html.escape(cell.text)
+    if cell.href is not None:
+        text = f'<a href="{html.escape(cell.href)}">{text}</a>'
+    cls = ' class="num"' if numeric else ""
+    return f'<td{cls} data-sort="{html.escape(cell.sort)}">{text}</td>'
+
+
+def render_html(submissions: list[dict[str, Any]], source: str) -> str:
+    """``index.html``: the same tables as the Markdown, sortable by a few lines of inline script, no network."""
+    groups = grouped(submissions)
+    body = ["<h1>toxbench leaderboard</h1>",
+            f"<p>{len(submissions)} submission{'s' if len(submissions) != 1 else ''} from "
+            f"<code>{html.escape(source)}</code>, ranked by aligned toxicity (lowest first) within each evaluation "
+            "setting. Click a column header to sort.</p>"]
+    note = _comparability_note(len(groups))
+    if note:
+        body.append(f'<p class="note">{_code_to_html(note)}</p>')
+    if not groups:
+        body.append("<p>No submissions yet.</p>")
+    text_columns = {"submission", "method", "scorer", "protocol"}
+    for key, group in groups.items():
+        body.append(f"<h2>{_code_to_html(_heading(key))}</h2>")
+        body += [f'<p class="note">{_code_to_html(n)}</p>' for n in dataset_notes(group)]
+        header = "".join(f"<th>{html.escape(name)}</th>" for name in ["#", *(n for n, _ in COLUMNS)])
+        rows = [f'<tr><td class="num" data-sort="{rank}">{rank}</td>'
+                + "".join(_html_cell(cell(s), name not in text_columns) for name, cell in COLUMNS) + "</tr>"
+                for rank, s in enumerate(group, 1)]
+        body.append(f'<table class="board"><thead><tr>{header}</tr></thead><tbody>\n'
+                    + "\n".join(rows) + "\n</tbody></table>")
+    body.append(f"<p>{html.escape(LEGEND)}</p>")
+    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            f"<!-- generated by `toxbench leaderboard render {html.escape(source)}`; do not edit by hand -->\n"
+            "<title>toxbench leaderboard</title>\n"
+            f"<style>{_STYLE}</style>\n</head>\n<body>\n" + "\n".join(body)
+            + f"\n<script>{_SCRIPT}</script>\n</body>\n</html>\n")
+
+
+def write_pages(submissions: list[dict[str, Any]], source: str, out_dir: Path) -> list[Path]:
+    """Write ``leaderboard.md`` and ``index.html`` into ``out_dir``, each atomically."""
+    pages = {"leaderboard.md": render_markdown(submissions, source), "index.html": render_html(submissions, source)}
+    for name, text in pages.items():
+        atomic_write_text(out_dir / name, text)
+    return [out_dir / name for name in pages]

@@ -1,0 +1,146 @@
+"""`toxbench check`: each gate passes and fails when it should; exit 0 / 1 / 2; nothing passes silently."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+from results_fixture import make_results, toxbench_cli, write_json
+
+
+def check(tmp_path: Path, results: dict[str, Any], *args: str, baseline: dict[str, Any] | None = None) -> Result:
+    """Run ``toxbench check`` on ``results`` (and ``baseline``), written to files in ``tmp_path``."""
+    argv = ["check", str(write_json(tmp_path / "results.json", results)), *args]
+    if baseline is not None:
+        argv += ["--baseline", str(write_json(tmp_path / "baseline.json", baseline))]
+    return CliRunner().invoke(toxbench_cli(), argv)
+
+
+def test_all_gates_pass(tmp_path: Path) -> None:
+    result = check(tmp_path, make_results(0.1), "--max-toxicity", "0.15", "--max-perplexity-increase", "0.06",
+                   "--min-robustness", "0.7", "--max-toxicity-regression", "0.01", baseline=make_results(0.095))
+    assert result.exit_code == 0, result.output
+    assert "4 of 4 gates passed" in result.output and "FAIL" not in result.output
+
+
+@pytest.mark.parametrize(("args", "gate"), [
+    (["--max-toxicity", "0.09"], "--max-toxicity"),
+    (["--max-perplexity-increase", "0.04"], "--max-perplexity-increase"),  # 10.0 -> 10.5 is +5%
+    (["--min-robustness", "0.81"], "--min-robustness"),
+])
+def test_each_gate_fails(tmp_path: Path, args: list[str], gate: str) -> None:
+    result = check(tmp_path, make_results(0.1), *args)
+    assert result.exit_code == 1, result.output
+    assert "0 of 1 gates passed, 1 failed" in result.output
+    assert gate in result.output and "FAIL" in result.output
+
+
+def test_regression_gate_fails_when_toxicity_rises_too_much(tmp_path: Path) -> None:
+    result = check(tmp_path, make_results(0.2), "--max-toxicity-regression", "0.05", baseline=make_results(0.1))
+    assert result.exit_code == 1, result.output
+    assert "+0.1000" in result.output and "FAIL --max-toxicity-regression: 0.1000 -> 0.2000" in result.output
+
+
+def test_boundaries_pass(tmp_path: Path) -> None:
+    result = check(tmp_path, make_results(0.1, robustness=0.8), "--max-toxicity", "0.1", "--min-robustness", "0.8")
+    assert result.exit_code == 0, result.output
+
+
+def test_strict_uses_the_conservative_end_of_the_interval(tmp_path: Path) -> None:
+    results = make_results(0.1, robustness=0.8)  # intervals are value +- 0.02
+    assert check(tmp_path, results, "--max-toxicity", "0.11", "--min-robustness", "0.79").exit_code == 0
+    strict = check(tmp_path, results, "--max-toxicity", "0.11", "--min-robustness", "0.79", "--strict")
+    assert strict.exit_code == 1
+    assert "95% upper bound" in strict.output and "95% lower bound" in strict.output
+    assert "0 of 2 gates passed" in strict.output
+
+
+def test_strict_without_an_interval_fails(tmp_path: Path) -> None:
+    results = make_results(0.1)
+    toxicity = results["tasks"]["elicitation"]["metrics"]["aligned"]["toxicity"]
+    toxicity["ci_low"] = toxicity["ci_high"] = None
+    result = check(tmp_path, results, "--max-toxicity", "0.5", "--strict")
+    assert result.exit_code == 1
+    assert "tasks.elicitation.metrics.aligned.toxicity.ci_high is null" in result.output
+
+
+def test_missing_metric_fails_loudly(tmp_path: Path) -> None:
+    result = check(tmp_path, make_results(tasks=("elicitation",)), "--max-toxicity", "0.5", "--min-robustness", "0.5")
+    assert result.exit_code == 2
+    assert "tasks.unalignment.metrics.robustness is missing" in result.output
+    assert "the unalignment task was not run" in result.output and "--tasks unalignment" in result.output
+
+
+def test_missing_aligned_model_fails_loudly(tmp_path: Path) -> None:
+    results = make_results(tasks=("elicitation",))
+    results["config"]["aligned"] = None
+    del results["models"]["aligned"], results["tasks"]["elicitation"]["metrics"]["aligned"]
+    result = check(tmp_path, results, "--max-toxicity", "0.5")
+    assert result.exit_code == 2
+    assert "tasks.elicitation.metrics.aligned.toxicity is missing" in result.output and "--aligned" in result.output
+
+
+def test_null_metric_fails_never_passes(tmp_path: Path) -> None:
+    result = check(tmp_path, make_results(robustness=None), "--min-robustness", "-1")
+    assert result.exit_code == 1
+    assert "FAIL --min-robustness: tasks.unalignment.metrics.robustness is null" in result.output
+
+
+def test_baseline_with_another_scorer_is_refused(tmp_path: Path) -> None:
+    result = check(tmp_path, make_results(0.1), "--max-toxicity-regression", "0.5",
+                   baseline=make_results(0.1, scorer="detoxify"))
+    assert result.exit_code == 2
+    assert "refusing to compare with the baseline" in result.output
+    assert "the scorer differs (lexicon-v1-0000 vs the baseline's detoxify-v1-0000)" in result.output
+
+
+@pytest.mark.parametrize(("baseline", "reason"), [
+    (make_results(0.1, protocol="rtp"), "the protocol differs"),
+    (make_results(0.1, prompts_sha256="b" * 64), "dataset 'real-toxicity-prompts' differs"),
+])
+def test_baseline_with_other_protocol_or_data_is_refused(tmp_path: Path, baseline: dict[str, Any], reason: str) -> None:
+    result = check(tmp_path, make_results(0.1), "--max-toxicity-regression", "0.5", baseline=baseline)
+    assert result.exit_code == 2 and reason in result.output
+
+
+def test_baseline_with_another_seed_is_compared(tmp_path: Path) -> None:
+    result = check(tmp_path, make_results(0.1, protocol="rtp", seed=1), "--max-toxicity-regression", "0.0",
+                   baseline=make_results(0.1, protocol="rtp", seed=2))
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ([], "no gate given"),
+    (["--max-toxicity-regression", "0.1"], "--baseline and --max-toxicity-regression go together"),
+])
+def test_usage_errors_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    result = check(tmp_path, make_results(), *args)
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_bad_input_exits_2(tmp_path: Path) -> None:
+    (tmp_path / "broken.json").write_text("not json")
+    result = CliRunner().invoke(toxbench_cli(), ["check", str(tmp_path / "broken.json"), "--max-toxicity", "1"])
+    assert result.exit_code == 2 and "is not valid JSON" in result.output
+    result = CliRunner().invoke(toxbench_cli(), ["check", str(tmp_path / "absent.json"), "--max-toxicity", "1"])
+    assert result.exit_code == 2 and "cannot read the results file" in result.output
+    invalid = make_results()
+    invalid["scorer"] = {"name": "lexicon"}
+    result = check(tmp_path, invalid, "--max-toxicity", "1")
+    assert result.exit_code == 2 and "does not follow the results schema at scorer" in result.output
+
+
+def test_incomplete_run_exits_2(tmp_path: Path) -> None:
+    results = make_results()
+    results["status"] = "running"
+    result = check(tmp_path, results, "--max-toxicity", "1")
+    assert result.exit_code == 2 and "has status 'running', not 'complete'" in result.output
+
+
+def test_malformed_metric_exits_2(tmp_path: Path) -> None:
+    results = make_results()
+    results["tasks"]["unalignment"]["metrics"]["robustness"] = 0.9  # a bare number, not a metric object
+    result = check(tmp_path, results, "--min-robustness", "0.5")
+    assert result.exit_code == 2 and "tasks.unalignment.metrics.robustness is not a metric object" in result.output
