@@ -45,8 +45,7 @@ def generate_then_forward(model, tok, prompts):
         ids = torch.full((len(seqs), width), tok.eos_token_id)
         for row, s in enumerate(seqs):
             ids[row, : len(s)] = torch.tensor(s)
-        with mlp_activation_hooks(model, range(adapter.n_layers), lambda layer, a: stored.__setitem__(layer, a)), \
-                torch.inference_mode():
+        with mlp_activation_hooks(model, range(adapter.n_layers), stored.__setitem__), torch.inference_mode():
             model(ids)
         for row, (p, o) in enumerate(zip(batch, outs[start : start + 16], strict=True)):
             first = len(tok(p, add_special_tokens=False).input_ids) - 1
