@@ -112,11 +112,9 @@ class RunContext:
                     order: Callable[[int], Any] | None = None) -> list[Any]:
         """Look up every item; compute the missing ones in chunks, writing each chunk at once."""
         found = self.cache.get_many(set(keys)) if self.config.use_cache else {}
-        missing = [i for i, k in enumerate(keys) if k not in found]
-        seen: set[str] = set()
-        missing = [i for i in missing if not (keys[i] in seen or seen.add(keys[i]))]  # type: ignore[func-returns-value]
-        if order is not None:
-            missing.sort(key=order)
+        first_of = {k: i for i, k in reversed(list(enumerate(keys)))}  # a repeated item is computed once
+        missing = [i for k, i in first_of.items() if k not in found]
+        missing.sort(key=order or (lambda i: i))
         if missing:
             with progress_bar(description, len(missing)) as advance:
                 for start in range(0, len(missing), chunk):

@@ -37,7 +37,7 @@ class Probe:
         import io
 
         buf = io.BytesIO()
-        np.save(buf, self.direction.astype(np.float32))
+        np.save(buf, self.direction.astype(np.float64))  # float64: a reloaded probe gives the same numbers
         atomic_write_bytes(path.with_suffix(".npy"), buf.getvalue())
         meta = {k: v for k, v in asdict(self).items() if k != "direction"}
         atomic_write_json(path.with_suffix(".json"), meta)
