@@ -73,9 +73,9 @@ class AblationTask(Task):
     def __init__(self, top_k: list[int] | None = None, positive_k: list[int] | None = None,
                  alphas: list[float] | str = "match_ppl", alpha_grid: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0),
                  svd_n: int = 128, groups: bool = True) -> None:
-        self.top_k = top_k  # None: [B]'s 100 and 1000, scaled to the model's neuron count
+        self.top_k = top_k  # None: 100, 200 and 1000 of GPT2-medium's neurons, scaled to the model's count
         self.positive_k = positive_k  # None: [B]'s 200 and 2000, scaled
-        self.alphas = alphas
+        self.alphas = alphas  # "match_ppl" ([A]'s choice) or a list of α, each a variant
         self.alpha_grid = alpha_grid  # in units of the final residual norm, for matching perplexity
         self.svd_n = svd_n
         self.groups = groups
@@ -105,7 +105,8 @@ class AblationTask(Task):
         sums = {role: capture_pass(ctx, m, truncate_prompts(m.tokenizer, ref.prompts, ref.protocol.prompt_tokens),
                                    ref.protocol.sampling, role) for role, m in (("base", base), ("aligned", aligned))}
         act_base = sums["base"].mean_activation()
-        for k in self.top_k or [scaled_count(100, n_neurons), scaled_count(1000, n_neurons)]:
+        default_k = sorted({scaled_count(k, n_neurons) for k in (100, 200, 1000)})
+        for k in self.top_k or default_k:
             neurons = rank_toxic_neurons(adapter, w, k)
             edit = ablate_neurons(base.model, [(n.layer, n.index) for n in neurons])
             add(derive(base, edit.model, {"name": f"ablate-top{k}", "neurons": [n.name for n in neurons]}),
@@ -129,12 +130,18 @@ class AblationTask(Task):
         scale = residual_scale(base, ref.prompts)
         alpha_choice: dict[str, Any] = {"residual_scale": scale}
         for label, direction in directions.items():
-            alpha, search = self.choose_alpha(ctx, base, direction, scale, aligned_ppl)
-            alpha_choice[label] = {"alpha": alpha, "search": search}
-            edit = shift_residual(base.model, direction, -alpha)
-            add(derive(base, edit.model, {"name": f"subtract-{label}", "alpha": alpha,
-                                          "direction": array_hash(direction)}, edit.saveable),
-                kind="subtract", direction=label, alpha=alpha)
+            if self.alphas == "match_ppl":
+                alpha, search = self.match_alpha(ctx, base, direction, scale, aligned_ppl)
+                alpha_choice[label] = {"alpha": alpha, "search": search}
+                alphas = [alpha]
+            else:
+                alphas = [float(a) for a in self.alphas]
+            for alpha in alphas:
+                edit = shift_residual(base.model, direction, -alpha)
+                suffix = "" if len(alphas) == 1 else f"-a{alpha:g}"
+                add(derive(base, edit.model, {"name": f"subtract-{label}{suffix}", "alpha": alpha,
+                                              "direction": array_hash(direction)}, edit.saveable),
+                    kind="subtract", direction=label, alpha=alpha)
 
         # Patching neuron groups to the aligned model's mean activation (hooks, removed after).
         if self.groups:
@@ -170,11 +177,9 @@ class AblationTask(Task):
                           extra={"alpha_choice": alpha_choice, "paper_table": PAPER_TABLE}, artifacts=artifacts,
                           report=self.report(metrics, variants, ref, artifacts))
 
-    def choose_alpha(self, ctx: RunContext, base: LoadedModel, direction: np.ndarray, scale: float,
-                     target_ppl: float) -> tuple[float, list[dict[str, float]]]:
-        """α from the task's list, or (default) the grid point whose perplexity is closest to the aligned model's."""
-        if self.alphas != "match_ppl":
-            return float(list(self.alphas)[0]), []  # type: ignore[arg-type]
+    def match_alpha(self, ctx: RunContext, base: LoadedModel, direction: np.ndarray, scale: float,
+                    target_ppl: float) -> tuple[float, list[dict[str, float]]]:
+        """The α of the grid (in units of the residual norm) whose perplexity is closest to the aligned model's."""
         search = []
         for mult in self.alpha_grid:
             alpha = mult * scale
