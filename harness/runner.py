@@ -100,10 +100,24 @@ class RunContext:
     def record_dataset(self, loaded: Loaded) -> None:
         self.datasets[loaded.name] = loaded.provenance()
 
-    def artifact(self, name: str) -> Path:
+    @staticmethod
+    def pyplot():
+        """matplotlib's pyplot on the file-only backend (runs have no display)."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        return plt
+
+    def save_figure(self, fig, name: str) -> str:
+        """Write ``fig`` to ``plots/<name>`` in the output folder; return that relative path."""
         path = self.output_dir / "plots" / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        return path
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+        self.pyplot().close(fig)
+        return str(path.relative_to(self.output_dir))
 
     # -- cached work ---------------------------------------------------------------------------
     def _cached_map(self, namespace: str, keys: Sequence[str], items: Sequence[Any],

@@ -194,11 +194,7 @@ class AblationTask(Task):
 
     @staticmethod
     def plot(ctx: RunContext, variants: list[dict]) -> str:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+        plt = ctx.pyplot()
         rows = [v for v in variants if v["emulation_ratio"] is not None]
         fig, ax = plt.subplots(figsize=(7, 0.35 * len(rows) + 1.2))
         names = [v["name"] for v in rows]
@@ -212,11 +208,7 @@ class AblationTask(Task):
         ax.set_xlabel("emulation ratio: (base - variant) / (base - aligned) toxicity")
         ax.set_title("Can surgery on the base model emulate alignment?")
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        path = ctx.artifact("ablation_emulation.png")
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        return str(path.relative_to(ctx.output_dir))
+        return ctx.save_figure(fig, "ablation_emulation.png")
 
     @staticmethod
     def report(metrics: dict, variants: list[dict], ref, artifacts: list[str]) -> str:

@@ -14,13 +14,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from harness.mech.neurons import neuron_adapter
 
 from harness.backends.base import SamplingConfig
 from harness.cache import cache_key
 from harness.data import load_rtp
 from harness.errors import ToxbenchError
 from harness.mech.capture import NeuronSums, capture_neuron_sums
+from harness.mech.neurons import neuron_adapter
 from harness.mech.vectors import Neuron, rank_toxic_neurons, value_cosines, vocab_projection
 from harness.models import LoadedModel
 from harness.progress import progress_bar
@@ -198,11 +198,7 @@ class AttributionTask(Task):
 
     @staticmethod
     def plots(ctx: RunContext, groups: dict, per_layer: list, cumulative: np.ndarray) -> list[str]:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+        plt = ctx.pyplot()
         paths = []
         fig, ax = plt.subplots(figsize=(6, 3.2))
         names = list(REDUCING) + list(MIRRORS)
@@ -214,11 +210,7 @@ class AttributionTask(Task):
         ax.set_ylabel("share of gross reduction")
         ax.set_title("Neuron groups: contribution to the drop in toxic writing")
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        path = ctx.artifact("attribution_groups.png")
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        paths.append(str(path.relative_to(ctx.output_dir)))
+        paths.append(ctx.save_figure(fig, "attribution_groups.png"))
 
         fig, ax = plt.subplots(figsize=(6, 3.2))
         layers = [row["layer"] for row in per_layer]
@@ -235,11 +227,7 @@ class AttributionTask(Task):
         ax.set_ylabel("Δ toxic writing")
         ax.set_title("Per-layer contribution")
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        path = ctx.artifact("attribution_layers.png")
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        paths.append(str(path.relative_to(ctx.output_dir)))
+        paths.append(ctx.save_figure(fig, "attribution_layers.png"))
 
         fig, ax = plt.subplots(figsize=(6, 3.2))
         k = min(len(cumulative), 2000)
@@ -249,11 +237,7 @@ class AttributionTask(Task):
         ax.set_xlabel("top neurons by Δ")
         ax.set_ylabel("cumulative share of gross")
         ax.set_title("How concentrated is the change?")
-        fig.tight_layout()
-        path = ctx.artifact("attribution_cumulative.png")
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        paths.append(str(path.relative_to(ctx.output_dir)))
+        paths.append(ctx.save_figure(fig, "attribution_cumulative.png"))
         return paths
 
     @staticmethod

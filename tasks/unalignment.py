@@ -98,11 +98,7 @@ class UnalignmentTask(Task):
                           report=self.report(metrics, variants, ref, artifacts))
 
     def plot(self, ctx: RunContext, variants: list[dict], ref) -> str:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+        plt = ctx.pyplot()
         rows = [v for v in variants if v["kind"] == "scale-keys"]
         xs = [1.0] + [v["scale"] for v in rows]
         tox = [ref.aligned.metrics["toxicity"].value] + [v["toxicity"].value for v in rows]
@@ -118,11 +114,7 @@ class UnalignmentTask(Task):
         ax2.set_ylabel("perplexity", color="#48c")
         fig.legend(fontsize=7, loc="upper left")
         ax.set_title("How cheaply does toxicity come back?")
-        fig.tight_layout()
-        path = ctx.artifact("unalignment_scales.png")
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        return str(path.relative_to(ctx.output_dir))
+        return ctx.save_figure(fig, "unalignment_scales.png")
 
     def report(self, metrics: dict, variants: list[dict], ref, artifacts: list[str]) -> str:
         lines = [
