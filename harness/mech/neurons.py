@@ -2,7 +2,7 @@
 
 The only module that knows where an architecture keeps its MLP weights. One table row per
 supported ``config.model_type`` names the parts; ``MLPAdapter`` presents them in the
-protocol's terms (/work/shared/protocol.md), with x the MLP's input:
+protocol's terms (docs/protocol.md), with x the MLP's input:
 
 - dense (GPT-2, GPT-NeoX): a_i = act(x·k_i + b_i); the MLP returns Σ_i a_i v_i + b_out.
 - gated (Llama, Mistral, Gemma, Gemma 2): a_i = act(x·k_i + b_i) · (x·u_i + c_i), where the key
