@@ -5,7 +5,7 @@ layer (dense: the output of the nonlinearity; gated: the input of ``down_proj``)
 what TransformerLens calls ``blocks.{l}.mlp.hook_post``. They fire inside ``model(...)`` and
 ``model.generate(...)``, so any caller (the HF backend's generation, a scoring pass) is seen.
 
-Why not TransformerLens 4.3.0's ``TransformerBridge``, as the design suggests: it can wrap
+Why not TransformerLens 4.3.0's ``TransformerBridge``: it can wrap
 an already loaded model without copying a weight (``sources.build_bridge_from_module``; the
 bridge's parameters are the model's), and its ``blocks.{l}.mlp.hook_post`` fires during the
 HF model's own forward and generate, for all six families here. But it wraps by replacing
