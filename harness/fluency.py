@@ -1,11 +1,11 @@
-"""Fluency measures shared by tasks: perplexity (Wikitext-2) and F1 ([A] §3.3, §5)."""
+"""Perplexity on a corpus ([A] §5): non-overlapping windows of the model's context."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from harness.backends.base import Advance, Backend, SamplingConfig
-from harness.metrics import Metric, bag_f1, metric, perplexity_from_windows, token_windows
+from harness.backends.base import Backend
+from harness.metrics import Metric, perplexity_from_windows, token_windows
 
 
 def context_length(model) -> int:
@@ -27,17 +27,3 @@ def perplexity(backend: Backend, windows: Sequence[Sequence[int]], seed: int = 0
     """Perplexity over token windows, with the per-window (NLL, tokens) for the samples file."""
     per_window = backend.window_nll(windows)
     return perplexity_from_windows(per_window, seed=seed), per_window
-
-
-def f1_scores(
-    backend: Backend, prompts: Sequence[str], golds: Sequence[str], max_new_tokens: int,
-    advance: Advance | None = None,
-) -> list[float]:
-    """Bag-of-token-ids F1 of each greedy continuation against its gold continuation."""
-    completions = backend.generate(prompts, SamplingConfig(max_new_tokens=max_new_tokens), advance)
-    gold_ids = backend.tokenizer(list(golds), add_special_tokens=False)["input_ids"]
-    return [bag_f1(c[0].token_ids, g) for c, g in zip(completions, gold_ids, strict=True)]
-
-
-def f1_metric(scores: Sequence[float], seed: int = 0) -> Metric:
-    return metric(list(scores), seed=seed)

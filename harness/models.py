@@ -18,7 +18,6 @@ import contextlib
 import difflib
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -205,11 +204,6 @@ def load_model(spec: str | ModelSpec, device: str | None = None, dtype: str | No
         commit = getattr(model.config, "_commit_hash", None)
         fingerprint = f"hub-{spec.target}@{commit}" if commit else fingerprint_state(model)
     return LoadedModel(spec, model, tokenizer, fingerprint, folder, notes)
-
-
-def offline_default() -> None:
-    """Ask the hub libraries to stay offline unless the user said otherwise."""
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 
 def derive(parent: LoadedModel, model: Any, edit: dict[str, Any], saveable: bool = True) -> LoadedModel:
