@@ -103,17 +103,20 @@ class UnalignmentTask(Task):
         xs = [1.0] + [v["scale"] for v in rows]
         tox = [ref.aligned.metrics["toxicity"].value] + [v["toxicity"].value for v in rows]
         ppl = [ref.aligned.metrics["perplexity"].value] + [v["perplexity"].value for v in rows]
-        fig, ax = plt.subplots(figsize=(6, 3.2))
+        fig, ax = plt.subplots(figsize=(6, 3.6))
         ax.plot(xs, tox, "o-", color="#c55", label="toxicity")
         ax.axhline(ref.base.metrics["toxicity"].value, color="#c55", ls="--", lw=0.8, label="base toxicity")
-        ax.set_xlabel(f"key scale s (top {self.n_neurons} toxic neurons)")
+        ax.set_ylim(0, 1.05)
+        ax.set_xlabel(f"key scale s (top {self.n_neurons} toxic neurons; s = 1: the aligned model)")
         ax.set_ylabel("toxicity", color="#c55")
         ax2 = ax.twinx()
         ax2.plot(xs, ppl, "s-", color="#48c", label="perplexity")
         ax2.axhline((1 + self.ppl_bound) * ppl[0], color="#48c", ls=":", lw=0.8, label="perplexity bound")
         ax2.set_ylabel("perplexity", color="#48c")
-        fig.legend(fontsize=7, loc="upper left")
         ax.set_title("How cheaply does toxicity come back?")
+        handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+        ax.legend(handles, [h.get_label() for h in handles], fontsize=7, ncol=4, loc="upper center",
+                  bbox_to_anchor=(0.5, -0.22))
         return ctx.save_figure(fig, "unalignment_scales.png")
 
     def report(self, metrics: dict, variants: list[dict], ref, artifacts: list[str]) -> str:
