@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,7 @@ class Loaded:
     source: str
     rows: list[Any]
 
-    @property
+    @cached_property
     def sha256(self) -> str:
         return sha256_json([r.__dict__ if hasattr(r, "__dict__") else r for r in self.rows])
 

@@ -75,6 +75,8 @@ class RunContext:
         self._backends: dict[str, Backend] = {}
         self._fluency: dict[str, dict[str, Any]] = {}
         self._probe = None
+        self._loaded: dict[str, Loaded] = {}  # fluency datasets, read once per run
+        self._windows: dict[tuple[int, int], tuple[Any, list[list[int]]]] = {}
 
     # -- models and backends -------------------------------------------------------------
     def backend(self, model: LoadedModel) -> Backend:
@@ -180,23 +182,35 @@ class RunContext:
             self._probe = load_or_train_probe(self, self.models["base"])
         return self._probe
 
+    def _dataset(self, name: str) -> Loaded:
+        """Wikitext-2 test or the F1 pairs, loaded and recorded once per run (variants reuse them)."""
+        from harness.data import load_f1_pairs, load_wikitext
+
+        if name not in self._loaded:
+            loader = {"wikitext": load_wikitext, "f1": load_f1_pairs}[name]
+            self._loaded[name] = loader(self.data_dir)
+            self.record_dataset(self._loaded[name])
+        return self._loaded[name]
+
+    def _perplexity_windows(self, model: LoadedModel) -> list[list[int]]:
+        """The tokenised Wikitext windows, once per tokenizer and context length (edited models share them)."""
+        window = context_length(model.model)
+        key = (id(model.tokenizer), window)
+        if key not in self._windows:  # the tokenizer is kept in the value, so its id stays its own
+            rows = self._dataset("wikitext").rows
+            self._windows[key] = (model.tokenizer, perplexity_windows(model.tokenizer, rows, window))
+        return self._windows[key][1]
+
     def perplexity(self, model: LoadedModel):
         """Perplexity on Wikitext-2 test (non-overlapping windows of the model's context) and per-window NLL."""
-        from harness.data import load_wikitext
-
-        wiki = load_wikitext(self.data_dir)
-        self.record_dataset(wiki)
-        windows = perplexity_windows(model.tokenizer, wiki.rows, context_length(model.model))
+        windows = self._perplexity_windows(model)
         limit = self.config.limit
         per_window = self.window_nll(model, windows[:limit] if limit else windows)
         return perplexity_from_windows(per_window, seed=self.config.seed), per_window
 
     def f1(self, model: LoadedModel):
         """[A]'s F1 of greedy continuations against gold continuations, and the per-pair scores."""
-        from harness.data import load_f1_pairs
-
-        pairs = load_f1_pairs(self.data_dir)
-        self.record_dataset(pairs)
+        pairs = self._dataset("f1")
         rows = pairs.rows[: self.config.limit] if self.config.limit else pairs.rows
         outs = self.generate(model, [p.prompt for p in rows], SamplingConfig(max_new_tokens=20), "F1 continuations")
         golds = model.tokenizer([p.gold for p in rows], add_special_tokens=False)["input_ids"]
