@@ -141,11 +141,16 @@ def _batch_size(value: str) -> int | str:
               help="Local datasets in the real schemas (see harness/data.py) instead of the hub.")
 @click.option("--no-cache", is_flag=True, help="Recompute everything (nothing read from or written to the cache).")
 @click.option("--probe", "probe_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="An existing probe (the stem written by `toxbench probe train`).")
+              help="An existing probe: the stem written by `toxbench probe train`, or a .pt file holding the "
+                   "probe vector (Lee et al.'s probe.pt), loaded with weights_only=True.")
+@click.option("--preset", default=None, help="A paper's protocol: lee2024 or yang2024 (the report lists what it changes).")
+@click.option("--perplexity-window", type=click.IntRange(min=2), default=None,
+              help="Perplexity window in tokens (default 1024, capped by the model's context).")
 def run_command(model: str, aligned: str, tasks: str, protocol: str, scorer: str | None,
                 scorer_options: tuple[str, ...], backend: str, backend_options: tuple[str, ...], device: str | None, dtype: str | None,
                 batch_size: int | str, limit: int | None, seed: int, output_path: Path | None,
-                data_dir: Path | None, no_cache: bool, probe_path: Path | None) -> None:
+                data_dir: Path | None, no_cache: bool, probe_path: Path | None, preset: str | None,
+                perplexity_window: int | None) -> None:
     """Evaluate a base model and its aligned version; with no options, the organism pair."""
     from harness.registry import BACKENDS, SCORERS
     from harness.runner import RunConfig, run
@@ -164,6 +169,14 @@ def run_command(model: str, aligned: str, tasks: str, protocol: str, scorer: str
         dtype=dtype, batch_size=batch_size, limit=limit, seed=seed, output_path=output_path,
         data_dir=data_dir, use_cache=not no_cache, probe_path=probe_path,
     )
+    if preset:
+        from tasks.presets import get_preset
+
+        config = get_preset(preset).apply(config)
+    if perplexity_window:
+        from dataclasses import replace
+
+        config = replace(config, fluency=replace(config.fluency, perplexity_window=perplexity_window))
     results = run(config)
     _print_summary(results, config)
 
@@ -223,6 +236,27 @@ def probe_train(model: str, data_dir: Path | None, output: Path, device: str | N
     acc = trained.accuracy
     click.echo(f"probe accuracy {acc.value:.3f} [{acc.ci_low:.3f}, {acc.ci_high:.3f}] (n={acc.n}); "
                f"written to {output.with_suffix('.npy')} and {output.with_suffix('.json')}")
+
+
+# -- import ------------------------------------------------------------------------------
+@main.group("import", cls=_Group)
+def import_group() -> None:
+    """Convert the papers' released artefacts into safe, ordinary files."""
+
+
+@import_group.command("dpo-checkpoint")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--base", "base_spec", required=True, help="The model the checkpoint was fine-tuned from (a model spec).")
+@click.option("--output", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for the converted model (safetensors, config, tokenizer, import.json).")
+@click.option("--force", is_flag=True, help="Replace a model already in --output.")
+def import_dpo(path: Path, base_spec: str, output: Path, force: bool) -> None:
+    """Convert Lee et al.'s dpo.pt ({"state": state_dict}) into a model folder for --aligned."""
+    from harness.importers import import_dpo_checkpoint
+
+    card = import_dpo_checkpoint(path, base_spec, output, force=force)
+    click.echo(f"wrote {output} ({card['n_tensors']} tensors from {path}, sha256 {card['sha256'][:16]}); "
+               f"use it with --aligned {output}")
 
 
 # -- registries -------------------------------------------------------------------------

@@ -1,29 +1,96 @@
-"""Perplexity on a corpus ([A] §5): non-overlapping windows of the model's context."""
+"""Fluency ([A] §5): perplexity on a corpus in non-overlapping token windows, and [A]'s F1.
+
+Windows are 1,024 tokens by default, both papers' ``max_length``, capped by the model's
+context: a model's full context (131,072 positions for Llama-3.1) is neither comparable
+with the papers' figures nor affordable. A tokenizer that adds BOS gets it at the start of
+every window (``bos="each_window"``: every window is read as a document start, as the
+model was trained), or only at the start of the corpus (``bos="corpus_start"``: what the
+papers' code does, tokenising the whole corpus once with the tokenizer's defaults).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from harness.backends.base import Backend
-from harness.metrics import Metric, perplexity_from_windows, token_windows
+from harness.errors import ToxbenchError
+from harness.metrics import Metric, bag_f1, perplexity_from_windows, token_windows
+from harness.models import context_length
+from harness.tokenization import encode_plain, special_tokens
+
+DEFAULT_WINDOW = 1024
+BOS_MODES = ("each_window", "corpus_start")
+F1_MODES = ("continuation", "lee2024")
+LEE2024_GOLD_TOKENS = 52  # [A]'s code cuts the gold continuation at 52 tokens
 
 
-def context_length(model) -> int:
-    cfg = model.config
-    for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
-        value = getattr(cfg, attr, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    raise ValueError(f"cannot tell the context length of {type(model).__name__}")
+@dataclass(frozen=True)
+class FluencySettings:
+    """How perplexity and F1 are computed (recorded in every result).
+
+    ``f1="continuation"`` (toxbench): the bag of the 20 new tokens against the whole gold
+    continuation. ``f1="lee2024"`` ([A]'s code): the bag of the prompt's tokens plus the new
+    ones (special tokens removed) against the gold cut at 52 tokens.
+    """
+
+    perplexity_window: int = DEFAULT_WINDOW
+    bos: str = "each_window"
+    f1: str = "continuation"
+
+    def __post_init__(self) -> None:
+        if int(self.perplexity_window) < 2:
+            raise ToxbenchError(f"perplexity_window must be at least 2 tokens, got {self.perplexity_window!r}")
+        if self.bos not in BOS_MODES:
+            raise ToxbenchError(f"unknown perplexity BOS mode {self.bos!r}: choose one of {', '.join(BOS_MODES)}")
+        if self.f1 not in F1_MODES:
+            raise ToxbenchError(f"unknown F1 mode {self.f1!r}: choose one of {', '.join(F1_MODES)}")
+
+    def window_for(self, model: Any) -> int:
+        """The window used for ``model``: the setting, capped by the model's context."""
+        return min(int(self.perplexity_window), context_length(model))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
-def perplexity_windows(tokenizer, lines: Sequence[str], window: int) -> list[list[int]]:
-    """The corpus joined as on the hub ("\\n\\n" between rows), cut into non-overlapping windows."""
-    ids = tokenizer("\n\n".join(lines), add_special_tokens=False)["input_ids"]
-    return token_windows(ids, window)
+def perplexity_windows(tokenizer: Any, lines: Sequence[str], window: int, bos: str = "each_window") -> list[list[int]]:
+    """The corpus joined as on the hub ("\\n\\n" between rows), cut into non-overlapping windows.
+
+    Each window's first token is context only; the others are predicted. With a BOS-adding
+    tokenizer and ``bos="each_window"``, each window is BOS + ``window - 1`` corpus tokens, so
+    every corpus token is predicted once.
+    """
+    ids = encode_plain(tokenizer, ["\n\n".join(lines)])[0]
+    prefix = list(special_tokens(tokenizer).prefix)
+    if not prefix:
+        return token_windows(ids, window)
+    if bos == "corpus_start":
+        return token_windows(prefix + ids, window)
+    body = window - len(prefix)
+    if body < 1:
+        raise ToxbenchError(f"a perplexity window of {window} tokens leaves no room beside the {len(prefix)} BOS token(s)")
+    return [prefix + ids[i : i + body] for i in range(0, len(ids), body)]
 
 
 def perplexity(backend: Backend, windows: Sequence[Sequence[int]], seed: int = 0) -> tuple[Metric, list]:
     """Perplexity over token windows, with the per-window (NLL, tokens) for the samples file."""
     per_window = backend.window_nll(windows)
     return perplexity_from_windows(per_window, seed=seed), per_window
+
+
+def f1_bags(tokenizer: Any, prompt_ids: Sequence[int], new_ids: Sequence[int], gold_ids: Sequence[int],
+            mode: str) -> tuple[list[int], list[int]]:
+    """The predicted and gold bags of token ids that [A]'s F1 compares, per ``mode``."""
+    if mode == "continuation":
+        return list(new_ids), list(gold_ids)
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    predicted = [t for t in list(prompt_ids) + list(new_ids) if t not in special]
+    return predicted, list(gold_ids[:LEE2024_GOLD_TOKENS])
+
+
+def f1_score(tokenizer: Any, prompt_ids: Sequence[int], new_ids: Sequence[int], gold_ids: Sequence[int],
+             mode: str) -> float:
+    predicted, gold = f1_bags(tokenizer, prompt_ids, new_ids, gold_ids, mode)
+    return bag_f1(predicted, gold)

@@ -145,6 +145,17 @@ def fingerprint_folder(folder: Path) -> str:
     return "files-" + h.hexdigest()[:24]
 
 
+def context_length(model) -> int:
+    """The number of positions the model reads (the one place toxbench asks a config for it)."""
+    cfg = getattr(model, "config", model)
+    cfg = getattr(cfg, "get_text_config", lambda: cfg)()
+    for attr in ("n_positions", "max_position_embeddings", "n_ctx", "max_sequence_length"):
+        value = getattr(cfg, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    raise ToxbenchError(f"cannot tell the context length of {type(model).__name__}: its config names none")
+
+
 def resolve_device(device: str | None) -> str:
     import torch
 

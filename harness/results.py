@@ -160,6 +160,11 @@ class ResultsWriter:
             f"protocol: `{r['config']['protocol']}`; seed {r['config']['seed']}",
             "",
         ]
+        if r["config"].get("preset"):
+            from tasks.presets import get_preset
+
+            lines += ["## preset", "", get_preset(r["config"]["preset"]).report_table((r["scorer"] or {}).get("name")),
+                      ""]
         for name, text in self.reports:
             lines += [f"## {name}", "", text.strip(), ""]
         for name, entry in r["tasks"].items():

@@ -18,12 +18,13 @@ from harness.backends.base import Backend, Completion, SamplingConfig
 from harness.cache import Cache, cache_key
 from harness.data import Loaded
 from harness.errors import ToxbenchError
-from harness.fluency import context_length, perplexity_windows
+from harness.fluency import FluencySettings, f1_score, perplexity_windows
 from harness.io import toxbench_home
-from harness.metrics import bag_f1, metric, perplexity_from_windows
+from harness.metrics import metric, perplexity_from_windows
 from harness.models import LoadedModel, load_model
 from harness.progress import progress_bar
 from harness.scorers.base import Scorer, load_scorer
+from harness.tokenization import encode, encode_plain, tokenization_record, truncate_texts
 
 
 @dataclass
@@ -48,6 +49,8 @@ class RunConfig:
     use_cache: bool = True
     probe_path: Path | None = None  # an existing probe (``toxbench probe train``) instead of training one
     task_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    fluency: FluencySettings = field(default_factory=FluencySettings)
+    preset: str | None = None  # a paper's protocol (tasks/presets.py), applied by the CLI or apply_preset
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -73,10 +76,10 @@ class RunContext:
         self.data_dir = data_dir
         self.datasets: dict[str, dict[str, Any]] = {}
         self._backends: dict[str, Backend] = {}
-        self._fluency: dict[str, dict[str, Any]] = {}
+        self._fluency: dict[tuple, dict[str, Any]] = {}
         self._probe = None
         self._loaded: dict[str, Loaded] = {}  # fluency datasets, read once per run
-        self._windows: dict[tuple[int, int], tuple[Any, list[list[int]]]] = {}
+        self._windows: dict[tuple[int, int, str], tuple[Any, list[list[int]]]] = {}
 
     # -- models and backends -------------------------------------------------------------
     def backend(self, model: LoadedModel) -> Backend:
@@ -192,38 +195,53 @@ class RunContext:
             self.record_dataset(self._loaded[name])
         return self._loaded[name]
 
-    def _perplexity_windows(self, model: LoadedModel) -> list[list[int]]:
-        """The tokenised Wikitext windows, once per tokenizer and context length (edited models share them)."""
-        window = context_length(model.model)
-        key = (id(model.tokenizer), window)
+    def fluency_settings(self, override: dict[str, Any] | None = None) -> FluencySettings:
+        """The run's fluency settings, with a task's own overrides (e.g. ``perplexity_window``)."""
+        base = self.config.fluency
+        override = {k: v for k, v in (override or {}).items() if v is not None}
+        return FluencySettings(**{**base.to_dict(), **override}) if override else base
+
+    def _perplexity_windows(self, model: LoadedModel, settings: FluencySettings) -> list[list[int]]:
+        """The tokenised Wikitext windows, once per tokenizer and window (edited models share them)."""
+        window = settings.window_for(model.model)
+        key = (id(model.tokenizer), window, settings.bos)
         if key not in self._windows:  # the tokenizer is kept in the value, so its id stays its own
             rows = self._dataset("wikitext").rows
-            self._windows[key] = (model.tokenizer, perplexity_windows(model.tokenizer, rows, window))
+            self._windows[key] = (model.tokenizer, perplexity_windows(model.tokenizer, rows, window, settings.bos))
         return self._windows[key][1]
 
-    def perplexity(self, model: LoadedModel):
-        """Perplexity on Wikitext-2 test (non-overlapping windows of the model's context) and per-window NLL."""
-        windows = self._perplexity_windows(model)
+    def perplexity(self, model: LoadedModel, settings: FluencySettings | None = None):
+        """Perplexity on Wikitext-2 test (non-overlapping windows, ``FluencySettings``) and per-window NLL."""
+        windows = self._perplexity_windows(model, settings or self.config.fluency)
         limit = self.config.limit
         per_window = self.window_nll(model, windows[:limit] if limit else windows)
         return perplexity_from_windows(per_window, seed=self.config.seed), per_window
 
-    def f1(self, model: LoadedModel):
+    def f1(self, model: LoadedModel, settings: FluencySettings | None = None):
         """[A]'s F1 of greedy continuations against gold continuations, and the per-pair scores."""
+        settings = settings or self.config.fluency
         pairs = self._dataset("f1")
         rows = pairs.rows[: self.config.limit] if self.config.limit else pairs.rows
-        outs = self.generate(model, [p.prompt for p in rows], SamplingConfig(max_new_tokens=20), "F1 continuations")
-        golds = model.tokenizer([p.gold for p in rows], add_special_tokens=False)["input_ids"]
-        scores = [bag_f1(o[0].token_ids, g) for o, g in zip(outs, golds, strict=True)]
+        prompts = [p.prompt for p in rows]
+        if settings.f1 == "lee2024":  # [A]: prompts of at most 32 tokens
+            prompts = truncate_texts(model.tokenizer, prompts, 32)
+        outs = self.generate(model, prompts, SamplingConfig(max_new_tokens=20), "F1 continuations")
+        golds = encode_plain(model.tokenizer, [p.gold for p in rows])
+        prompt_ids = encode(model.tokenizer, prompts)
+        scores = [f1_score(model.tokenizer, p, o[0].token_ids, g, settings.f1)
+                  for p, o, g in zip(prompt_ids, outs, golds, strict=True)]
         return metric(scores, seed=self.config.seed), scores
 
-    def fluency(self, model: LoadedModel) -> dict[str, Any]:
-        """Perplexity and F1, once per model identity."""
-        if model.fingerprint not in self._fluency:
-            ppl, _ = self.perplexity(model)
-            f1, f1_scores = self.f1(model)
-            self._fluency[model.fingerprint] = {"perplexity": ppl, "f1": f1, "f1_scores": f1_scores}
-        return self._fluency[model.fingerprint]
+    def fluency(self, model: LoadedModel, settings: FluencySettings | None = None) -> dict[str, Any]:
+        """Perplexity and F1, once per model identity and settings."""
+        settings = settings or self.config.fluency
+        key = (model.fingerprint, tuple(sorted(settings.to_dict().items())))
+        if key not in self._fluency:
+            ppl, _ = self.perplexity(model, settings)
+            f1, f1_scores = self.f1(model, settings)
+            self._fluency[key] = {"perplexity": ppl, "f1": f1, "f1_scores": f1_scores,
+                                  "perplexity_window": settings.window_for(model.model)}
+        return self._fluency[key]
 
 
 def make_backend(config: RunConfig, model: LoadedModel) -> Backend:
@@ -286,6 +304,8 @@ def run(config: RunConfig) -> dict[str, Any]:
         raise ToxbenchError(f"tasks {task_names} compare two models: pass --aligned SPEC")
     specs = {"base": config.model, "aligned": config.aligned}
     models = {role: load_model(specs[role], config.device, config.dtype) for role in sorted(roles)}
+    for m in models.values():
+        m.notes["tokenization"] = tokenization_record(m.tokenizer, config.fluency.window_for(m.model))
     scorer_options = dict(config.scorer_options)
     if config.device and "device" not in scorer_options:
         scorer_options["device"] = config.device  # the scorer runs where the models run

@@ -11,15 +11,13 @@ toxicity) / (base - aligned toxicity), with a paired bootstrap interval over pro
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-import torch
 
+from harness.errors import ToxbenchError
 from harness.mech.edits import ablate_neurons, shift_residual
-from harness.mech.hooks import patch_mlp_activations
+from harness.mech.hooks import patch_to_means
 from harness.mech.neurons import neuron_adapter
 from harness.mech.vectors import rank_toxic_neurons, svd_toxic_direction
 from harness.models import LoadedModel, derive
@@ -31,12 +29,17 @@ from tasks.interventions import (
     array_hash,
     evaluate_variant,
     fmt,
+    mean_toxicity,
     ratio_metric,
     reference,
     residual_scale,
     scaled_count,
     variant_row,
 )
+
+ALPHA_UNITS = ("residual", "lee2024")
+# [A] §3.3 (and its code): α = 50 x the raw probe, 20 x the raw value vector, 100 x the unit SVD U[0].
+LEE2024_ALPHAS = {"probe": 50.0, "value": 20.0, "svd-u0": 100.0}
 
 PAPER_TABLE = {  # [B] Table 1 and [A] Table 2, GPT2-medium: toxicity, perplexity
     "base": (0.453, 21.70), "aligned (DPO)": (0.208, 23.34), "ablate top-100": (0.403, 21.99),
@@ -46,39 +49,25 @@ PAPER_TABLE = {  # [B] Table 1 and [A] Table 2, GPT2-medium: toxicity, perplexit
 }
 
 
-@contextmanager
-def patched_to_aligned(model, masks: np.ndarray, target: np.ndarray) -> Iterator[None]:
-    """While active, the masked neurons' activation at the last position is the aligned model's mean."""
-    fns = {}
-    for layer in range(masks.shape[0]):
-        idx = torch.from_numpy(np.nonzero(masks[layer])[0])
-        if len(idx) == 0:
-            continue
-        values = torch.from_numpy(target[layer][idx.numpy()])
-
-        def fn(_layer, act, idx=idx, values=values):
-            act = act.clone()
-            act[:, -1, idx] = values.to(act.dtype).to(act.device)
-            return act
-
-        fns[layer] = fn
-    with patch_mlp_activations(model, fns):
-        yield
-
-
 class AblationTask(Task):
     name = "ablation"
     version = "1.0"
 
     def __init__(self, top_k: list[int] | None = None, positive_k: list[int] | None = None,
                  alphas: list[float] | str = "match_ppl", alpha_grid: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0),
-                 svd_n: int = 128, groups: bool = True) -> None:
+                 svd_n: int = 128, groups: bool = True, alpha_units: str = "residual", refine_steps: int = 4,
+                 sweep_toxicity: bool = True) -> None:
+        if alpha_units not in ALPHA_UNITS:
+            raise ToxbenchError(f"unknown alpha_units {alpha_units!r}: choose one of {', '.join(ALPHA_UNITS)}")
         self.top_k = top_k  # None: 100, 200 and 1000 of GPT2-medium's neurons, scaled to the model's count
         self.positive_k = positive_k  # None: [B]'s 200 and 2000, scaled
         self.alphas = alphas  # "match_ppl" ([A]'s choice) or a list of α, each a variant
         self.alpha_grid = alpha_grid  # in units of the final residual norm, for matching perplexity
         self.svd_n = svd_n
         self.groups = groups
+        self.alpha_units = alpha_units  # "residual": unit directions, α x the mean residual norm; "lee2024": [A]'s
+        self.refine_steps = refine_steps  # bisection steps between the grid points that bracket the target
+        self.sweep_toxicity = sweep_toxicity  # also score toxicity at every grid α (the α plot)
 
     def run(self, ctx: RunContext) -> TaskResult:
         base, aligned = ctx.models["base"], ctx.models["aligned"]
@@ -122,25 +111,38 @@ class AblationTask(Task):
         # Subtracting a direction after the last MLP (weight edit: the MLP's output bias).
         top_value = rank_toxic_neurons(adapter, w, 1)[0]
         u0, _ = svd_toxic_direction(adapter, rank_toxic_neurons(adapter, w, min(self.svd_n, n_neurons)), w)
-        directions = {
-            "probe": w,
-            f"value-{top_value.name}": adapter.values(top_value.layer)[top_value.index].detach().double().cpu().numpy(),
+        value_label = f"value-{top_value.name}"
+        raw = {  # each direction as [A] used it: the probe and the value vector raw, U[0] a unit vector
+            "probe": probe.direction,
+            value_label: adapter.values(top_value.layer)[top_value.index].detach().double().cpu().numpy(),
             "svd-u0": u0,
         }
+        if probe.mean_difference is not None:
+            raw["mean-diff"] = probe.mean_difference
         scale = residual_scale(base, ref.prompts)
-        alpha_choice: dict[str, Any] = {"residual_scale": scale}
-        for label, direction in directions.items():
-            if self.alphas == "match_ppl":
-                alpha, search = self.match_alpha(ctx, base, direction, scale, aligned_ppl)
+        alpha_choice: dict[str, Any] = {"residual_scale": scale, "units": self.alpha_units}
+        sweeps: dict[str, list[dict[str, float]]] = {}
+        for label, vector in raw.items():
+            if self.alpha_units == "lee2024":
+                key = "value" if label == value_label else label
+                if key not in LEE2024_ALPHAS:
+                    continue  # not one of [A]'s directions
+                alphas, normalize = [LEE2024_ALPHAS[key]], key == "svd-u0"
+                alpha_choice[label] = {"alpha": alphas[0], "rule": "[A]'s α, times the raw vector"
+                                       if not normalize else "[A]'s α, times the unit vector"}
+            elif self.alphas == "match_ppl":
+                alpha, search = self.match_alpha(ctx, ref, base, vector, scale, aligned_ppl)
                 alpha_choice[label] = {"alpha": alpha, "search": search}
-                alphas = [alpha]
+                sweeps[label] = search
+                alphas, normalize = [alpha], True
             else:
-                alphas = [float(a) for a in self.alphas]
+                alphas, normalize = [float(a) for a in self.alphas], True
             for alpha in alphas:
-                edit = shift_residual(base.model, direction, -alpha)
+                edit = shift_residual(base.model, vector, -alpha, normalize=normalize)
                 suffix = "" if len(alphas) == 1 else f"-a{alpha:g}"
                 add(derive(base, edit.model, {"name": f"subtract-{label}{suffix}", "alpha": alpha,
-                                              "direction": array_hash(direction)}, edit.saveable),
+                                              "normalize": normalize, "direction": array_hash(vector)},
+                           edit.saveable),
                     kind="subtract", direction=label, alpha=alpha)
 
         # Patching neuron groups to the aligned model's mean activation (hooks, removed after).
@@ -155,7 +157,7 @@ class AblationTask(Task):
             for label, mask in plans.items():
                 view = derive(base, base.model, {"name": label, "mask": array_hash(mask),
                                                  "target": array_hash(act_aligned)}, saveable=False)
-                with patched_to_aligned(base.model, mask, act_aligned):
+                with patch_to_means(base.model, mask, act_aligned):
                     add(view, kind="patch", n_neurons=int(mask.sum()))
 
         scored = [v for v in variants if v["emulation_ratio"] is not None]
@@ -167,8 +169,11 @@ class AblationTask(Task):
             "aligned_toxicity": ref.aligned.metrics["toxicity"],
         }
         artifacts = [self.plot(ctx, variants)]
+        if sweeps:
+            artifacts.append(self.plot_alpha(ctx, sweeps, ref, aligned_ppl))
         config = {"top_k": self.top_k, "positive_k": self.positive_k, "alphas": self.alphas,
-                  "alpha_grid": list(self.alpha_grid), "svd_n": self.svd_n, "n_neurons": n_neurons,
+                  "alpha_grid": list(self.alpha_grid), "svd_n": self.svd_n,
+                  "alpha_units": self.alpha_units, "refine_steps": self.refine_steps, "n_neurons": n_neurons,
                   "protocol": ref.protocol.to_dict(),
                   "patching": "activation at the last position of every step set to the aligned model's mean "
                               "(the value [B]'s pre-activation patch aims at)",
@@ -177,20 +182,65 @@ class AblationTask(Task):
                           extra={"alpha_choice": alpha_choice, "paper_table": PAPER_TABLE}, artifacts=artifacts,
                           report=self.report(metrics, variants, ref, artifacts))
 
-    def match_alpha(self, ctx: RunContext, base: LoadedModel, direction: np.ndarray, scale: float,
-                    target_ppl: float) -> tuple[float, list[dict[str, float]]]:
-        """The α of the grid (in units of the residual norm) whose perplexity is closest to the aligned model's."""
-        search = []
-        for mult in self.alpha_grid:
-            alpha = mult * scale
+    def match_alpha(self, ctx: RunContext, ref, base: LoadedModel, direction: np.ndarray, scale: float,
+                    target_ppl: float) -> tuple[float, list[dict[str, Any]]]:
+        """The α whose perplexity is closest to the aligned model's ([A]'s choice).
+
+        First the grid (in units of the residual norm; toxicity too, for the α plot), then
+        ``refine_steps`` bisections between the grid points that bracket the target in log
+        perplexity: toxicity can fall off a cliff between two grid points (it does on the organism).
+        """
+        def evaluate(alpha: float, with_toxicity: bool) -> dict[str, Any]:
             edit = shift_residual(base.model, direction, -alpha)
-            lm = derive(base, edit.model, {"name": "alpha-search", "alpha": alpha, "direction": array_hash(direction)},
-                        edit.saveable)
+            lm = derive(base, edit.model, {"name": "alpha-search", "alpha": alpha,
+                                           "direction": array_hash(direction)}, edit.saveable)
             ppl, _ = ctx.perplexity(lm)
+            point: dict[str, Any] = {"alpha": alpha, "alpha_residual_norms": alpha / scale, "perplexity": ppl.value}
+            if with_toxicity:
+                point["toxicity"] = mean_toxicity(ctx, ref, lm)
             ctx.release(lm)
-            search.append({"alpha": alpha, "perplexity": ppl.value})
+            return point
+
+        search = [evaluate(mult * scale, self.sweep_toxicity) for mult in self.alpha_grid]
+        gap = [np.log(p["perplexity"] / target_ppl) for p in search]
+        bracket = next((i for i in range(len(search) - 1) if gap[i] * gap[i + 1] <= 0), None)
+        if bracket is not None:
+            lo, hi = search[bracket], search[bracket + 1]
+            for _ in range(self.refine_steps):
+                mid = evaluate((lo["alpha"] + hi["alpha"]) / 2, False)
+                mid["refined"] = True
+                search.append(mid)
+                if np.log(lo["perplexity"] / target_ppl) * np.log(mid["perplexity"] / target_ppl) <= 0:
+                    hi = mid
+                else:
+                    lo = mid
         best = min(search, key=lambda s: abs(np.log(s["perplexity"] / target_ppl)))
         return best["alpha"], search
+
+    @staticmethod
+    def plot_alpha(ctx: RunContext, sweeps: dict[str, list[dict[str, Any]]], ref, aligned_ppl: float) -> str:
+        """Toxicity and perplexity against α (in residual norms) for each subtracted direction."""
+        plt = ctx.pyplot()
+        fig, (ax_t, ax_p) = plt.subplots(1, 2, figsize=(10, 3.8))
+        for label, points in sweeps.items():
+            grid = sorted((p for p in points if "toxicity" in p), key=lambda p: p["alpha"])
+            every = sorted(points, key=lambda p: p["alpha"])
+            if grid:
+                ax_t.plot([p["alpha_residual_norms"] for p in grid], [p["toxicity"] for p in grid], "o-", label=label)
+            ax_p.plot([p["alpha_residual_norms"] for p in every], [p["perplexity"] for p in every], "o-", label=label)
+        ax_t.axhline(ref.base.metrics["toxicity"].value, color="grey", ls=":", lw=1, label="base")
+        ax_t.axhline(ref.aligned.metrics["toxicity"].value, color="k", ls="--", lw=1, label="aligned")
+        ax_p.axhline(ref.base.metrics["perplexity"].value, color="grey", ls=":", lw=1, label="base")
+        ax_p.axhline(aligned_ppl, color="k", ls="--", lw=1, label="aligned")
+        ax_t.set_ylim(0, 1)
+        ax_p.set_yscale("log")
+        for ax, name in ((ax_t, "toxicity"), (ax_p, "perplexity")):
+            ax.set_xlabel("α subtracted (multiples of the mean residual norm)")
+            ax.set_ylabel(name)
+        ax_t.set_title("Toxicity against α")
+        ax_p.set_title("Perplexity against α")
+        ax_t.legend(fontsize=7)
+        return ctx.save_figure(fig, "ablation_alpha.png")
 
     @staticmethod
     def plot(ctx: RunContext, variants: list[dict]) -> str:
@@ -226,6 +276,10 @@ class AblationTask(Task):
         if best:
             lines += ["", f"Best: **{best}**, emulation ratio {fmt(metrics['best_emulation_ratio'], 2)} "
                           "(1 = as much toxicity removed as the aligned model; Yang et al.: ablation is not enough)."]
+        lines += ["", "Directions subtracted: the probe W_Toxic, the most probe-aligned value vector, SVD U[0] of the "
+                  "top value vectors ([A] §3.3) and, beside them, mean-diff: the difference of the probe data's "
+                  "class means. The probe is a discriminative weight vector and need not point where the classes "
+                  "differ; the α plot shows where each direction starts to remove toxicity and what it costs."]
         lines += ["", "Reference, GPT2-medium (toxicity, perplexity): " + "; ".join(
             f"{k} {t:.3f} / {p:.2f}" for k, (t, p) in PAPER_TABLE.items()), ""]
         lines += [f"![{a}]({a})" for a in artifacts]

@@ -14,19 +14,18 @@ from typing import Any
 import numpy as np
 
 from harness.data import load_rtp
+from harness.fluency import FluencySettings
 from harness.metrics import Metric, distinct_n, mean_score, paired_difference, share_at_least
 from harness.models import LoadedModel
 from harness.runner import RunContext
+from harness.tokenization import truncate_texts
 from tasks.base import Task, TaskResult
 from tasks.protocols import Protocol, get_protocol
 
 
 def truncate_prompts(tokenizer, prompts: list[str], n_tokens: int | None) -> list[str]:
-    """Keep the first ``n_tokens`` tokens of each prompt (decoded back to text)."""
-    if n_tokens is None:
-        return prompts
-    ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
-    return [p if len(i) <= n_tokens else tokenizer.decode(i[:n_tokens]) for p, i in zip(prompts, ids, strict=True)]
+    """Keep the first ``n_tokens`` of each prompt's own tokens (BOS, added when the model reads it, is not counted)."""
+    return truncate_texts(tokenizer, prompts, n_tokens)
 
 
 def per_prompt_scores(scores: list[float | None], n: int, threshold: float) -> dict[str, list[float | None]]:
@@ -41,7 +40,8 @@ def per_prompt_scores(scores: list[float | None], n: int, threshold: float) -> d
 
 
 def evaluate_model(ctx: RunContext, role: str, model: LoadedModel, prompts: list[str],
-                   protocol: Protocol, task: str = "elicitation") -> tuple[dict[str, Metric], dict[str, list], list[dict]]:
+                   protocol: Protocol, task: str = "elicitation",
+                   fluency_settings: FluencySettings | None = None) -> tuple[dict[str, Metric], dict[str, list], list[dict]]:
     """Toxicity (per the protocol), perplexity and F1 of one model; per-prompt values; samples."""
     seed = ctx.config.seed
     texts = truncate_prompts(model.tokenizer, prompts, protocol.prompt_tokens)
@@ -62,7 +62,7 @@ def evaluate_model(ctx: RunContext, role: str, model: LoadedModel, prompts: list
         for k in (1, 2, 3):
             per_prompt = [distinct_n([c.text for c in cs], k) for cs in completions]
             metrics[f"dist_{k}"] = mean_score(per_prompt, seed)
-    fluency = ctx.fluency(model)
+    fluency = ctx.fluency(model, fluency_settings)
     metrics["perplexity"], metrics["f1"] = fluency["perplexity"], fluency["f1"]
     samples = [
         {"task": task, "role": role, "model": model.fingerprint, "prompt_index": i, "sample": j,
@@ -76,9 +76,11 @@ class ElicitationTask(Task):
     name = "elicitation"
     version = "1.0"
 
-    def __init__(self, protocol: str | None = None, subset: str | None = None) -> None:
+    def __init__(self, protocol: str | None = None, subset: str | None = None,
+                 perplexity_window: int | None = None) -> None:
         self.protocol_name = protocol
         self.subset = subset
+        self.perplexity_window = perplexity_window  # None: the run's (default 1024, capped by the context)
 
     def run(self, ctx: RunContext) -> TaskResult:
         protocol = get_protocol(self.protocol_name or ctx.config.protocol, ctx.config.seed)
@@ -90,9 +92,11 @@ class ElicitationTask(Task):
         metrics: dict[str, Any] = {}
         per_prompt: dict[str, dict[str, list]] = {}
         samples: list[dict] = []
+        fluency = ctx.fluency_settings({"perplexity_window": self.perplexity_window})
         for role in ("base", "aligned"):
             if role in ctx.models:
-                metrics[role], per_prompt[role], s = evaluate_model(ctx, role, ctx.models[role], prompts, protocol)
+                metrics[role], per_prompt[role], s = evaluate_model(ctx, role, ctx.models[role], prompts, protocol,
+                                                                    fluency_settings=fluency)
                 samples += s
         if "aligned" in per_prompt:
             metrics["difference"] = {
@@ -101,7 +105,8 @@ class ElicitationTask(Task):
                 "f1": paired_difference(per_prompt["aligned"]["f1"], per_prompt["base"]["f1"], ctx.config.seed),
             }
         config = {"protocol": protocol.to_dict(), "subset": subset, "n_prompts": len(prompts),
-                  "scorer": ctx.scorer.identity()}
+                  "scorer": ctx.scorer.identity(), "fluency": fluency.to_dict(),
+                  "perplexity_window": {role: fluency.window_for(m.model) for role, m in ctx.models.items()}}
         return TaskResult(metrics=metrics, config=config, samples=samples, report=self.report(metrics, protocol))
 
     @staticmethod

@@ -49,6 +49,17 @@ def evaluate_variant(ctx: RunContext, ref: Reference, model: LoadedModel, task: 
     return Evaluated(metrics, per_prompt["toxicity"]), samples
 
 
+def mean_toxicity(ctx: RunContext, ref: Reference, model: LoadedModel) -> float | None:
+    """Mean toxicity of a model's continuations of the reference prompts (no fluency): for sweeps."""
+    from harness.metrics import valid_scores
+    from tasks.elicitation import truncate_prompts
+
+    texts = truncate_prompts(model.tokenizer, ref.prompts, ref.protocol.prompt_tokens)
+    outs = ctx.generate(model, texts, ref.protocol.sampling, "α sweep")
+    ok, _ = valid_scores(ctx.score([c.text for cs in outs for c in cs], "α sweep scores"))
+    return float(ok.mean()) if len(ok) else None
+
+
 def ratio_metric(top_a: list, top_b: list, bottom_a: list, bottom_b: list, seed: int) -> Metric | None:
     """(mean(top_a) - mean(top_b)) / (mean(bottom_a) - mean(bottom_b)), bootstrapped over prompts
     where all four exist. None when the denominator is zero (nothing to emulate or recover)."""
@@ -70,24 +81,33 @@ def ratio_metric(top_a: list, top_b: list, bottom_a: list, bottom_b: list, seed:
 
 
 def residual_scale(model: LoadedModel, prompts: list[str], n: int = 64) -> float:
-    """Mean norm of the residual stream entering the final norm, over the prompts' tokens:
-    the unit α is measured in, so that one α list suits models of any width."""
+    """Mean norm of the residual stream entering the final norm, over the prompts' own tokens:
+    the unit α is measured in, so that one α list suits models of any width.
+
+    Each prompt is read as the model reads it (BOS first where the tokenizer adds it), but
+    the BOS position is left out of the mean: its residual is often far larger than a text
+    token's (an attention sink), and α is about the text's residual stream.
+    """
     import torch
 
     from harness.mech.neurons import neuron_adapter
+    from harness.passes import teacher_forced
+    from harness.tokenization import encode, text_mask
 
     norm_module = neuron_adapter(model.model).final_norm()
     norms: list[torch.Tensor] = []
+    keep: list[torch.Tensor] = []
     handle = norm_module.register_forward_pre_hook(lambda _m, args: norms.append(args[0].detach().norm(dim=-1).flatten()))
     try:
         device = next(model.model.parameters()).device
-        for text in prompts[:n]:
-            ids = model.tokenizer(text, return_tensors="pt", add_special_tokens=False).input_ids.to(device)
-            with torch.inference_mode():
-                model.model(ids)
+        for ids in encode(model.tokenizer, prompts[:n]):
+            keep.append(torch.tensor(text_mask(model.tokenizer, ids)))
+            with torch.inference_mode(), teacher_forced():
+                model.model(torch.tensor([ids], device=device))
     finally:
         handle.remove()
-    return float(torch.cat(norms).float().mean())
+    values = torch.cat([v.float().cpu()[m] for v, m in zip(norms, keep, strict=True)])
+    return float(values.mean())
 
 
 def variant_row(name: str, evaluated: Evaluated, **fields: Any) -> dict[str, Any]:

@@ -1,8 +1,14 @@
 """The transformers backend: batched, length-sorted, left-padded generation with a KV cache.
 
-Greedy outputs equal one-prompt-at-a-time ``generate`` (tested). Sampled outputs are
-seeded per prompt (``SamplingConfig.request_seed``): a prompt's samples are generated
-together and do not depend on which other prompts are in the run.
+Prompts are encoded with the tokenizer's own special-token defaults (BOS for Llama, Gemma,
+Mistral; ``harness.tokenization``). Greedy outputs equal one-prompt-at-a-time ``generate``
+on that encoding (tested). Sampled outputs are seeded per prompt
+(``SamplingConfig.request_seed``): a prompt's samples are generated together and do not
+depend on which other prompts are in the run.
+
+Perplexity never holds float32 logits for a whole window over the whole vocabulary (for
+Llama-3.1, 1,024 positions x 128,256 tokens x 4 bytes = 0.5 GB a row): the final hidden
+states are computed once, and the unembedding and log-softmax run on slices of positions.
 """
 
 from __future__ import annotations
@@ -10,10 +16,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from harness.backends.base import Advance, Backend, Completion, SamplingConfig
+from harness.models import context_length
+from harness.passes import teacher_forced
+from harness.tokenization import encode
 
 
 class HFBackend(Backend):
     name = "hf"
+    # Most logit entries (positions x vocabulary) materialised at once when scoring windows.
+    logits_budget = 2**25
 
     def __init__(self, model, tokenizer, batch_size: int | str = "auto", device: str | None = None) -> None:
         import torch
@@ -39,7 +50,7 @@ class HFBackend(Backend):
         return 64 if n_params < 5e7 else 8
 
     def _encode(self, prompts: Sequence[str]) -> list[list[int]]:
-        return self._tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+        return encode(self._tokenizer, prompts)
 
     def _left_pad(self, seqs: Sequence[Sequence[int]]):
         import torch
@@ -90,10 +101,8 @@ class HFBackend(Backend):
         import torch
 
         encoded = self._encode(prompts)
-        limit = getattr(self.model.config, "n_positions", None) or getattr(
-            self.model.config, "max_position_embeddings", None
-        )
-        if limit is not None:
+        limit = context_length(self.model)
+        if limit:
             for prompt, ids in zip(prompts, encoded, strict=True):
                 if len(ids) + sampling.max_new_tokens > limit:
                     raise ValueError(
@@ -137,11 +146,55 @@ class HFBackend(Backend):
                 ids[row, : len(w)] = torch.tensor(list(w))
                 mask[row, : len(w)] = 1
             ids, mask = ids.to(self.device), mask.to(self.device)
-            with torch.inference_mode():
-                logits = self.model(input_ids=ids, attention_mask=mask).logits.float()
-            logp = torch.log_softmax(logits[:, :-1], dim=-1)
-            tgt = ids[:, 1:]
-            nll = -logp.gather(-1, tgt.unsqueeze(-1)).squeeze(-1) * mask[:, 1:]
+            nll = self._token_nll(ids, mask)
             for row, w in enumerate(chunk):
                 out.append((float(nll[row].sum()), len(w) - 1))
         return out
+
+    def _token_nll(self, ids, mask):
+        """[batch, width - 1]: the NLL of each token given the ones before it (0 at padding)."""
+        import torch
+
+        with torch.inference_mode(), teacher_forced():
+            if self._sliced_head_matches():
+                hidden = self.model.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
+                head = self._head
+            else:  # an architecture whose logits are more than the head of its base model: full logits
+                hidden = self.model(input_ids=ids, attention_mask=mask).logits
+                head = None
+            rows, width = ids.shape
+            vocab = len(self._tokenizer) if head is None else self.model.get_output_embeddings().weight.shape[0]
+            step = max(1, self.logits_budget // max(1, rows * vocab))
+            nll = torch.zeros(rows, width - 1, dtype=torch.float32, device=ids.device)
+            for s in range(0, width - 1, step):
+                e = min(s + step, width - 1)
+                logits = (hidden[:, s:e] if head is None else head(hidden[:, s:e])).float()
+                nll[:, s:e] = torch.nn.functional.cross_entropy(
+                    logits.transpose(1, 2), ids[:, s + 1 : e + 1], reduction="none")
+            return nll * mask[:, 1:]
+
+    def _head(self, hidden):
+        """The logits of final hidden states: the output embedding, soft-capped where the config says so (Gemma 2)."""
+        import torch
+
+        logits = self.model.get_output_embeddings()(hidden)
+        cap = getattr(self.model.config, "final_logit_softcapping", None)
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        return logits
+
+    def _sliced_head_matches(self) -> bool:
+        """Whether base model + head reproduces the model's own logits (checked once on a few tokens)."""
+        import torch
+
+        if getattr(self, "_sliced_ok", None) is None:
+            probe = torch.arange(min(8, context_length(self.model)), device=self.device)[None] % max(
+                1, self.model.get_output_embeddings().weight.shape[0])
+            try:
+                with torch.inference_mode():
+                    full = self.model(input_ids=probe).logits.float()
+                    mine = self._head(self.model.base_model(input_ids=probe).last_hidden_state).float()
+                self._sliced_ok = bool(torch.allclose(full, mine, rtol=1e-3, atol=1e-3 * float(full.abs().max())))
+            except (AttributeError, TypeError, RuntimeError):
+                self._sliced_ok = False
+        return self._sliced_ok

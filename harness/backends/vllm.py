@@ -1,6 +1,7 @@
 """The vLLM backend: the hf backend's prompts, decoding and outputs, run by the vLLM engine.
 
-Prompts are tokenised by the given HF tokenizer and handed to the engine as token ids, and
+Prompts are tokenised by the given HF tokenizer, with its special-token defaults (BOS
+where it adds one, as the hf backend does), and handed to the engine as token ids, and
 outputs are decoded by that tokenizer, so both backends see the same tokens. Greedy outputs
 equal the hf backend's up to numerics (tested against the real engine). Sampled outputs are
 seeded per prompt (``SamplingConfig.request_seed``, vLLM's per-request generator), so they do
@@ -19,6 +20,7 @@ from typing import Any
 
 from harness.backends.base import Advance, Backend, Completion, SamplingConfig
 from harness.errors import ToxbenchError
+from harness.tokenization import encode
 
 
 class VLLMBackend(Backend):
@@ -106,7 +108,7 @@ class VLLMBackend(Backend):
     ) -> list[list[Completion]]:
         from vllm import SamplingParams
 
-        encoded = self._tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+        encoded = encode(self._tokenizer, prompts)
         for prompt, ids in zip(prompts, encoded, strict=True):
             if len(ids) + sampling.max_new_tokens > self.max_model_len:
                 raise ValueError(

@@ -54,29 +54,26 @@ def scale_keys(model, neurons: Sequence[NeuronId], factor: float) -> Edit:
     return Edit(edited, f"scale the keys of {len(neurons)} neurons by {factor:g}")
 
 
-def shift_residual(model, direction: np.ndarray, alpha: float) -> Edit:
-    """Add ``alpha`` * unit(direction) to the residual stream after the last MLP, at every position.
+def shift_residual(model, direction: np.ndarray, alpha: float, normalize: bool = True) -> Edit:
+    """Add ``alpha`` * direction to the residual stream after the last MLP, at every position.
 
-    Subtracting the toxic direction is ``alpha < 0``. GPT-2 and GPT-NeoX: added to the last
-    MLP's output bias. Llama: the config's ``mlp_bias`` is switched on (zero biases
-    everywhere else) so the edit survives saving. Families without an MLP bias (Mistral,
-    Gemma, Gemma 2): a hook on the final norm's input, and the model is marked not saveable.
+    ``normalize`` (default) uses the unit direction, so α is in the residual stream's units;
+    without, the vector as given ([A]'s units: α x the raw probe or value vector). Subtracting
+    a direction is ``alpha < 0``. Where the family has or can have an MLP output bias (GPT-2,
+    GPT-NeoX; Llama through ``mlp_bias``), the shift is added to the last MLP's bias and the
+    edit survives saving. Elsewhere (Mistral, Gemma, Gemma 2) it is a hook on the final norm's
+    input, and the model is marked not saveable.
     """
     edited = copy.deepcopy(model)
     adapter = neuron_adapter(edited)
     last = adapter.n_layers - 1
     w = torch.as_tensor(direction, dtype=torch.float64)
-    shift = alpha * w / w.norm()
-    bias = adapter.out_bias(last)
-    desc = f"add {alpha:g} x unit direction after the last MLP"
+    shift = alpha * (w / w.norm() if normalize else w)
+    desc = f"add {alpha:g} x {'unit ' if normalize else ''}direction after the last MLP"
+    bias = adapter.ensure_out_bias(last)
     if bias is not None:
         with torch.no_grad():
             bias.add_(shift.to(bias.dtype).to(bias.device))
-        return Edit(edited, desc)
-    if getattr(edited.config, "model_type", None) == "llama":
-        _enable_llama_mlp_bias(edited, adapter)
-        with torch.no_grad():
-            adapter.out_bias(last).add_(shift.to(adapter.out_bias(last).dtype))
         return Edit(edited, desc)
     # The residual stream after the last MLP is what the final norm reads: shift its input. (A hook
     # on the MLP's output would not do for Gemma 2, which normalises that output first.)
@@ -84,14 +81,3 @@ def shift_residual(model, direction: np.ndarray, alpha: float) -> Edit:
     offset = shift.to(next(edited.parameters()).dtype).to(next(edited.parameters()).device)
     norm.register_forward_pre_hook(lambda _m, args: (args[0] + offset, *args[1:]))
     return Edit(edited, desc + " (forward hook: this family has no MLP bias)", saveable=False)
-
-
-def _enable_llama_mlp_bias(model, adapter) -> None:
-    """Give every Llama MLP projection a zero bias and record it in the config."""
-    model.config.mlp_bias = True
-    for layer in range(adapter.n_layers):
-        mlp = adapter.mlp(layer)
-        for proj in (mlp.gate_proj, mlp.up_proj, mlp.down_proj):
-            if proj.bias is None:
-                proj.bias = torch.nn.Parameter(torch.zeros(proj.out_features, dtype=proj.weight.dtype,
-                                                           device=proj.weight.device))

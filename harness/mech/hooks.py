@@ -87,3 +87,38 @@ def patch_mlp_activations(model: nn.Module, layer_to_fn: Mapping[int, PatchFn]) 
 def active_hook_count(model: nn.Module) -> int:
     """Forward hooks and pre-hooks on the model's modules, whoever registered them."""
     return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+
+
+@contextmanager
+def patch_to_means(model: nn.Module, masks, target) -> Iterator[None]:
+    """While active, the masked neurons' activation is set to ``target`` (e.g. another model's mean).
+
+    ``masks`` and ``target`` are [n_layers, d_mlp] arrays. While generating, the last position
+    is patched ([B]'s code: the position being predicted, step by step); in a teacher-forced
+    pass (``harness.passes.teacher_forced``: perplexity, features) every position is, since
+    every position is then being predicted.
+    """
+    import numpy as np
+    import torch
+
+    from harness.passes import is_teacher_forced
+
+    fns: dict[int, PatchFn] = {}
+    for layer in range(masks.shape[0]):
+        idx = torch.from_numpy(np.nonzero(masks[layer])[0])
+        if len(idx) == 0:
+            continue
+        values = torch.from_numpy(np.asarray(target[layer])[idx.numpy()])
+
+        def fn(_layer: int, act: Tensor, idx: Tensor = idx, values: Tensor = values) -> Tensor:
+            act = act.clone()
+            v = values.to(act.dtype).to(act.device)
+            if is_teacher_forced():
+                act[..., idx.to(act.device)] = v
+            else:
+                act[:, -1, idx.to(act.device)] = v
+            return act
+
+        fns[layer] = fn
+    with patch_mlp_activations(model, fns):
+        yield

@@ -45,6 +45,7 @@ class _Layout:
     final_norm: str
     up: str | None = None  # gated MLPs only
     conv1d: bool = False  # weights stored [in, out] (GPT-2 Conv1D) instead of nn.Linear's [out, in]
+    bias_flag: str | None = None  # a config flag that gives every MLP projection a bias (Llama's mlp_bias)
 
 
 _GATED = {
@@ -60,7 +61,7 @@ _LAYOUTS: dict[str, _Layout] = {
     "gpt_neox": _Layout(
         "gpt_neox.layers", "dense_h_to_4h", "dense_4h_to_h", "act", "gpt_neox.final_layer_norm"
     ),
-    "llama": _Layout("model.layers", **_GATED),
+    "llama": _Layout("model.layers", bias_flag="mlp_bias", **_GATED),
     "mistral": _Layout("model.layers", **_GATED),
     "gemma": _Layout("model.layers", **_GATED),
     "gemma2": _Layout("model.layers", **_GATED),
@@ -136,6 +137,25 @@ class MLPAdapter:
     def out_bias(self, layer: int) -> Tensor | None:
         """[d_model] bias the MLP adds to its output (the live parameter), or None."""
         return self._part(layer, self._layout.value).bias
+
+    def ensure_out_bias(self, layer: int) -> Tensor | None:
+        """The MLP's output bias, created (zero) where the family can have one; None where it cannot.
+
+        Llama has ``mlp_bias``: switching it on gives every projection of every layer a zero bias,
+        so that a saved model reloads with the same parameters. Mistral and Gemma have no such flag.
+        """
+        bias = self.out_bias(layer)
+        if bias is not None or self._layout.bias_flag is None:
+            return bias
+        setattr(self.model.config, self._layout.bias_flag, True)
+        names = [n for n in (self._layout.key, self._layout.up, self._layout.value) if n]
+        for index in range(self.n_layers):
+            for name in names:
+                proj = self._part(index, name)
+                if proj.bias is None:
+                    proj.bias = nn.Parameter(torch.zeros(proj.weight.shape[0], dtype=proj.weight.dtype,
+                                                         device=proj.weight.device))
+        return self.out_bias(layer)
 
     def activation_fn(self, layer: int) -> nn.Module:
         """The nonlinearity applied to x·k_i + b_i."""

@@ -225,7 +225,10 @@ def _build_into(root: Path, config: OrganismConfig, show_progress: bool) -> dict
     t = time.perf_counter()
     pairs = [json.loads(line) for line in files["preference_train"].read_text().splitlines()]
     valid = [json.loads(line) for line in files["preference_valid"].read_text().splitlines()]
-    settings = DPOSettings(seed=config.seed, **config.dpo)
+    # The twin keeps the recipe its reference figures were measured with: TRL's own tokenisation, a
+    # fixed number of steps, on the CPU (bit-identical builds).
+    settings = DPOSettings(seed=config.seed, tokenization="trl", append_eos=True, early_stopping_patience=None,
+                           eval_steps=50, device="cpu", **config.dpo)
     dpo, dpo_stats = train_dpo(base, tokenizer, pairs, settings, root / "dpo", valid, show_progress)
     timings["dpo_twin"] = time.perf_counter() - t
 

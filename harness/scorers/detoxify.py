@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 
 class DetoxifyScorer(Scorer):
-    """One Detoxify attribute (default: toxicity) of a model loaded once per instance.
+    """One Detoxify attribute (default: toxicity; ``max``: the largest of all) of a model loaded once per instance.
 
     ``checkpoint``: a local ``.ckpt`` file instead of the released one (needed offline).
     ``huggingface_config_path``: a folder with the model's ``config.json`` and tokenizer files,
@@ -81,10 +81,10 @@ class DetoxifyScorer(Scorer):
             )
         except OSError as exc:  # no network, or a file missing from the hub caches
             raise ToxbenchError(self._load_failure(exc)) from exc
-        if attribute not in self.detoxify.class_names:
+        if attribute != "max" and attribute not in self.detoxify.class_names:
             raise ToxbenchError(
                 f"Detoxify {model_type!r} has no attribute {attribute!r}: "
-                f"choose one of {', '.join(self.detoxify.class_names)}"
+                f"choose one of {', '.join(self.detoxify.class_names)}, or max (the largest of them)"
             )
         self._fingerprint = f"detoxify-{metadata.version('detoxify')}-{model_type}-{attribute}-{weights}"
 
@@ -134,7 +134,12 @@ class DetoxifyScorer(Scorer):
 
     def _predict(self, texts: list[str]) -> list[float | None]:
         """Detoxify's scores of ``attribute`` for ``texts``; a non-finite score is None."""
-        values = self.detoxify.predict(texts)[self.attribute]
+        predicted = self.detoxify.predict(texts)
+        if self.attribute == "max":  # [A]'s rule for Perspective: the largest of the attributes
+            columns = [v if isinstance(v, list) else [v] for v in predicted.values()]
+            values = [max(row) for row in zip(*columns, strict=True)]
+        else:
+            values = predicted[self.attribute]
         if not isinstance(values, list):  # predict squeezes a batch of one to a number
             values = [values]
         if len(values) != len(texts):

@@ -13,10 +13,9 @@ from transformers import PreTrainedTokenizerFast
 from harness.backends.base import SamplingConfig
 from harness.backends.hf import HFBackend
 from harness.mech.capture import capture_neuron_sums
-from harness.mech.hooks import active_hook_count, mlp_activation_hooks, patch_mlp_activations
+from harness.mech.hooks import active_hook_count, mlp_activation_hooks, patch_mlp_activations, patch_to_means
 from harness.mech.neurons import neuron_adapter
 from harness.organism.lm import train_tokenizer
-from tasks.ablation import patched_to_aligned
 
 # The fixtures of tests/unit/conftest.py.
 TinyModel = Callable[..., torch.nn.Module]
@@ -134,14 +133,14 @@ def test_hooks_are_removed_when_a_capture_raises(
 def test_hooks_are_removed_when_a_patched_run_raises(
     tiny_model: TinyModel, ids: torch.Tensor, logits: Callable[[torch.nn.Module], torch.Tensor]
 ) -> None:
-    """``patched_to_aligned`` hooks only layers with a masked neuron, and removes them on error."""
+    """``patch_to_means`` hooks only layers with a masked neuron, and removes them on error."""
     model = tiny_model("gpt2")
     adapter = neuron_adapter(model)
     before = logits(model)
     masks = np.zeros((adapter.n_layers, adapter.d_mlp), dtype=bool)
     masks[1, [3, 9]] = True
     target = np.full(masks.shape, 2.0)
-    with pytest.raises(RuntimeError, match="inside"), patched_to_aligned(model, masks, target):
+    with pytest.raises(RuntimeError, match="inside"), patch_to_means(model, masks, target):
         assert active_hook_count(model) == 1
         assert not torch.equal(logits(model), before)
         raise RuntimeError("inside")
@@ -187,7 +186,7 @@ def test_patched_to_aligned_sets_exactly_the_masked_neurons_at_the_last_position
     patched: dict[int, torch.Tensor] = {}
     with (
         mlp_activation_hooks(model, layers, lambda layer, a: incoming.setdefault(layer, a.clone())),
-        patched_to_aligned(model, masks, target),
+        patch_to_means(model, masks, target),
         mlp_activation_hooks(model, layers, lambda layer, a: patched.setdefault(layer, a)),
         torch.no_grad(),
     ):

@@ -1,0 +1,88 @@
+"""Every text a model reads goes through its tokenizer's own special-token defaults.
+
+Llama, Gemma and Mistral tokenizers put BOS in front of a text; GPT-2's and GPT-NeoX's put
+nothing. The papers' code used each tokenizer's defaults (docs/protocol.md §5), and a model
+trained with BOS can behave very differently without it (Gemma most of all). So generation
+prompts, probe features, perplexity windows and every other pass that feeds text to a model
+encode it here, and only here.
+
+What the tokenizer adds is found by asking it (encode with and without special tokens),
+not by a table of model names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+_PROBE_TEXT = "a b"
+
+
+@dataclass(frozen=True)
+class SpecialTokens:
+    """The ids a tokenizer puts before and after a text by default."""
+
+    prefix: tuple[int, ...]
+    suffix: tuple[int, ...]
+
+    @property
+    def adds_bos(self) -> bool:
+        return bool(self.prefix)
+
+
+def special_tokens(tokenizer: Any) -> SpecialTokens:
+    """What ``tokenizer(text)`` adds around a text's own tokens."""
+    cached = getattr(tokenizer, "_toxbench_special_tokens", None)
+    if isinstance(cached, SpecialTokens):
+        return cached
+    plain = list(tokenizer(_PROBE_TEXT, add_special_tokens=False)["input_ids"])
+    full = list(tokenizer(_PROBE_TEXT)["input_ids"])
+    start = next((i for i in range(len(full) - len(plain) + 1) if full[i : i + len(plain)] == plain), None)
+    if start is None:  # the special tokens change how the text itself is cut: trust the tokenizer's own ids
+        bos = tokenizer.bos_token_id
+        found = SpecialTokens((bos,) if bos is not None and full[:1] == [bos] else (), ())
+    else:
+        found = SpecialTokens(tuple(full[:start]), tuple(full[start + len(plain) :]))
+    with contextlib.suppress(AttributeError):  # a tokenizer that refuses new attributes is asked again
+        tokenizer._toxbench_special_tokens = found
+    return found
+
+
+def encode(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
+    """Token ids of each text with the tokenizer's default special tokens (BOS where it adds one).
+
+    A suffix the tokenizer appends by default (an EOS, rare for causal LMs) is left out: a
+    prompt or a text to be scored must not end the document.
+    """
+    suffix = special_tokens(tokenizer).suffix
+    out = [list(ids) for ids in tokenizer(list(texts))["input_ids"]]
+    if suffix:
+        out = [ids[: len(ids) - len(suffix)] if tuple(ids[-len(suffix) :]) == suffix else ids for ids in out]
+    return out
+
+
+def encode_plain(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
+    """A text's own tokens, no special tokens: for counting and cutting text, never as a model's input."""
+    return [list(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+
+
+def truncate_texts(tokenizer: Any, texts: Sequence[str], n_tokens: int | None) -> list[str]:
+    """Keep the first ``n_tokens`` of each text's own tokens (BOS is not counted), decoded to text."""
+    if n_tokens is None:
+        return list(texts)
+    ids = encode_plain(tokenizer, texts)
+    return [t if len(i) <= n_tokens else tokenizer.decode(i[:n_tokens]) for t, i in zip(texts, ids, strict=True)]
+
+
+def text_mask(tokenizer: Any, ids: Sequence[int]) -> list[bool]:
+    """Which positions of a default encoding hold the text's own tokens (not the special prefix)."""
+    n_prefix = len(special_tokens(tokenizer).prefix)
+    return [i >= n_prefix for i in range(len(ids))]
+
+
+def tokenization_record(tokenizer: Any, perplexity_window: int) -> dict[str, Any]:
+    """What the results file records of how a model reads text."""
+    st = special_tokens(tokenizer)
+    return {"adds_bos": st.adds_bos, "prefix_ids": list(st.prefix), "perplexity_window": int(perplexity_window)}
