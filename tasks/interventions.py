@@ -103,7 +103,8 @@ def residual_scale(model: LoadedModel, prompts: list[str], n: int = 64) -> float
         for ids in encode(model.tokenizer, prompts[:n]):
             keep.append(torch.tensor(text_mask(model.tokenizer, ids)))
             with torch.inference_mode(), teacher_forced():
-                model.model(torch.tensor([ids], device=device))
+                batch = torch.tensor([ids], device=device)
+                model.model(input_ids=batch, attention_mask=torch.ones_like(batch))
     finally:
         handle.remove()
     values = torch.cat([v.float().cpu()[m] for v, m in zip(norms, keep, strict=True)])

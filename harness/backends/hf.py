@@ -192,8 +192,10 @@ class HFBackend(Backend):
                 1, self.model.get_output_embeddings().weight.shape[0])
             try:
                 with torch.inference_mode():
-                    full = self.model(input_ids=probe).logits.float()
-                    mine = self._head(self.model.base_model(input_ids=probe).last_hidden_state).float()
+                    mask = torch.ones_like(probe)
+                    full = self.model(input_ids=probe, attention_mask=mask).logits.float()
+                    mine = self._head(self.model.base_model(input_ids=probe, attention_mask=mask)
+                                      .last_hidden_state).float()
                 self._sliced_ok = bool(torch.allclose(full, mine, rtol=1e-3, atol=1e-3 * float(full.abs().max())))
             except (AttributeError, TypeError, RuntimeError):
                 self._sliced_ok = False
