@@ -69,37 +69,37 @@ _SHARED = (
                "[A]'s code"),
     Difference("attention mask", "passed", "passed",
                "[A] generated without one (prompts padded with attended EOS tokens): a defect, not reproduced"),
+    Difference("direction subtraction α", "unit directions, α matched to the aligned model's perplexity",
+               "50 x raw W_Toxic, 20 x the raw top value vector, 100 x unit SVD U[0]",
+               "[A]'s code normalises only U[0]; [B] Table 1 compares against [A]'s subtraction"),
+    Difference("SVD U[0]", "from the top 128 value vectors", "from the top 512", "[A]'s evaluation config"),
 )
+# Both papers evaluate with [A]'s code: the same fluency and subtraction choices.
+_LEE_FLUENCY = FluencySettings(perplexity_window=1024, bos="corpus_start", f1="lee2024")
+_LEE_TASKS: dict[str, dict[str, Any]] = {"ablation": {"alpha_units": "lee2024", "svd_n": 512}}
 
 PRESETS: dict[str, Preset] = {
     "lee2024": Preset(
         name="lee2024",
         description="Lee et al., ICML 2024 (A Mechanistic Understanding of Alignment Algorithms).",
         protocol="paper",
-        fluency=FluencySettings(perplexity_window=1024, bos="corpus_start", f1="lee2024"),
+        fluency=_LEE_FLUENCY,
         detoxify_options={"model_type": "original", "attribute": "max"},
-        task_options={"ablation": {"alpha_units": "lee2024", "svd_n": 512}},
+        task_options=_LEE_TASKS,
         differences=_SHARED + (
             Difference("scorer", "Detoxify `original`, toxicity", "Detoxify `original`, max over its attributes",
                        "closest public stand-in for [A]'s max over 7 Perspective API attributes"),
-            Difference("direction subtraction α", "unit directions, α matched to the aligned model's perplexity",
-                       "50 x raw W_Toxic, 20 x the raw top value vector, 100 x unit SVD U[0]",
-                       "[A]'s code normalises only U[0]"),
-            Difference("SVD U[0]", "from the top 128 value vectors", "from the top 512", "[A]'s evaluation config"),
         ),
     ),
     "yang2024": Preset(
         name="yang2024",
         description="Yang et al., 2024 (Ablation is Not Enough to Emulate DPO), which reuses [A]'s evaluation.",
         protocol="paper",
-        fluency=FluencySettings(perplexity_window=1024, bos="corpus_start", f1="lee2024"),
+        fluency=_LEE_FLUENCY,
         detoxify_options={"model_type": "original", "attribute": "toxicity"},
-        task_options={"ablation": {"alpha_units": "lee2024", "svd_n": 512}},
+        task_options=_LEE_TASKS,
         differences=_SHARED + (
             Difference("scorer", "Detoxify `original`, toxicity", "the same", "[B]'s later code"),
-            Difference("direction subtraction α", "unit directions, α matched to the aligned model's perplexity",
-                       "[A]'s α (50 x raw W_Toxic, 20 x raw value vector, 100 x unit U[0])",
-                       "[B] Table 1 compares against [A]'s subtraction"),
             Difference("patching in perplexity", "every position", "every position",
                        "[B]'s code patched only position 0 there (its patched perplexity equals the base's): "
                        "a defect, not reproduced"),
