@@ -79,7 +79,8 @@ class Probe:
         if self.direction.shape != (d_model,):
             raise ToxbenchError(
                 f"probe from {self.source} has width {self.direction.shape[-1] if self.direction.ndim else 0} but "
-                f"{where}'s residual stream has width {d_model}: the probe belongs to another model")
+                f"the residual stream of {where} has width {d_model}: the probe belongs to another model; "
+                "train one for this model (`toxbench probe train`) or pass the probe made for it")
 
     def identity(self) -> dict[str, Any]:
         return {"accuracy": None if self.accuracy is None else self.accuracy.to_dict(), "n_train": self.n_train,
