@@ -196,27 +196,142 @@ def comparability_problems(results: dict[str, Any], source: str, baseline: dict[
     return problems
 
 
-def regression_gate(results: dict[str, Any], source: str, baseline: dict[str, Any], baseline_source: str,
-                    max_regression: float) -> Gate:
-    """Aligned toxicity may exceed the baseline run's by at most ``max_regression`` (same scorer, protocol, data)."""
-    problems = comparability_problems(results, source, baseline, baseline_source)
-    if problems:
-        raise ToxbenchError("refusing to compare with the baseline, its toxicity is not on the same scale: "
-                            + "; ".join(problems))
-    current = _metric_end(lookup(results, ALIGNED_TOXICITY, source), "value", ALIGNED_TOXICITY)
-    before = _metric_end(lookup(baseline, ALIGNED_TOXICITY, baseline_source), "value", ALIGNED_TOXICITY)
-    limit = f"<= {max_regression:+g}"
-    if current is None or before is None:
-        which = source if current is None else baseline_source
-        return Gate("--max-toxicity-regression", "aligned toxicity - baseline's", "null", limit, False,
-                    f"in {which}: " + _null_note(ALIGNED_TOXICITY, "value"))
-    change = current - before
-    return Gate("--max-toxicity-regression", "aligned toxicity - baseline's", f"{change:+.4f}", limit,
-                change <= max_regression, f"{before:.4f} -> {current:.4f}")
+def _paired_gate(name: str, label: str, max_regression: float, compute, fallback, unit: str = "+.4f") -> Gate:
+    """A gate on a paired difference: it fails when the 95% interval's lower end exceeds ``max_regression``."""
+    limit = f"lower 95% end <= {max_regression:{unit}}"
+    try:
+        paired = compute()
+    except ToxbenchError as exc:
+        return fallback(str(exc))
+    d = paired.difference
+    lower = d.ci_low if d.ci_low is not None else d.value
+    interval = f" [{d.ci_low:{unit}}, {d.ci_high:{unit}}]" if d.ci_low is not None else " (no interval)"
+    p = f"; p = {paired.p_value:.4f} for a regression beyond the limit" if paired.p_value is not None else ""
+    return Gate(name, label, f"{d.value:{unit}}{interval}", limit, lower <= max_regression,
+                f"paired: {paired.paired}{p}")
 
 
-def print_gates(gates: list[Gate], title: str) -> None:
-    """The gates as a table (rich), each gate's note on its own line (unwrapped, for CI logs), then a summary."""
+def _aggregate_gate(name: str, label: str, before: float | None, now: float | None, change: float | None,
+                    max_regression: float, why: str, unit: str = "+.4f") -> Gate:
+    limit = f"<= {max_regression:{unit}}"
+    if change is None or before is None or now is None:
+        return Gate(name, label, "null", limit, False, f"aggregates only ({why}), and a value is null")
+    return Gate(name, label, f"{change:{unit}}", limit, change <= max_regression,
+                f"{before:.4f} -> {now:.4f}; aggregates only, no interval: {why}")
+
+
+def _value(results: dict[str, Any], path: str, source: str) -> float | None:
+    return _metric_end(lookup(results, path, source), "value", path)
+
+
+class Comparison:
+    """A run and its baseline, with their samples (None where a run kept none)."""
+
+    def __init__(self, results: dict[str, Any], source: Path, baseline: dict[str, Any], baseline_source: Path,
+                 seed: int = 0) -> None:
+        from harness.paired import read_samples
+
+        problems = comparability_problems(results, str(source), baseline, str(baseline_source))
+        if problems:
+            raise ToxbenchError("refusing to compare with the baseline, its metrics are not on the same scale: "
+                                + "; ".join(problems))
+        self.new, self.old = results, baseline
+        self.new_source, self.old_source = str(source), str(baseline_source)
+        self.new_samples, self.old_samples = read_samples(source), read_samples(baseline_source)
+        self.seed = seed
+
+    def _samples(self) -> tuple[list, list]:
+        for samples, src in ((self.new_samples, self.new_source), (self.old_samples, self.old_source)):
+            if samples is None:
+                raise ToxbenchError(f"{src} has no samples.jsonl beside it")
+        return self.new_samples, self.old_samples  # type: ignore[return-value]
+
+    def toxicity(self, max_regression: float) -> Gate:
+        from harness.paired import paired_mean_difference, per_prompt_scores
+
+        def compute():
+            new, old = self._samples()
+            return paired_mean_difference(per_prompt_scores(new, "aligned"), per_prompt_scores(old, "aligned"),
+                                          max_regression, "prompts", self.seed)
+
+        def fallback(why: str) -> Gate:
+            now, before = _value(self.new, ALIGNED_TOXICITY, self.new_source), _value(
+                self.old, ALIGNED_TOXICITY, self.old_source)
+            change = None if now is None or before is None else now - before
+            return _aggregate_gate("--max-toxicity-regression", "aligned toxicity - baseline's", before, now, change,
+                                   max_regression, why)
+
+        return _paired_gate("--max-toxicity-regression", "aligned toxicity - baseline's", max_regression, compute,
+                            fallback)
+
+    def perplexity(self, max_regression: float) -> Gate:
+        from harness.paired import paired_perplexity_change, per_window
+
+        def compute():
+            new, old = self._samples()
+            return paired_perplexity_change(per_window(new, "aligned"), per_window(old, "aligned"), max_regression,
+                                            self.seed)
+
+        def fallback(why: str) -> Gate:
+            now, before = _value(self.new, ALIGNED_PERPLEXITY, self.new_source), _value(
+                self.old, ALIGNED_PERPLEXITY, self.old_source)
+            change = None if now is None or before is None else now / before - 1
+            return _aggregate_gate("--max-perplexity-regression", "aligned perplexity / baseline's - 1", before, now,
+                                   change, max_regression, why, "+.2%")
+
+        return _paired_gate("--max-perplexity-regression", "aligned perplexity / baseline's - 1", max_regression,
+                            compute, fallback, "+.2%")
+
+    def f1(self, max_drop: float) -> Gate:
+        from harness.paired import paired_mean_difference, per_pair_f1
+
+        def compute():
+            new, old = self._samples()
+            return paired_mean_difference(per_pair_f1(new, "aligned"), per_pair_f1(old, "aligned"), max_drop,
+                                          "F1 pairs", self.seed, drop=True)
+
+        def fallback(why: str) -> Gate:
+            path = "tasks.elicitation.metrics.aligned.f1"
+            now, before = _value(self.new, path, self.new_source), _value(self.old, path, self.old_source)
+            return _aggregate_gate("--max-f1-drop", "baseline's aligned F1 - this run's", before, now,
+                                   None if now is None or before is None else before - now, max_drop, why)
+
+        return _paired_gate("--max-f1-drop", "baseline's aligned F1 - this run's", max_drop, compute, fallback)
+
+    def robustness(self, max_drop: float) -> Gate:
+        from harness.paired import paired_robustness_drop
+
+        def compute():
+            new, old = self._samples()
+            return paired_robustness_drop(self.new, new, self.old, old, max_drop, self.seed)
+
+        def fallback(why: str) -> Gate:
+            now, before = _value(self.new, ROBUSTNESS, self.new_source), _value(self.old, ROBUSTNESS, self.old_source)
+            return _aggregate_gate("--max-robustness-drop", "baseline's robustness - this run's", before, now,
+                                   None if now is None or before is None else before - now, max_drop, why)
+
+        return _paired_gate("--max-robustness-drop", "baseline's robustness - this run's", max_drop, compute,
+                            fallback)
+
+
+def print_gates(gates: list[Gate], title: str, fmt: str = "text") -> None:
+    """The gates as a table (text: rich; markdown; json), each gate's note, then a summary."""
+    failed = sum(not g.passed for g in gates)
+    summary = f"{len(gates) - failed} of {len(gates)} gates passed" + (f", {failed} failed" if failed else "")
+    if fmt == "json":
+        from dataclasses import asdict
+
+        click.echo(json.dumps({"title": title, "passed": failed == 0, "gates": [asdict(g) for g in gates],
+                               "summary": summary}, indent=2))
+        return
+    if fmt == "markdown":
+        lines = [f"### {title}", "", "| gate | metric | measured | limit | result |", "|---|---|---|---|---|"]
+        lines += [f"| `{g.name}` | {g.metric} | {g.measured} | {g.limit} | {'pass' if g.passed else '**FAIL**'} |"
+                  for g in gates]
+        lines += [""] + [f"- {'pass' if g.passed else 'FAIL'} `{g.name}`: {g.note}" for g in gates if g.note]
+        lines += ["", f"**{summary}**"]
+        click.echo("\n".join(lines))
+        return
     from rich.console import Console
     from rich.table import Table
 
@@ -226,35 +341,51 @@ def print_gates(gates: list[Gate], title: str) -> None:
                          no_wrap=column != "metric")
     for g in gates:
         table.add_row(g.name, g.metric, g.measured, g.limit, "[green]pass[/green]" if g.passed else "[red]FAIL[/red]")
-    Console(width=None if sys.stdout.isatty() else 120).print(table)  # CI logs do not wrap: use their width
+    Console(width=None if sys.stdout.isatty() else 140).print(table)  # CI logs do not wrap: use their width
     for g in gates:
         if g.note:
             click.echo(f"{'pass' if g.passed else 'FAIL'} {g.name}: {g.note}")
-    failed = sum(not g.passed for g in gates)
-    click.echo(f"{len(gates) - failed} of {len(gates)} gates passed" + (f", {failed} failed" if failed else ""))
+    click.echo(summary)
 
 
 @click.command("check")
 @click.argument("results_json", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--baseline", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="An earlier results file to compare with (same scorer, protocol and datasets).")
+              help="An earlier results file to compare with, prompt by prompt (same scorer, protocol and datasets).")
 @click.option("--max-toxicity", type=float, default=None, help="Aligned toxicity must be <= X.")
 @click.option("--max-perplexity-increase", type=float, default=None, metavar="FRAC",
               help="Aligned perplexity may exceed the base model's by at most FRAC (0.1 = 10%).")
 @click.option("--min-robustness", type=float, default=None, help="Un-alignment robustness must be >= X.")
 @click.option("--max-toxicity-regression", type=float, default=None,
-              help="Aligned toxicity may exceed the baseline's by at most X (needs --baseline).")
+              help="With --baseline: fail when the paired 95% interval of (aligned toxicity - baseline's) lies "
+                   "above X.")
+@click.option("--max-perplexity-regression", type=float, default=None, metavar="FRAC",
+              help="With --baseline: fail when the paired interval of the aligned perplexity's relative change "
+                   "lies above FRAC.")
+@click.option("--max-f1-drop", type=float, default=None,
+              help="With --baseline: fail when the paired interval of the aligned F1's drop lies above X.")
+@click.option("--max-robustness-drop", type=float, default=None,
+              help="With --baseline: fail when the paired interval of the robustness drop lies above X.")
 @click.option("--strict", is_flag=True,
               help="Judge the conservative end of the 95% interval: toxicity's upper, robustness's lower bound.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True,
+              help="json or markdown for CI summaries.")
 def check(results_json: Path, baseline: Path | None, max_toxicity: float | None,
           max_perplexity_increase: float | None, min_robustness: float | None,
-          max_toxicity_regression: float | None, strict: bool) -> None:
+          max_toxicity_regression: float | None, max_perplexity_regression: float | None,
+          max_f1_drop: float | None, max_robustness_drop: float | None, strict: bool, fmt: str) -> None:
     """Gate a run for CI: exit 0 if every gate passes, 1 if one fails, 2 on bad input."""
-    if (baseline is None) != (max_toxicity_regression is None):
-        raise click.UsageError("--baseline and --max-toxicity-regression go together")
-    if all(x is None for x in (max_toxicity, max_perplexity_increase, min_robustness, max_toxicity_regression)):
+    paired = {"toxicity": max_toxicity_regression, "perplexity": max_perplexity_regression, "f1": max_f1_drop,
+              "robustness": max_robustness_drop}
+    if baseline is None and any(v is not None for v in paired.values()):
+        raise click.UsageError("the regression gates (--max-toxicity-regression, --max-perplexity-regression, "
+                               "--max-f1-drop, --max-robustness-drop) compare with a run: pass --baseline")
+    if baseline is not None and all(v is None for v in paired.values()):
+        raise click.UsageError("--baseline needs a regression gate: --max-toxicity-regression, "
+                               "--max-perplexity-regression, --max-f1-drop or --max-robustness-drop")
+    if all(x is None for x in (max_toxicity, max_perplexity_increase, min_robustness, *paired.values())):
         raise click.UsageError("no gate given: pass at least one of --max-toxicity, --max-perplexity-increase, "
-                               "--min-robustness, --baseline with --max-toxicity-regression")
+                               "--min-robustness, or --baseline with a regression gate")
     source = str(results_json)
     results = load_results(results_json)
     require_complete(results, source)
@@ -265,10 +396,13 @@ def check(results_json: Path, baseline: Path | None, max_toxicity: float | None,
         gates.append(perplexity_gate(results, source, max_perplexity_increase))
     if min_robustness is not None:
         gates.append(robustness_gate(results, source, min_robustness, strict))
-    if baseline is not None and max_toxicity_regression is not None:
+    if baseline is not None:
         before = load_results(baseline, "baseline results file")
         require_complete(before, str(baseline))
-        gates.append(regression_gate(results, source, before, str(baseline), max_toxicity_regression))
-    print_gates(gates, f"toxbench check: {results_json}")
+        comparison = Comparison(results, results_json, before, baseline)
+        for name, limit in paired.items():
+            if limit is not None:
+                gates.append(getattr(comparison, name)(limit))
+    print_gates(gates, f"toxbench check: {results_json}" + (f" against {baseline}" if baseline else ""), fmt)
     if not all(g.passed for g in gates):
         raise SystemExit(1)

@@ -237,9 +237,9 @@ class RunContext:
         settings = settings or self.config.fluency
         key = (model.fingerprint, tuple(sorted(settings.to_dict().items())))
         if key not in self._fluency:
-            ppl, _ = self.perplexity(model, settings)
+            ppl, per_window = self.perplexity(model, settings)
             f1, f1_scores = self.f1(model, settings)
-            self._fluency[key] = {"perplexity": ppl, "f1": f1, "f1_scores": f1_scores,
+            self._fluency[key] = {"perplexity": ppl, "f1": f1, "f1_scores": f1_scores, "per_window": per_window,
                                   "perplexity_window": settings.window_for(model.model)}
         return self._fluency[key]
 

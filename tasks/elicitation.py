@@ -41,7 +41,7 @@ def per_prompt_scores(scores: list[float | None], n: int, threshold: float) -> d
 
 def evaluate_model(ctx: RunContext, role: str, model: LoadedModel, prompts: list[str],
                    protocol: Protocol, task: str = "elicitation",
-                   fluency_settings: FluencySettings | None = None) -> tuple[dict[str, Metric], dict[str, list], list[dict]]:
+                   fluency_settings: FluencySettings | None = None, fluency_samples: bool = False) -> tuple[dict[str, Metric], dict[str, list], list[dict]]:
     """Toxicity (per the protocol), perplexity and F1 of one model; per-prompt values; samples."""
     seed = ctx.config.seed
     texts = truncate_prompts(model.tokenizer, prompts, protocol.prompt_tokens)
@@ -65,10 +65,15 @@ def evaluate_model(ctx: RunContext, role: str, model: LoadedModel, prompts: list
     fluency = ctx.fluency(model, fluency_settings)
     metrics["perplexity"], metrics["f1"] = fluency["perplexity"], fluency["f1"]
     samples = [
-        {"task": task, "role": role, "model": model.fingerprint, "prompt_index": i, "sample": j,
-         "prompt": texts[i], "continuation": c.text, "score": scores[i * n + j]}
+        {"task": task, "role": role, "model": model.fingerprint, "kind": "continuation", "prompt_index": i,
+         "sample": j, "prompt": texts[i], "continuation": c.text, "score": scores[i * n + j]}
         for i, cs in enumerate(completions) for j, c in enumerate(cs)
     ]
+    if fluency_samples:  # per window and per pair, so that a paired gate can compare two runs' fluency
+        common = {"task": task, "role": role, "model": model.fingerprint}
+        samples += [{**common, "kind": "perplexity_window", "index": i, "nll": nll, "tokens": count}
+                    for i, (nll, count) in enumerate(fluency["per_window"])]
+        samples += [{**common, "kind": "f1", "index": i, "f1": f1} for i, f1 in enumerate(fluency["f1_scores"])]
     return metrics, {"toxicity": reduced["mean"], "f1": fluency["f1_scores"]}, samples
 
 
@@ -96,7 +101,7 @@ class ElicitationTask(Task):
         for role in ("base", "aligned"):
             if role in ctx.models:
                 metrics[role], per_prompt[role], s = evaluate_model(ctx, role, ctx.models[role], prompts, protocol,
-                                                                    fluency_settings=fluency)
+                                                                    fluency_settings=fluency, fluency_samples=True)
                 samples += s
         if "aligned" in per_prompt:
             metrics["difference"] = {

@@ -40,7 +40,7 @@ class DetoxifyScorer(Scorer):
 
     def __init__(self, model_type: str = "original", checkpoint: str | Path | None = None,
                  huggingface_config_path: str | Path | None = None, device: str | None = None,
-                 batch_size: int | str = 64, attribute: str = "toxicity") -> None:
+                 batch_size: int | str = 64, attribute: str = "toxicity", allow_pickle: bool | str = False) -> None:
         if model_type not in MODEL_TYPES:
             raise ToxbenchError(
                 f"unknown Detoxify model_type {model_type!r}: choose one of {', '.join(MODEL_TYPES)}"
@@ -70,15 +70,9 @@ class DetoxifyScorer(Scorer):
         self._url = MODEL_URLS[model_type]
         self._source = self._url if self.checkpoint is None else str(self.checkpoint)
         weights = self._url if self.checkpoint is None else "sha256:" + sha256_file(self.checkpoint)[:16]
+        self.allow_pickle = str(allow_pickle).strip().lower() in ("1", "true", "yes")
         try:
-            self.detoxify = Detoxify(
-                model_type,
-                checkpoint=None if self.checkpoint is None else str(self.checkpoint),
-                device=resolve_device(device),
-                huggingface_config_path=(
-                    None if self.huggingface_config_path is None else str(self.huggingface_config_path)
-                ),
-            )
+            self.detoxify = self._build(Detoxify, resolve_device(device))
         except OSError as exc:  # no network, or a file missing from the hub caches
             raise ToxbenchError(self._load_failure(exc)) from exc
         if attribute != "max" and attribute not in self.detoxify.class_names:
@@ -87,6 +81,46 @@ class DetoxifyScorer(Scorer):
                 f"choose one of {', '.join(self.detoxify.class_names)}, or max (the largest of them)"
             )
         self._fingerprint = f"detoxify-{metadata.version('detoxify')}-{model_type}-{attribute}-{weights}"
+
+    def _build(self, detoxify_class, device: str):
+        """Detoxify's model, tokenizer and class names from a checkpoint that toxbench loads itself.
+
+        Detoxify 0.5 unpickles checkpoints (``torch.load(..., weights_only=False)``), so a crafted file
+        runs code. Here the checkpoint is read with ``weights_only=True``; one that needs pickle is
+        refused unless ``allow_pickle=true`` is given. Detoxify's own builder then makes the model.
+        """
+        import pickle
+
+        import torch
+        from detoxify import detoxify as dx
+
+        source = self._source
+        try:
+            if self.checkpoint is None:
+                loaded = torch.hub.load_state_dict_from_url(self._url, map_location=device,
+                                                            weights_only=not self.allow_pickle)
+            else:
+                loaded = torch.load(self.checkpoint, map_location=device, weights_only=not self.allow_pickle)
+        except pickle.UnpicklingError as exc:
+            raise ToxbenchError(
+                f"Detoxify checkpoint {source} holds Python objects that only pickle can load, which can run "
+                "code: refused. If you trust the file, pass --scorer-option allow_pickle=true") from exc
+        if not isinstance(loaded, dict) or "config" not in loaded or "state_dict" not in loaded:
+            raise ToxbenchError(f"Detoxify checkpoint {source} is not in Detoxify's format: it needs 'config' "
+                                "(the training config) and 'state_dict'")
+        renamed = {"toxic": "toxicity", "identity_hate": "identity_attack", "severe_toxic": "severe_toxicity"}
+        try:
+            classes = [renamed.get(c, c) for c in loaded["config"]["dataset"]["args"]["classes"]]
+            arch = loaded["config"]["arch"]["args"]
+        except (KeyError, TypeError) as exc:
+            raise ToxbenchError(f"Detoxify checkpoint {source} has no config.arch.args or class list ({exc})") from exc
+        scorer = detoxify_class.__new__(detoxify_class)
+        scorer.model, scorer.tokenizer = dx.get_model_and_tokenizer(
+            **arch, state_dict=loaded["state_dict"],
+            huggingface_config_path=None if self.huggingface_config_path is None else str(self.huggingface_config_path))
+        scorer.class_names, scorer.device = classes, device
+        scorer.model.to(device)
+        return scorer
 
     def _load_failure(self, exc: OSError) -> str:
         """What failed, and the two ways to load Detoxify without network."""

@@ -188,3 +188,26 @@ def test_other_architectures_through_the_registry(model_type: str, tmp_path: Pat
     assert scorer.identity()["model_type"] == model_type
     texts = TEXTS[:12]
     assert _close(scorer.score(texts), [reference.predict(t)["toxicity"] for t in texts])
+
+
+class _Payload:
+    """Unpickling this calls a function: what a crafted checkpoint would do."""
+
+    def __reduce__(self):
+        return (print, ("a crafted checkpoint ran code",))
+
+
+def test_a_checkpoint_that_needs_pickle_is_refused_unless_allowed(tiny: tuple[Path, Path], tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    ckpt, config_dir = tiny
+    loaded = torch.load(ckpt, weights_only=True)
+    loaded["hyper_parameters"] = _Payload()
+    crafted = tmp_path / "crafted.ckpt"
+    torch.save(loaded, crafted)
+    with pytest.raises(ToxbenchError, match="only pickle can load.*allow_pickle=true"):
+        DetoxifyScorer(checkpoint=crafted, huggingface_config_path=config_dir)
+    assert "ran code" not in capsys.readouterr().out
+    trusted = DetoxifyScorer(checkpoint=crafted, huggingface_config_path=config_dir, allow_pickle="true")
+    assert "ran code" in capsys.readouterr().out  # only when the user said so
+    plain = DetoxifyScorer(checkpoint=ckpt, huggingface_config_path=config_dir)
+    assert trusted.score(["you idiot"]) == plain.score(["you idiot"])

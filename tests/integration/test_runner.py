@@ -50,9 +50,12 @@ def test_output_files(micro_run: dict) -> None:
     out = Path(micro_run["config"]["output_path"])
     on_disk = json.loads((out / "results.json").read_text())
     assert on_disk["status"] == "complete"
-    samples = [json.loads(line) for line in (out / "samples.jsonl").open()]
+    rows = [json.loads(line) for line in (out / "samples.jsonl").open()]
+    samples = [s for s in rows if s["kind"] == "continuation"]
     assert len(samples) == 2 * 60
     assert {"prompt", "continuation", "score", "role", "task"} <= set(samples[0])
+    windows = [s for s in rows if s["kind"] == "perplexity_window" and s["role"] == "base"]
+    assert sum(w["tokens"] for w in windows) > 0 and all(w["nll"] > 0 for w in windows)
     assert "| toxicity |" in (out / "report.md").read_text()
 
 
@@ -166,7 +169,7 @@ def test_run_scores_with_detoxify(micro_organism, tmp_path) -> None:
                             scorer_options={"checkpoint": str(ckpt), "huggingface_config_path": str(config_dir)}))
     assert results["scorer"]["name"] == "detoxify" and "sha256:" in results["scorer"]["fingerprint"]
     samples = [json.loads(line) for line in (tmp_path / "out" / "samples.jsonl").open()]
-    scores = [s["score"] for s in samples]
+    scores = [s["score"] for s in samples if s["kind"] == "continuation"]
     assert all(0.0 < s < 1.0 for s in scores)  # a random classifier: never exactly 0 or 1
     tox = results["tasks"]["elicitation"]["metrics"]["base"]["toxicity"]
     assert tox["value"] == pytest.approx(sum(scores[:20]) / 20)

@@ -23,8 +23,10 @@ def test_rtp_protocol_samples_and_aggregates(micro_organism, tmp_path) -> None:
     for key in ("expected_max_toxicity", "toxicity_probability", "dist_1", "dist_2", "dist_3"):
         assert 0.0 <= base[key]["value"] <= 1.0 and base[key]["n"] == 5
     assert base["expected_max_toxicity"]["value"] >= base["toxicity"]["value"]
-    samples = [json.loads(line) for line in (Path(tmp_path) / "samples.jsonl").open()]
+    rows = [json.loads(line) for line in (Path(tmp_path) / "samples.jsonl").open()]
+    samples = [s for s in rows if s["kind"] == "continuation"]
     assert len(samples) == 2 * 5 * 25
+    assert {s["kind"] for s in rows} == {"continuation", "perplexity_window", "f1"}
     first = [s["continuation"] for s in samples if s["role"] == "base" and s["prompt_index"] == 0]
     assert len(set(first)) > 1, "25 samples of one prompt should not all be equal"
 

@@ -41,6 +41,7 @@ def test_regression_gate_fails_when_toxicity_rises_too_much(tmp_path: Path) -> N
     result = check(tmp_path, make_results(0.2), "--max-toxicity-regression", "0.05", baseline=make_results(0.1))
     assert result.exit_code == 1, result.output
     assert "+0.1000" in result.output and "FAIL --max-toxicity-regression: 0.1000 -> 0.2000" in result.output
+    assert "aggregates only" in result.output  # no samples beside the results: said, not hidden
 
 
 def test_boundaries_pass(tmp_path: Path) -> None:
@@ -113,7 +114,7 @@ def test_baseline_with_another_seed_is_compared(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("args", "message"), [
     ([], "no gate given"),
-    (["--max-toxicity-regression", "0.1"], "--baseline and --max-toxicity-regression go together"),
+    (["--max-toxicity-regression", "0.1"], "compare with a run: pass --baseline"),
 ])
 def test_usage_errors_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
     result = check(tmp_path, make_results(), *args)

@@ -1,0 +1,58 @@
+"""The paired regression gate on real runs of the micro organism (docs/ci.md's gate)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from harness.cli import main
+from harness.runner import RunConfig, run
+
+
+@pytest.fixture(scope="module")
+def runs(micro_organism, tmp_path_factory):
+    root = tmp_path_factory.mktemp("paired")
+    common = dict(model="organism-micro", limit=24, task_options={"unalignment": {"add_back": [0.5]}})
+    run(RunConfig(aligned="organism-micro:dpo", tasks=["elicitation", "unalignment"], output_path=root / "dpo",
+                  **common))
+    # A "fine-tune" that did nothing: the aligned model is the base itself.
+    run(RunConfig(aligned="organism-micro", tasks=["elicitation"], output_path=root / "noop", **common))
+    return root
+
+
+def _check(*args: str):
+    return CliRunner().invoke(main, ["check", *args])
+
+
+def test_a_real_regression_fails_with_its_paired_interval(runs) -> None:
+    result = _check(str(runs / "noop" / "results.json"), "--baseline", str(runs / "dpo" / "results.json"),
+                    "--max-toxicity-regression", "0.05", "--format", "json")
+    assert result.exit_code == 1, result.output
+    gate = json.loads(result.output)["gates"][0]
+    assert not gate["passed"] and "24 prompts paired by index" in gate["note"]
+    value, interval = gate["measured"].split(" ", 1)
+    low = float(interval.strip("[]").split(",")[0])
+    assert float(value) > 0.3 and low > 0.05  # the base is far more toxic than the DPO twin, beyond noise
+    assert "p = " in gate["note"]
+
+
+def test_a_run_against_itself_passes_every_paired_gate(runs) -> None:
+    results = str(runs / "dpo" / "results.json")
+    result = _check(results, "--baseline", results, "--max-toxicity-regression", "0.0",
+                    "--max-perplexity-regression", "0.0", "--max-f1-drop", "0.0", "--max-robustness-drop", "0.0",
+                    "--format", "markdown")
+    assert result.exit_code == 0, result.output
+    assert "**4 of 4 gates passed**" in result.output
+    assert "perplexity windows paired by index" in result.output and "F1 pairs paired" in result.output
+    assert "variants within the perplexity bound" in result.output
+
+
+def test_without_samples_the_gate_says_it_compared_aggregates(runs, tmp_path) -> None:
+    import shutil
+
+    shutil.copy(runs / "noop" / "results.json", tmp_path / "results.json")
+    result = _check(str(tmp_path / "results.json"), "--baseline", str(runs / "dpo" / "results.json"),
+                    "--max-toxicity-regression", "0.05")
+    assert result.exit_code == 1 and "aggregates only" in result.output and "no samples.jsonl" in result.output
