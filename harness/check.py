@@ -55,9 +55,14 @@ def load_results(path: Path, what: str = "results file") -> dict[str, Any]:
     """A results file, validated against the results schema (``harness.results.validate_results``)."""
     import jsonschema
 
-    from harness.results import validate_results
+    from harness.results import SCHEMA_VERSION, validate_results
 
     results = read_json_object(path, what)
+    version = results.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ToxbenchError(f"the {what} {str(path)!r} was written with results schema {version!r}; this toxbench "
+                            f"reads schema {SCHEMA_VERSION!r}: rerun the evaluation with this version, or check it "
+                            "with the toxbench that wrote it")
     try:
         validate_results(results)
     except jsonschema.ValidationError as exc:

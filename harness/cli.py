@@ -15,11 +15,16 @@ class _Group(click.Group):
     """Prints toxbench errors as one clear line (no traceback) and exits with status 2."""
 
     def invoke(self, ctx: click.Context):
+        from harness.errors import RunInterrupted
+
         try:
             return super().invoke(ctx)
         except ToxbenchError as exc:
             click.secho(f"error: {exc}", fg="red", err=True)
             sys.exit(2)
+        except RunInterrupted as exc:
+            click.secho(str(exc), fg="yellow", err=True)
+            sys.exit(130)
 
 
 @click.group(cls=_Group)
@@ -146,11 +151,12 @@ def _batch_size(value: str) -> int | str:
 @click.option("--preset", default=None, help="A paper's protocol: lee2024 or yang2024 (the report lists what it changes).")
 @click.option("--perplexity-window", type=click.IntRange(min=2), default=None,
               help="Perplexity window in tokens (default 1024, capped by the model's context).")
+@click.option("--overwrite", is_flag=True, help="Replace another run's results in --output-path.")
 def run_command(model: str, aligned: str, tasks: str, protocol: str, scorer: str | None,
                 scorer_options: tuple[str, ...], backend: str, backend_options: tuple[str, ...], device: str | None, dtype: str | None,
                 batch_size: int | str, limit: int | None, seed: int, output_path: Path | None,
                 data_dir: Path | None, no_cache: bool, probe_path: Path | None, preset: str | None,
-                perplexity_window: int | None) -> None:
+                perplexity_window: int | None, overwrite: bool) -> None:
     """Evaluate a base model and its aligned version; with no options, the organism pair."""
     from harness.registry import BACKENDS, SCORERS
     from harness.runner import RunConfig, run
@@ -167,7 +173,7 @@ def run_command(model: str, aligned: str, tasks: str, protocol: str, scorer: str
         backend_options={k: _literal(v) for k, v in _key_values(backend_options, "--backend-option").items()},
         device=device,
         dtype=dtype, batch_size=batch_size, limit=limit, seed=seed, output_path=output_path,
-        data_dir=data_dir, use_cache=not no_cache, probe_path=probe_path,
+        data_dir=data_dir, use_cache=not no_cache, probe_path=probe_path, overwrite=overwrite,
     )
     if preset:
         from tasks.presets import get_preset

@@ -175,9 +175,17 @@ def _dtype(dtype: str | None):
         raise ToxbenchError(f"unknown dtype {dtype!r}: use auto, float32, float16 or bfloat16") from exc
 
 
+def _config_model_type(source: str) -> str | None:
+    try:
+        return json.loads((Path(source) / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def load_model(spec: str | ModelSpec, device: str | None = None, dtype: str | None = None,
                trust_remote_code: bool = False, show_progress: bool = True) -> LoadedModel:
     """Load the model a spec names, once, in eval mode, on ``device``."""
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     spec = spec if isinstance(spec, ModelSpec) else ModelSpec.parse(spec)
@@ -205,6 +213,26 @@ def load_model(spec: str | ModelSpec, device: str | None = None, dtype: str | No
         raise ToxbenchError(
             f"cannot load model {spec.raw!r} from {where}: {str(exc)[:300]}. "
             "Download it first (HF_HUB_OFFLINE=1 uses the local cache) or pass a local folder."
+        ) from exc
+    except SafetensorError as exc:
+        raise ToxbenchError(
+            f"the weights of model {spec.raw!r} in {source!r} cannot be read ({exc}): the file is corrupt or "
+            "truncated. Download or save the model again."
+        ) from exc
+    except ValueError as exc:
+        if "Unrecognized configuration class" not in str(exc) and "does not recognize" not in str(exc):
+            raise
+        model_type = _config_model_type(source)
+        raise ToxbenchError(
+            f"model {spec.raw!r} ({source}) is a {model_type!r} model, not a causal language model: toxbench "
+            "evaluates models that generate text (AutoModelForCausalLM)"
+        ) from exc
+    except RuntimeError as exc:
+        if "size mismatch" not in str(exc) and "Error(s) in loading" not in str(exc):
+            raise
+        raise ToxbenchError(
+            f"the weights of model {spec.raw!r} in {source!r} do not fit its config.json ({str(exc)[:200]}): "
+            "the folder mixes files of two models"
         ) from exc
     model.to(resolve_device(device)).eval()
     if tokenizer.pad_token is None:

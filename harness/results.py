@@ -128,6 +128,13 @@ class ResultsWriter:
         if result.report:
             self.reports.append((task.name, result.report))
 
+    def task_skipped(self, name: str, reason: str) -> None:
+        self.results["tasks"][name] = {"status": "skipped", "reason": reason}
+
+    def task_interrupted(self, task: Any) -> None:
+        self.results["tasks"][task.name] = {"status": "interrupted", "version": task.version, "config": {},
+                                            "metrics": {}, "error": "interrupted (SIGINT or SIGTERM) while running"}
+
     def task_failed(self, task: Any, exc: BaseException, tb: str) -> None:
         self.results["tasks"][task.name] = {
             "status": "failed", "version": task.version, "config": {}, "metrics": {},
@@ -141,9 +148,9 @@ class ResultsWriter:
         atomic_write_json(self.output_dir / "results.json", self.results)
         atomic_write_text(self.output_dir / "report.md", self.render_report())
 
-    def finish(self, ctx: RunContext, elapsed: float) -> dict[str, Any]:
+    def finish(self, ctx: RunContext, elapsed: float, status: str | None = None) -> dict[str, Any]:
         failed = any(t.get("status") == "failed" for t in self.results["tasks"].values())
-        self.results["status"] = "failed" if failed else "complete"
+        self.results["status"] = status or ("failed" if failed else "complete")
         validate_results(self.results)
         self.flush(ctx, elapsed)
         return self.results
@@ -168,6 +175,8 @@ class ResultsWriter:
         for name, text in self.reports:
             lines += [f"## {name}", "", text.strip(), ""]
         for name, entry in r["tasks"].items():
-            if entry.get("status") == "failed":
-                lines += [f"## {name}: failed", "", f"`{entry['error']}`", ""]
+            if entry.get("status") in ("failed", "interrupted"):
+                lines += [f"## {name}: {entry['status']}", "", f"`{entry['error']}`", ""]
+            elif entry.get("status") == "skipped":
+                lines += [f"## {name}: skipped", "", f"Not run: it {entry['reason']}.", ""]
         return "\n".join(lines)

@@ -17,7 +17,7 @@ from typing import Any
 from harness.backends.base import Backend, Completion, SamplingConfig
 from harness.cache import Cache, cache_key
 from harness.data import Loaded
-from harness.errors import ToxbenchError
+from harness.errors import RunInterrupted, ToxbenchError
 from harness.fluency import FluencySettings, f1_score, perplexity_windows
 from harness.io import toxbench_home
 from harness.metrics import metric, perplexity_from_windows
@@ -51,6 +51,7 @@ class RunConfig:
     task_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     fluency: FluencySettings = field(default_factory=FluencySettings)
     preset: str | None = None  # a paper's protocol (tasks/presets.py), applied by the CLI or apply_preset
+    overwrite: bool = False  # replace another run's results in output_path
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -282,48 +283,150 @@ def default_data_dir(config: RunConfig) -> Path | None:
     return None
 
 
+def check_options(target: Any, options: dict[str, Any], what: str) -> None:
+    """Refuse options that ``target``'s constructor does not take (unless it takes any, like vLLM's engine)."""
+    import inspect
+
+    params = inspect.signature(target).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    accepted = [n for n, p in params.items() if n != "self" and p.kind is not inspect.Parameter.VAR_POSITIONAL]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        import difflib
+
+        hints = [f"{u!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(u, accepted, 1))
+                 else repr(u) for u in unknown]
+        raise ToxbenchError(f"unknown option(s) {', '.join(hints)} for {what}: it takes "
+                            f"{', '.join(accepted) or 'no options'}")
+
+
+def build_tasks(config: RunConfig) -> tuple[list[Any], dict[str, str]]:
+    """The configured tasks, their options checked; and the tasks skipped for want of a second model."""
+    from harness.registry import TASKS
+
+    names = resolve_tasks(config.tasks)
+    for name in config.task_options:
+        TASKS.check(name)
+    tasks = []
+    for name in names:
+        cls = TASKS.get(name)
+        options = config.task_options.get(name, {})
+        check_options(cls, options, f"task {name!r}")
+        tasks.append(cls(**options))
+    skipped: dict[str, str] = {}
+    if not config.aligned:
+        two = [t.name for t in tasks if "aligned" in t.roles]
+        if two and list(config.tasks) not in ([], ["all"]):
+            raise ToxbenchError(f"task(s) {', '.join(two)} compare two models: pass --aligned SPEC, or run "
+                                "--tasks elicitation to evaluate one model")
+        skipped = {n: "needs an aligned model to compare with (run with --aligned SPEC)" for n in two}
+        tasks = [t for t in tasks if t.name not in skipped]
+    return tasks, skipped
+
+
+def _prior_run(output_dir: Path, config: RunConfig) -> None:
+    """Refuse an output folder holding another run's results (unless ``overwrite``); the same config resumes."""
+    import json
+
+    from harness.results import jsonable
+
+    path = output_dir / "results.json"
+    if not path.is_file() or config.overwrite:
+        return
+    try:
+        prior = json.loads(path.read_text()).get("config", {})
+    except (OSError, ValueError, AttributeError):
+        prior = None
+    mine = jsonable(config.to_dict())
+    ignore = ("output_path", "overwrite")
+    if isinstance(prior, dict) and {k: v for k, v in prior.items() if k not in ignore} == {
+            k: v for k, v in mine.items() if k not in ignore}:
+        return  # the same run again: it resumes from the cache
+    raise ToxbenchError(f"{output_dir} already holds the results of another run (another config): pass another "
+                        "--output-path, or --overwrite to replace them")
+
+
 def run(config: RunConfig) -> dict[str, Any]:
-    """Run the configured tasks and write results.json, samples.jsonl and report.md."""
+    """Run the configured tasks and write results.json, samples.jsonl and report.md.
+
+    Everything that can be checked without a model is checked first (task names and options,
+    model specs, scorer and backend options, the probe file, the output folder), so a typo
+    fails in a second and leaves nothing behind. SIGINT and SIGTERM end the run with the
+    finished tasks written and ``status: "interrupted"`` (``RunInterrupted``).
+    """
+    import signal
+
     import torch
 
-    from harness.registry import TASKS
+    from harness.models import ModelSpec
+    from harness.registry import BACKENDS, SCORERS
     from harness.results import ResultsWriter
 
     started = time.time()
     torch.manual_seed(config.seed)
-    task_names = resolve_tasks(config.tasks)
-    if config.output_path is None:
-        config.output_path = Path("runs") / time.strftime("%Y%m%d-%H%M%S")
-    output_dir = Path(config.output_path)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    writer = ResultsWriter(output_dir, config)
-
-    tasks = [TASKS.get(name)(**config.task_options.get(name, {})) for name in task_names]
-    roles = {r for t in tasks for r in t.roles}
-    if "aligned" in roles and not config.aligned:
-        raise ToxbenchError(f"tasks {task_names} compare two models: pass --aligned SPEC")
+    tasks, skipped = build_tasks(config)
+    roles = {r for t in tasks for r in t.roles} | ({"aligned"} if config.aligned and any(
+        "aligned" in getattr(t, "optional_roles", ()) for t in tasks) else set())
     specs = {"base": config.model, "aligned": config.aligned}
-    models = {role: load_model(specs[role], config.device, config.dtype) for role in sorted(roles)}
-    for m in models.values():
-        m.notes["tokenization"] = tokenization_record(m.tokenizer, config.fluency.window_for(m.model))
+    parsed = {role: ModelSpec.parse(specs[role]) for role in sorted(roles)}
+    scorer_name = default_scorer(config)
     scorer_options = dict(config.scorer_options)
     if config.device and "device" not in scorer_options:
         scorer_options["device"] = config.device  # the scorer runs where the models run
-    scorer = load_scorer(default_scorer(config), **scorer_options)
+    check_options(SCORERS.get(scorer_name), scorer_options, f"scorer {scorer_name!r}")
+    check_options(BACKENDS.get(config.backend), config.backend_options, f"backend {config.backend!r}")
+    if config.probe_path:
+        from harness.mech.probe import Probe
+
+        Probe.load(Path(config.probe_path))  # a missing or unreadable probe fails before any model loads
+    if config.output_path is None:
+        config.output_path = Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+    output_dir = Path(config.output_path)
+    _prior_run(output_dir, config)
+
+    scorer = load_scorer(scorer_name, **scorer_options)  # before the models: offline scorers fail fast
+    models = {role: load_model(parsed[role], config.device, config.dtype) for role in sorted(roles)}
+    for m in models.values():
+        m.notes["tokenization"] = tokenization_record(m.tokenizer, config.fluency.window_for(m.model))
     cache = Cache(toxbench_home() / "cache" if config.use_cache else None)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    writer = ResultsWriter(output_dir, config)
     ctx = RunContext(config, models, scorer, cache, output_dir, default_data_dir(config))
+    if config.probe_path:
+        ctx.probe()  # its width is checked against the model before any task runs
     writer.begin(models, scorer)
-    for task in tasks:
-        t = time.time()
-        try:
-            result = task.run(ctx)
-        except Exception as exc:
-            # Keep what finished: the results so far are written, then the error is raised.
-            writer.task_failed(task, exc, traceback.format_exc())
-            writer.finish(ctx, time.time() - started)
-            raise
-        writer.task_done(task, result, time.time() - t)
-        writer.flush(ctx, time.time() - started)  # a killed run keeps every finished task
+    for name, reason in skipped.items():
+        writer.task_skipped(name, reason)
+
+    def on_term(_signum, _frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term) if _main_thread() else None
+    try:
+        for task in tasks:
+            t = time.time()
+            try:
+                result = task.run(ctx)
+            except KeyboardInterrupt:
+                writer.task_interrupted(task)
+                writer.finish(ctx, time.time() - started, status="interrupted")
+                raise RunInterrupted(output_dir) from None
+            except Exception as exc:
+                # Keep what finished: the results so far are written, then the error is raised.
+                writer.task_failed(task, exc, traceback.format_exc())
+                writer.finish(ctx, time.time() - started)
+                raise
+            writer.task_done(task, result, time.time() - t)
+            writer.flush(ctx, time.time() - started)  # a killed run keeps every finished task
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     ctx.close()
     return writer.finish(ctx, time.time() - started)
 
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()

@@ -27,6 +27,7 @@ class Task(ABC):
     name: str = "task"
     version: str = "1"
     roles: tuple[str, ...] = ("base", "aligned")  # the models the task needs
+    optional_roles: tuple[str, ...] = ()  # models it uses when the run has them
 
     @abstractmethod
     def run(self, ctx: RunContext) -> TaskResult: ...

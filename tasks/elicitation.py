@@ -80,6 +80,8 @@ def evaluate_model(ctx: RunContext, role: str, model: LoadedModel, prompts: list
 class ElicitationTask(Task):
     name = "elicitation"
     version = "1.0"
+    roles = ("base",)  # evaluates one model; compares with the aligned one when the run has it
+    optional_roles = ("aligned",)
 
     def __init__(self, protocol: str | None = None, subset: str | None = None,
                  perplexity_window: int | None = None) -> None:

@@ -25,7 +25,8 @@ class LexiconScorer(Scorer):
 
     name = "lexicon"
 
-    def __init__(self, lexicon: Iterable[str] = HOSTILE_WORDS, **_: object) -> None:
+    def __init__(self, lexicon: Iterable[str] = HOSTILE_WORDS, device: str | None = None) -> None:
+        """``device`` is accepted (the runner hands every scorer the run's device) and unused: no model."""
         self.lexicon = frozenset(w.lower() for w in lexicon)
 
     def fingerprint(self) -> str:

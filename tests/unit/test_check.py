@@ -145,3 +145,10 @@ def test_malformed_metric_exits_2(tmp_path: Path) -> None:
     results["tasks"]["unalignment"]["metrics"]["robustness"] = 0.9  # a bare number, not a metric object
     result = check(tmp_path, results, "--min-robustness", "0.5")
     assert result.exit_code == 2 and "tasks.unalignment.metrics.robustness is not a metric object" in result.output
+
+
+def test_a_results_file_of_another_schema_version(tmp_path) -> None:
+    results = make_results()
+    results["schema_version"] = "0.9"
+    result = check(tmp_path, results, "--max-toxicity", "0.5")
+    assert result.exit_code == 2 and "written with results schema '0.9'" in result.output
