@@ -27,10 +27,33 @@ class _Group(click.Group):
             sys.exit(130)
 
 
+def _machine_options(fn):
+    """``--threads`` and ``--verbose``, on the group and on ``run`` (``toxbench --verbose run`` = ``toxbench run --verbose``)."""
+    fn = click.option("--threads", type=click.IntRange(min=1), default=None,
+                      help="Torch threads (default: OMP_NUM_THREADS, else the cores free to this process).")(fn)
+    return click.option("--verbose", is_flag=True, default=None,
+                        help="Show the libraries' own progress bars and warnings.")(fn)
+
+
+def _setup_machine(threads: int | None, verbose: bool | None) -> None:
+    from harness.console import configure_threads, quiet_libraries
+
+    ctx = click.get_current_context()
+    root = ctx.find_root()
+    state = root.meta.setdefault("toxbench", {"threads": None, "verbose": False})
+    state["threads"] = threads or state["threads"]
+    state["verbose"] = bool(verbose) or state["verbose"]
+    quiet_libraries(state["verbose"])
+    if state["threads"] or ctx is root:
+        configure_threads(state["threads"])
+
+
 @click.group(cls=_Group)
 @click.version_option(package_name="toxbench")
-def main() -> None:
+@_machine_options
+def main(threads: int | None, verbose: bool | None) -> None:
     """toxbench: how does alignment change a model's toxicity, where, and how easily does it come back?"""
+    _setup_machine(threads, verbose)
 
 
 # -- organism ---------------------------------------------------------------------------
@@ -152,12 +175,14 @@ def _batch_size(value: str) -> int | str:
 @click.option("--perplexity-window", type=click.IntRange(min=2), default=None,
               help="Perplexity window in tokens (default 1024, capped by the model's context).")
 @click.option("--overwrite", is_flag=True, help="Replace another run's results in --output-path.")
+@_machine_options
 def run_command(model: str, aligned: str, tasks: str, protocol: str, scorer: str | None,
                 scorer_options: tuple[str, ...], backend: str, backend_options: tuple[str, ...], device: str | None, dtype: str | None,
                 batch_size: int | str, limit: int | None, seed: int, output_path: Path | None,
                 data_dir: Path | None, no_cache: bool, probe_path: Path | None, preset: str | None,
-                perplexity_window: int | None, overwrite: bool) -> None:
+                perplexity_window: int | None, overwrite: bool, threads: int | None, verbose: bool | None) -> None:
     """Evaluate a base model and its aligned version; with no options, the organism pair."""
+    _setup_machine(threads, verbose)
     from harness.registry import BACKENDS, SCORERS
     from harness.runner import RunConfig, run
 

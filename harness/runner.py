@@ -22,7 +22,7 @@ from harness.fluency import FluencySettings, f1_score, perplexity_windows
 from harness.io import toxbench_home
 from harness.metrics import metric, perplexity_from_windows
 from harness.models import LoadedModel, load_model
-from harness.progress import progress_bar
+from harness.progress import progress_bar, run_display, set_stage
 from harness.scorers.base import Scorer, load_scorer
 from harness.tokenization import encode, encode_plain, tokenization_record, truncate_texts
 
@@ -404,26 +404,33 @@ def run(config: RunConfig) -> dict[str, Any]:
 
     previous = signal.signal(signal.SIGTERM, on_term) if _main_thread() else None
     try:
-        for task in tasks:
-            t = time.time()
-            try:
-                result = task.run(ctx)
-            except KeyboardInterrupt:
-                writer.task_interrupted(task)
-                writer.finish(ctx, time.time() - started, status="interrupted")
-                raise RunInterrupted(output_dir) from None
-            except Exception as exc:
-                # Keep what finished: the results so far are written, then the error is raised.
-                writer.task_failed(task, exc, traceback.format_exc())
-                writer.finish(ctx, time.time() - started)
-                raise
-            writer.task_done(task, result, time.time() - t)
-            writer.flush(ctx, time.time() - started)  # a killed run keeps every finished task
+        with run_display():
+            _run_tasks(tasks, ctx, writer, started, output_dir)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     ctx.close()
     return writer.finish(ctx, time.time() - started)
+
+
+def _run_tasks(tasks: list[Any], ctx: RunContext, writer: Any, started: float, output_dir: Path) -> None:
+    """Each task in turn, its results written as soon as it finishes."""
+    for task in tasks:
+        set_stage(task.name)
+        t = time.time()
+        try:
+            result = task.run(ctx)
+        except KeyboardInterrupt:
+            writer.task_interrupted(task)
+            writer.finish(ctx, time.time() - started, status="interrupted")
+            raise RunInterrupted(output_dir) from None
+        except Exception as exc:
+            # Keep what finished: the results so far are written, then the error is raised.
+            writer.task_failed(task, exc, traceback.format_exc())
+            writer.finish(ctx, time.time() - started)
+            raise
+        writer.task_done(task, result, time.time() - t)
+        writer.flush(ctx, time.time() - started)  # a killed run keeps every finished task
 
 
 def _main_thread() -> bool:

@@ -263,6 +263,10 @@ def targets(figures: dict[str, float], total_s: float, size: str) -> dict[str, d
         "dpo perplexity <= 1.10 x base": (
             f["dpo_perplexity"], f["dpo_perplexity"] <= 1.10 * f["base_perplexity"]
         ),
-        f"build time <= {BUILD_TIME_LIMIT_S[size]:.0f} s": (round(total_s, 1), total_s <= BUILD_TIME_LIMIT_S[size]),
     }
-    return {name: {"value": value, "ok": bool(ok)} for name, (value, ok) in checks.items()}
+    out = {name: {"value": value, "ok": bool(ok)} for name, (value, ok) in checks.items()}
+    # Time depends on the machine and on what else runs on it: reported, never a test's pass or fail
+    # (tests/benchmarks/test_bench_organism.py measures it).
+    limit = BUILD_TIME_LIMIT_S[size]
+    out[f"build time <= {limit:.0f} s"] = {"value": round(total_s, 1), "ok": total_s <= limit, "timing": True}
+    return out

@@ -130,7 +130,8 @@ def test_llama3_context_runs_elicitation_on_1024_token_windows(micro_organism, c
 
     monkeypatch.setattr(HFBackend, "_head", head)
     results = run(RunConfig(model=str(base_dir), aligned=str(aligned_dir), tasks=["elicitation"], scorer="lexicon",
-                            data_dir=micro_organism.data_dir, limit=4, output_path=tmp_path / "out"))
+                            data_dir=micro_organism.data_dir, limit=4, output_path=tmp_path / "out",
+                            use_cache=False))  # every window is scored here, none served from the cache
     tok = results["models"]["base"]["tokenization"]
     assert tok["adds_bos"] is True and tok["perplexity_window"] == 1024
     assert results["tasks"]["elicitation"]["config"]["perplexity_window"]["base"] == 1024
