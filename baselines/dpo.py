@@ -99,6 +99,8 @@ def train_dpo(
     from transformers import EarlyStoppingCallback, set_seed
     from trl import DPOConfig
 
+    from harness.training import quiet_trainer
+
     for i, row in enumerate(train_pairs[:1]):
         missing = {"prompt", "chosen", "rejected"} - set(row)
         if missing:
@@ -132,10 +134,10 @@ def train_dpo(
         use_cpu=settings.device == "cpu",
         seed=settings.seed,
         data_seed=settings.seed,
-        disable_tqdm=not show_progress,
+        disable_tqdm=True,  # progress goes through toxbench's display (harness/training.py)
         dataloader_num_workers=0,
     )
-    trainer = _trainer_class(settings)(
+    trainer = quiet_trainer(_trainer_class(settings)(
         model=policy,
         ref_model=reference,
         args=config,
@@ -143,7 +145,7 @@ def train_dpo(
         eval_dataset=Dataset.from_list(list(valid_pairs)) if valid_pairs else None,
         processing_class=tokenizer,
         callbacks=[EarlyStoppingCallback(settings.early_stopping_patience)] if early else None,
-    )
+    ), "DPO", show_progress)
     result = trainer.train()
     stats: dict[str, Any] = {"train_loss": result.training_loss, "steps": trainer.state.global_step}
     logs = [h for h in trainer.state.log_history if "rewards/accuracies" in h]

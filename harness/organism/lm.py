@@ -75,6 +75,8 @@ def train_base_model(
     from datasets import Dataset
     from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments, set_seed
 
+    from harness.training import quiet_trainer
+
     set_seed(seed)
     config = GPT2Config(
         vocab_size=len(tokenizer),
@@ -107,9 +109,10 @@ def train_base_model(
         seed=seed,
         data_seed=seed,
         dataloader_num_workers=0,
-        disable_tqdm=not show_progress,
+        disable_tqdm=True,  # progress goes through toxbench's display (harness/training.py)
     )
-    trainer = Trainer(model=model, args=args, train_dataset=data)
+    trainer = quiet_trainer(Trainer(model=model, args=args, train_dataset=data), "organism: training the base model",
+                            show_progress)
     result = trainer.train()
     model.eval()
     model.save_pretrained(out_dir, safe_serialization=True)
