@@ -35,6 +35,30 @@ def _machine_options(fn):
                         help="Show the libraries' own progress bars and warnings.")(fn)
 
 
+def _include_option(fn):
+    return click.option("--include", "includes", multiple=True, type=click.Path(exists=True, path_type=Path),
+                        help="A plugin file (or a folder of them) that registers tasks, scorers or backends; "
+                             "repeatable. See CONTRIBUTING.md.")(fn)
+
+
+def _load_includes(includes: tuple[Path, ...]) -> None:
+    if includes:
+        from harness.registry import include
+
+        include(list(includes))
+
+
+def _task_options(pairs: tuple[str, ...]) -> dict[str, dict]:
+    """``TASK.KEY=VALUE`` pairs as {task: {key: value}}, values read as Python literals where they parse."""
+    out: dict[str, dict] = {}
+    for key, value in _key_values(pairs, "--task-option").items():
+        task, dot, option = key.partition(".")
+        if not dot or not task or not option:
+            raise click.BadParameter(f"expected TASK.KEY=VALUE, got {key}={value}", param_hint="--task-option")
+        out.setdefault(task, {})[option] = _literal(value)
+    return out
+
+
 def _setup_machine(threads: int | None, verbose: bool | None) -> None:
     from harness.console import configure_threads, quiet_libraries
 
@@ -175,14 +199,19 @@ def _batch_size(value: str) -> int | str:
 @click.option("--perplexity-window", type=click.IntRange(min=2), default=None,
               help="Perplexity window in tokens (default 1024, capped by the model's context).")
 @click.option("--overwrite", is_flag=True, help="Replace another run's results in --output-path.")
+@click.option("--task-option", "task_option_pairs", multiple=True, metavar="TASK.KEY=VALUE",
+              help="A task's argument, e.g. ablation.top_k=[10,20] or elicitation.perplexity_window=512.")
+@_include_option
 @_machine_options
 def run_command(model: str, aligned: str, tasks: str, protocol: str, scorer: str | None,
                 scorer_options: tuple[str, ...], backend: str, backend_options: tuple[str, ...], device: str | None, dtype: str | None,
                 batch_size: int | str, limit: int | None, seed: int, output_path: Path | None,
                 data_dir: Path | None, no_cache: bool, probe_path: Path | None, preset: str | None,
-                perplexity_window: int | None, overwrite: bool, threads: int | None, verbose: bool | None) -> None:
+                perplexity_window: int | None, overwrite: bool, task_option_pairs: tuple[str, ...],
+                includes: tuple[Path, ...], threads: int | None, verbose: bool | None) -> None:
     """Evaluate a base model and its aligned version; with no options, the organism pair."""
     _setup_machine(threads, verbose)
+    _load_includes(includes)
     from harness.registry import BACKENDS, SCORERS
     from harness.runner import RunConfig, run
 
@@ -199,6 +228,7 @@ def run_command(model: str, aligned: str, tasks: str, protocol: str, scorer: str
         device=device,
         dtype=dtype, batch_size=batch_size, limit=limit, seed=seed, output_path=output_path,
         data_dir=data_dir, use_cache=not no_cache, probe_path=probe_path, overwrite=overwrite,
+        task_options=_task_options(task_option_pairs),
     )
     if preset:
         from tasks.presets import get_preset
@@ -293,8 +323,10 @@ def import_dpo(path: Path, base_spec: str, output: Path, force: bool) -> None:
 # -- registries -------------------------------------------------------------------------
 @main.command("ls")
 @click.argument("what", type=click.Choice(["models", "tasks", "scorers", "backends"]))
-def ls(what: str) -> None:
-    """List the registered models, tasks, scorers or backends."""
+@_include_option
+def ls(what: str, includes: tuple[Path, ...]) -> None:
+    """List the registered models, tasks, scorers or backends (plugins included)."""
+    _load_includes(includes)
     from harness.models import HUB_MODELS, ORGANISM_MODELS
     from harness.registry import BACKENDS, SCORERS, TASKS
 
@@ -307,7 +339,9 @@ def ls(what: str) -> None:
         return
     registry = {"tasks": TASKS, "scorers": SCORERS, "backends": BACKENDS}[what]
     for name in registry.names():
-        click.echo(f"{name:22s} {registry.descriptions.get(name, '')}")
+        origin = registry.origins.get(name, "toxbench")
+        where = "" if origin == "toxbench" else f"  [{origin}]"
+        click.echo(f"{name:22s} {registry.descriptions.get(name, '')}{where}")
 
 
 def _register_commands() -> None:

@@ -1,18 +1,35 @@
-"""Name -> lazy ``"module:attr"`` registries for models, tasks, scorers and backends.
+"""Registries of tasks, scorers and backends: open to plugins, lazy, with clear errors.
 
-Entries are import strings, so that optional heavy libraries (vllm, detoxify) are only
-imported when the entry is used. An unknown name gets the closest known names.
+An entry is added three ways, none of which edits toxbench:
+
+- a decorator: ``@register_task("my-task")`` on a ``Task`` subclass (or ``register_scorer``,
+  ``register_backend``), in a user's file loaded with ``--include PATH``;
+- a lazy ``"module:attr"`` string: ``register_scorer("my-scorer", "my_pkg.scorers:Mine")``,
+  imported only when the entry is used (so heavy optional libraries cost nothing until then);
+- an entry point of an installed package, in the group ``toxbench.tasks``,
+  ``toxbench.scorers`` or ``toxbench.backends`` (``[project.entry-points."toxbench.tasks"]``),
+  read the first time a registry is asked for its names.
+
+Two plugins claiming one name, or a plugin that fails to import, get an error naming the
+plugin. An unknown name gets the closest known names.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.util
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from harness.errors import UnknownNameError
+from harness.errors import ToxbenchError, UnknownNameError
+
+
+class PluginError(ToxbenchError):
+    """A plugin that cannot be used: a name clash, an import failure, an unreadable include file."""
 
 
 def import_object(path: str) -> Any:
@@ -26,47 +43,96 @@ def import_object(path: str) -> Any:
     return obj
 
 
+def _describe(target: Any) -> str:
+    if isinstance(target, str):
+        return target
+    return f"{getattr(target, '__module__', '?')}:{getattr(target, '__qualname__', repr(target))}"
+
+
 @dataclass
 class Registry:
-    """A named collection of lazily imported entries."""
+    """A named collection of entries: objects, or ``"module:attr"`` strings imported on first use."""
 
     kind: str
-    entries: dict[str, str] = field(default_factory=dict)
+    entries: dict[str, Any] = field(default_factory=dict)
     descriptions: dict[str, str] = field(default_factory=dict)
+    origins: dict[str, str] = field(default_factory=dict)
+    _entry_points_read: bool = False
 
-    def register(self, name: str, target: str, description: str = "") -> None:
-        if name in self.entries and self.entries[name] != target:
-            raise ValueError(f"{self.kind} {name!r} is already registered as {self.entries[name]!r}")
+    @property
+    def group(self) -> str:
+        """The entry-point group plugins declare entries in."""
+        return f"toxbench.{self.kind}s"
+
+    def register(self, name: str, target: Any = None, description: str = "", origin: str | None = None):
+        """Register ``target`` under ``name``; without ``target``, a decorator that registers what it decorates."""
+        if target is None:
+            def decorator(obj: Any) -> Any:
+                self.register(name, obj, description or (obj.__doc__ or "").strip().split("\n")[0],
+                              origin or f"module {getattr(obj, '__module__', '?')}")
+                return obj
+
+            return decorator
+        origin = origin or "toxbench"
+        if name in self.entries and _describe(self.entries[name]) != _describe(target):
+            raise PluginError(
+                f"{self.kind} {name!r} is registered twice: by {self.origins[name]} ({_describe(self.entries[name])}) "
+                f"and by {origin} ({_describe(target)}). Rename one of them.")
         self.entries[name] = target
         self.descriptions[name] = description
+        self.origins[name] = origin
+        return target
+
+    def _read_entry_points(self) -> None:
+        if self._entry_points_read:
+            return
+        self._entry_points_read = True
+        from importlib.metadata import entry_points
+
+        for ep in entry_points(group=self.group):
+            dist = getattr(getattr(ep, "dist", None), "name", None) or "an installed package"
+            self.register(ep.name, ep.value, f"plugin from {dist}", origin=f"entry point of {dist}")
 
     def __contains__(self, name: object) -> bool:
+        self._read_entry_points()
         return name in self.entries
 
     def __iter__(self) -> Iterator[str]:
-        return iter(sorted(self.entries))
+        return iter(self.names())
 
     def names(self) -> list[str]:
+        self._read_entry_points()
         return sorted(self.entries)
 
     def names_in_order(self) -> list[str]:
         """Names in registration order (for tasks: the order a report tells its story in)."""
+        self._read_entry_points()
         return list(self.entries)
 
-    def check(self, name: str) -> str:
+    def check(self, name: str) -> Any:
         """Return the entry's target, or raise an error naming the closest names."""
+        self._read_entry_points()
         if name in self.entries:
             return self.entries[name]
         close = difflib.get_close_matches(name, self.entries.keys(), n=3, cutoff=0.5)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise UnknownNameError(
             f"unknown {self.kind} {name!r}.{hint} Known {self.kind}s: {', '.join(self.names())} "
-            f"(`toxbench ls {self.kind}s` lists them)."
+            f"(`toxbench ls {self.kind}s` lists them; plugins register more, see CONTRIBUTING.md)."
         )
 
     def get(self, name: str) -> Any:
-        """Import and return the entry registered under ``name``."""
-        return import_object(self.check(name))
+        """The entry registered under ``name``, imported now if it is a ``"module:attr"`` string."""
+        target = self.check(name)
+        if not isinstance(target, str):
+            return target
+        if self.origins.get(name) == "toxbench":
+            return import_object(target)  # toxbench's own entries: a failure is a bug, shown as it is
+        try:
+            return import_object(target)
+        except Exception as exc:  # a plugin's import can fail in any way
+            raise PluginError(f"{self.kind} {name!r} from {self.origins[name]} cannot be imported ({target}): "
+                              f"{type(exc).__name__}: {exc}") from exc
 
 
 SCORERS = Registry("scorer")
@@ -87,3 +153,59 @@ TASKS.register("elicitation", "tasks.elicitation:ElicitationTask", "toxicity, pe
 TASKS.register("attribution", "tasks.attribution:AttributionTask", "probe-direction neuron groups")
 TASKS.register("ablation", "tasks.ablation:AblationTask", "can surgery on the base emulate alignment")
 TASKS.register("unalignment", "tasks.unalignment:UnalignmentTask", "how cheaply alignment is undone")
+
+
+def register_task(name: str, target: Any = None, description: str = ""):
+    """Register a task (a ``tasks.base.Task`` subclass): as a decorator, or with a ``"module:attr"`` string."""
+    return TASKS.register(name, target, description)
+
+
+def register_scorer(name: str, target: Any = None, description: str = ""):
+    """Register a scorer (a ``harness.scorers.base.Scorer`` subclass)."""
+    return SCORERS.register(name, target, description)
+
+
+def register_backend(name: str, target: Any = None, description: str = ""):
+    """Register a generation backend (a ``harness.backends.base.Backend`` subclass)."""
+    return BACKENDS.register(name, target, description)
+
+
+_INCLUDED: dict[Path, Any] = {}
+
+
+def include(paths: list[Path] | tuple[Path, ...]) -> list[Path]:
+    """Load a user's plugin files (``--include``): each ``.py`` file, or every ``.py`` file of a folder.
+
+    A file is loaded once per process, as a module of its own; what it registers is then
+    available by name. A file that fails to load is reported with its path.
+    """
+    loaded: list[Path] = []
+    for path in paths:
+        path = Path(path).expanduser().resolve()
+        if path.is_dir():
+            files = sorted(p for p in path.glob("*.py") if not p.name.startswith("_"))
+        elif path.is_file() and path.suffix == ".py":
+            files = [path]
+        else:
+            raise PluginError(f"--include {str(path)!r} is neither a .py file nor a folder of them")
+        for file in files:
+            if file in _INCLUDED:
+                continue
+            name = f"toxbench_include_{abs(hash(str(file))):x}_{file.stem}"
+            spec = importlib.util.spec_from_file_location(name, file)
+            if spec is None or spec.loader is None:
+                raise PluginError(f"--include {str(file)!r} cannot be loaded as a Python module")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            try:
+                spec.loader.exec_module(module)
+            except PluginError:
+                sys.modules.pop(name, None)
+                raise
+            except Exception as exc:
+                sys.modules.pop(name, None)
+                raise PluginError(f"plugin file {str(file)!r} failed to load: {type(exc).__name__}: {exc}") from exc
+            _INCLUDED[file] = module
+            loaded.append(file)
+    return loaded
+
