@@ -57,6 +57,7 @@ class Registry:
     entries: dict[str, Any] = field(default_factory=dict)
     descriptions: dict[str, str] = field(default_factory=dict)
     origins: dict[str, str] = field(default_factory=dict)
+    defaults: dict[str, dict[str, Any]] = field(default_factory=dict)  # arguments an entry is built with
     _entry_points_read: bool = False
 
     @property
@@ -64,8 +65,10 @@ class Registry:
         """The entry-point group plugins declare entries in."""
         return f"toxbench.{self.kind}s"
 
-    def register(self, name: str, target: Any = None, description: str = "", origin: str | None = None):
-        """Register ``target`` under ``name``; without ``target``, a decorator that registers what it decorates."""
+    def register(self, name: str, target: Any = None, description: str = "", origin: str | None = None,
+                 defaults: dict[str, Any] | None = None):
+        """Register ``target`` under ``name`` (built with ``defaults`` unless the user overrides them);
+        without ``target``, a decorator that registers what it decorates."""
         if target is None:
             def decorator(obj: Any) -> Any:
                 self.register(name, obj, description or (obj.__doc__ or "").strip().split("\n")[0],
@@ -81,6 +84,8 @@ class Registry:
         self.entries[name] = target
         self.descriptions[name] = description
         self.origins[name] = origin
+        if defaults:
+            self.defaults[name] = dict(defaults)
         return target
 
     def _read_entry_points(self) -> None:
@@ -138,11 +143,9 @@ class Registry:
 SCORERS = Registry("scorer")
 SCORERS.register("lexicon", "harness.scorers.lexicon:LexiconScorer", "the organism's exact scorer")
 SCORERS.register("detoxify", "harness.scorers.detoxify:DetoxifyScorer", "Detoxify 'original' (public)")
-SCORERS.register("detoxify-original", "harness.scorers.detoxify:DetoxifyScorer", "Detoxify 'original'")
-SCORERS.register("detoxify-unbiased", "harness.scorers.detoxify:DetoxifyScorer", "Detoxify 'unbiased'")
-SCORERS.register(
-    "detoxify-multilingual", "harness.scorers.detoxify:DetoxifyScorer", "Detoxify 'multilingual'"
-)
+for _variant in ("original", "unbiased", "multilingual"):
+    SCORERS.register(f"detoxify-{_variant}", "harness.scorers.detoxify:DetoxifyScorer", f"Detoxify {_variant!r}",
+                     defaults={"model_type": _variant})
 
 BACKENDS = Registry("backend")
 BACKENDS.register("hf", "harness.backends.hf:HFBackend", "transformers, batched and length-sorted")

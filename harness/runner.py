@@ -84,14 +84,28 @@ class RunContext:
 
     # -- models and backends -------------------------------------------------------------
     def backend(self, model: LoadedModel) -> Backend:
-        """One backend per model identity, built on first use. Engines that hold memory of
-        their own (vLLM) are kept one at a time: the previous one is closed first."""
+        """One backend per model identity, built on first use. A model that exists only as hooks
+        runs on a hooks-capable backend; engines that hold memory of their own are kept one at a
+        time (the previous one is closed first)."""
         if model.fingerprint not in self._backends:
-            if self.config.backend == "vllm":
-                for fingerprint in list(self._backends):
-                    self._backends.pop(fingerprint).close()
-            self._backends[model.fingerprint] = make_backend(self.config, model)
+            cls = _backend_class(self.config)
+            if not model.notes.get("saveable", True) and not cls.runs_hooks:
+                backend = self.hook_backend(model)
+            else:
+                if cls.single_engine:
+                    for fingerprint in list(self._backends):
+                        self._backends.pop(fingerprint).close()
+                backend = cls.for_model(model, self.config)
+            self._backends[model.fingerprint] = backend
         return self._backends[model.fingerprint]
+
+    def hook_backend(self, model: LoadedModel) -> Backend:
+        """A backend on which hooks registered on ``model.model`` see every pass (the run's, if it can)."""
+        from harness.backends import with_hooks
+
+        if _backend_class(self.config).runs_hooks:
+            return self.backend(model)
+        return with_hooks(model, self.config)
 
     def release(self, model: LoadedModel) -> None:
         """Close and forget a model's backend (for the short-lived variants of intervention tasks)."""
@@ -245,16 +259,10 @@ class RunContext:
         return self._fluency[key]
 
 
-def make_backend(config: RunConfig, model: LoadedModel) -> Backend:
+def _backend_class(config: RunConfig) -> type[Backend]:
     from harness.registry import BACKENDS
 
-    cls = BACKENDS.get(config.backend)
-    if config.backend == "vllm":
-        from harness.models import materialise
-
-        return cls(materialise(model), model.tokenizer, dtype=config.dtype or "auto", seed=config.seed,
-                   **config.backend_options)
-    return cls(model.model, model.tokenizer, batch_size=config.batch_size, **config.backend_options)
+    return BACKENDS.get(config.backend)
 
 
 def resolve_tasks(names: Sequence[str]) -> list[str]:

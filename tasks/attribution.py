@@ -38,12 +38,7 @@ PAPER_SHARES = {"TP-": 0.318, "TN+": 0.239, "AP+": 0.070, "AN-": 0.373}  # [B], 
 def capture_pass(ctx: RunContext, model: LoadedModel, prompts: list[str], sampling: SamplingConfig,
                  role: str) -> NeuronSums:
     """Generate greedily with capture hooks; cached per chunk of prompts, so a killed run resumes."""
-    from harness.backends.hf import HFBackend
-
-    backend = ctx.backend(model)
-    if not isinstance(backend, HFBackend):
-        # vLLM runs its own copy of the weights, out of reach of hooks: capture on transformers.
-        backend = HFBackend(model.model, model.tokenizer, ctx.config.batch_size)
+    backend = ctx.hook_backend(model)  # capture needs hooks on the loaded model
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
     chunks = [order[s : s + backend.batch_size] for s in range(0, len(order), backend.batch_size)]
     keys = [cache_key("capture", model=model.fingerprint, sampling=sampling.key(),

@@ -50,9 +50,28 @@ Advance = Callable[[int], None]
 
 
 class Backend(ABC):
-    """Generates continuations and measures token log-likelihoods for one loaded model."""
+    """Generates continuations and measures token log-likelihoods for one loaded model.
+
+    A backend says what it can do, so that no code outside ``harness/backends/`` asks which
+    backend it has:
+
+    - ``runs_hooks``: forward hooks on the loaded model see its passes (activation capture,
+      patching). A model that exists only as hooks (``notes["saveable"] is False``) or a pass
+      that needs them runs on a hooks-capable backend instead (``harness.backends.with_hooks``).
+    - ``loads_from_memory``: it runs the loaded model itself; without, it reads a folder (an
+      edited model is saved first, ``harness.models.materialise``).
+    - ``single_engine``: it holds an engine of its own; one is kept alive at a time.
+    """
 
     name: str = "backend"
+    runs_hooks: bool = False
+    loads_from_memory: bool = True
+    single_engine: bool = False
+
+    @classmethod
+    def for_model(cls, model: Any, config: Any) -> Backend:
+        """The backend for a ``LoadedModel`` under a ``RunConfig`` (its batch size, dtype, seed, options)."""
+        return cls(model.model, model.tokenizer, batch_size=config.batch_size, **config.backend_options)
 
     @property
     @abstractmethod

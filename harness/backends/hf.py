@@ -23,6 +23,7 @@ from harness.tokenization import encode
 
 class HFBackend(Backend):
     name = "hf"
+    runs_hooks = True  # it runs the loaded model itself: hooks on it see every pass
     # Most logit entries (positions x vocabulary) materialised at once when scoring windows.
     logits_budget = 2**25
 

@@ -25,6 +25,9 @@ from harness.tokenization import encode
 
 class VLLMBackend(Backend):
     name = "vllm"
+    runs_hooks = False  # the engine runs its own copy of the weights
+    loads_from_memory = False
+    single_engine = True
     # How many prompts the runner hands over at once: the engine schedules its own batches.
     batch_size = 1024
 
@@ -78,6 +81,14 @@ class VLLMBackend(Backend):
             **engine_kwargs,
         )
         self.max_model_len: int = self.llm.llm_engine.model_config.max_model_len
+
+    @classmethod
+    def for_model(cls, model: Any, config: Any) -> VLLMBackend:
+        """An engine on the model's folder (an edited model is saved first)."""
+        from harness.models import materialise
+
+        return cls(materialise(model), model.tokenizer, dtype=config.dtype or "auto", seed=config.seed,
+                   **config.backend_options)
 
     @property
     def tokenizer(self):

@@ -34,6 +34,4 @@ def load_scorer(name: str, **kwargs: Any) -> Scorer:
     from harness.registry import SCORERS
 
     cls = SCORERS.get(name)
-    if name.startswith("detoxify-") and "model_type" not in kwargs:
-        kwargs["model_type"] = name.removeprefix("detoxify-")
-    return cls(**kwargs)
+    return cls(**{**SCORERS.defaults.get(name, {}), **kwargs})  # e.g. detoxify-unbiased: model_type="unbiased"

@@ -81,3 +81,39 @@ def test_clashes_and_failing_plugin_files_name_the_plugin(tmp_path) -> None:
     assert result.exit_code == 2 and "broken.py" in result.output
     assert "elicitation" in TASKS and TASKS.origins["elicitation"] == "toxbench"
     assert "exclaim" not in SCORERS or SCORERS.origins["exclaim"].startswith("module")
+
+
+def test_a_backend_without_hooks_gets_hook_passes_on_a_hooks_capable_one(micro_organism, tmp_path) -> None:
+    """A plugin backend that runs its own copy of the weights (as vLLM does) declares runs_hooks = False:
+    patched variants and attribution's capture then run where hooks are seen, not silently unpatched."""
+    import copy
+
+    from harness.backends.hf import HFBackend
+    from harness.registry import BACKENDS
+    from harness.runner import RunConfig, run
+
+    class CopyBackend(HFBackend):
+        name = "copy"
+        runs_hooks = False
+
+        @classmethod
+        def for_model(cls, model, config):
+            return cls(copy.deepcopy(model.model), model.tokenizer, batch_size=config.batch_size)
+
+    BACKENDS.register("copy-weights", CopyBackend, "test: a copy of the weights, out of reach of hooks",
+                      origin="test")
+    try:
+        common = dict(model="organism-micro", aligned="organism-micro:dpo", tasks=["ablation"], limit=10,
+                      task_options={"ablation": {"top_k": [1], "positive_k": [1], "alpha_grid": (1.0,),
+                                                 "refine_steps": 0, "sweep_toxicity": False}})
+        hooks = run(RunConfig(**common, output_path=tmp_path / "hf"))
+        copied = run(RunConfig(**common, backend="copy-weights", output_path=tmp_path / "copy"))
+    finally:
+        BACKENDS.entries.pop("copy-weights")
+    rows = {v["name"]: v for v in hooks["tasks"]["ablation"]["variants"]}
+    rows_copy = {v["name"]: v for v in copied["tasks"]["ablation"]["variants"]}
+    patched = [n for n in rows if n.startswith("patch-") and rows[n]["n_neurons"] > 0]
+    assert patched
+    for name in patched:
+        assert rows_copy[name]["toxicity"]["value"] == pytest.approx(rows[name]["toxicity"]["value"])
+        assert rows_copy[name]["perplexity"]["value"] == pytest.approx(rows[name]["perplexity"]["value"])
