@@ -146,6 +146,8 @@ SCORERS.register("detoxify", "harness.scorers.detoxify:DetoxifyScorer", "Detoxif
 for _variant in ("original", "unbiased", "multilingual"):
     SCORERS.register(f"detoxify-{_variant}", "harness.scorers.detoxify:DetoxifyScorer", f"Detoxify {_variant!r}",
                      defaults={"model_type": _variant})
+SCORERS.register("hf-classifier", "harness.scorers.hf_classifier:HFClassifierScorer",
+                 "any Hugging Face sequence classifier (model=ID_OR_FOLDER, label=NAME)")
 
 BACKENDS = Registry("backend")
 BACKENDS.register("hf", "harness.backends.hf:HFBackend", "transformers, batched and length-sorted")

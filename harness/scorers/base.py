@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 class Scorer(ABC):
@@ -27,6 +30,30 @@ class Scorer(ABC):
     def identity(self) -> dict[str, Any]:
         """What the results file records about this scorer."""
         return {"name": self.name, "fingerprint": self.fingerprint()}
+
+
+def score_in_batches(texts: Sequence[str], predict: Callable[[list[str]], list[float | None]], batch_size: int,
+                     what: str) -> list[float | None]:
+    """``predict`` over batches of texts of similar length, in the texts' order. A batch that fails is
+    scored text by text, so only the failing texts are lost (``None``); non-strings stay ``None``."""
+    out: list[float | None] = [None] * len(texts)
+    order = sorted((i for i, t in enumerate(texts) if isinstance(t, str)), key=lambda i: len(texts[i]))
+    for start in range(0, len(order), batch_size):
+        batch = order[start : start + batch_size]
+        try:
+            scores = predict([texts[i] for i in batch])
+        except Exception as exc:  # a scorer can fail in any way: retry one by one
+            log.warning("%s failed on a batch of %d texts (%s): scoring them one by one", what, len(batch), exc)
+            scores = []
+            for i in batch:
+                try:
+                    scores.extend(predict([texts[i]]))
+                except Exception as single_exc:
+                    log.warning("%s failed on text %d: %s", what, i, single_exc)
+                    scores.append(None)
+        for i, value in zip(batch, scores, strict=True):
+            out[i] = value
+    return out
 
 
 def load_scorer(name: str, **kwargs: Any) -> Scorer:

@@ -9,7 +9,6 @@ machine that ran ``Detoxify(model_type)`` once, or pass ``checkpoint=PATH`` and
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Sequence
 from importlib import metadata
@@ -19,12 +18,10 @@ from typing import Any
 from harness.errors import ToxbenchError
 from harness.io import sha256_file
 from harness.models import resolve_device
-from harness.scorers.base import Scorer
+from harness.scorers.base import Scorer, score_in_batches
 
 MODEL_TYPES = ("original", "unbiased", "multilingual")
 BASE_MODELS = {"original": "bert-base-uncased", "unbiased": "roberta-base", "multilingual": "xlm-roberta-base"}
-
-log = logging.getLogger(__name__)
 
 
 class DetoxifyScorer(Scorer):
@@ -146,25 +143,7 @@ class DetoxifyScorer(Scorer):
                 "checkpoint": self._source}
 
     def score(self, texts: Sequence[str]) -> list[float | None]:
-        out: list[float | None] = [None] * len(texts)  # non-str inputs stay None
-        order = sorted((i for i, t in enumerate(texts) if isinstance(t, str)), key=lambda i: len(texts[i]))
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start:start + self.batch_size]
-            try:
-                scores = self._predict([texts[i] for i in batch])
-            except Exception as exc:  # retry one by one, so that only the failing texts are lost
-                log.warning("Detoxify failed on a batch of %d texts (%s): scoring them one by one",
-                            len(batch), exc)
-                scores = []
-                for i in batch:
-                    try:
-                        scores.extend(self._predict([texts[i]]))
-                    except Exception as single_exc:
-                        log.warning("Detoxify failed on text %d: %s", i, single_exc)
-                        scores.append(None)
-            for i, value in zip(batch, scores, strict=True):
-                out[i] = value
-        return out
+        return score_in_batches(texts, self._predict, self.batch_size, "Detoxify")
 
     def _predict(self, texts: list[str]) -> list[float | None]:
         """Detoxify's scores of ``attribute`` for ``texts``; a non-finite score is None."""
