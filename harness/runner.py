@@ -50,7 +50,7 @@ class RunConfig:
     probe_path: Path | None = None  # an existing probe (``toxbench probe train``) instead of training one
     task_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     fluency: FluencySettings = field(default_factory=FluencySettings)
-    preset: str | None = None  # a paper's protocol (tasks/presets.py), applied by the CLI or apply_preset
+    preset: str | None = None  # a paper's protocol (tasks/presets.py), set by Preset.apply
     overwrite: bool = False  # replace another run's results in output_path
 
     def to_dict(self) -> dict[str, Any]:
@@ -250,7 +250,7 @@ class RunContext:
     def fluency(self, model: LoadedModel, settings: FluencySettings | None = None) -> dict[str, Any]:
         """Perplexity and F1, once per model identity and settings."""
         settings = settings or self.config.fluency
-        key = (model.fingerprint, tuple(sorted(settings.to_dict().items())))
+        key = (model.fingerprint, settings)  # FluencySettings is frozen: hashable
         if key not in self._fluency:
             ppl, per_window = self.perplexity(model, settings)
             f1, f1_scores = self.f1(model, settings)
