@@ -12,11 +12,36 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from harness.io import ensure_writable_dir, sha256_json
+
+
+_BUSY_TIMEOUT_S = 60.0
+
+
+def _enable_wal(db: sqlite3.Connection) -> None:
+    """Switch the file to WAL mode (persistent once set), waiting out another process doing it.
+
+    Changing the journal mode needs the file to itself, and SQLite answers "database is
+    locked" at once rather than calling the busy handler when two connections try it
+    together (two runs starting side by side), so the switch is retried here.
+    """
+    deadline = time.monotonic() + _BUSY_TIMEOUT_S
+    delay = 0.01
+    while True:
+        try:
+            if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
 
 
 def cache_key(namespace: str, **parts: Any) -> str:
@@ -38,8 +63,8 @@ class Cache:
         db = getattr(self._local, "db", None)
         if db is None:
             assert self.root is not None
-            db = sqlite3.connect(self.root / "cache.sqlite", timeout=60.0)
-            db.execute("PRAGMA journal_mode=WAL")
+            db = sqlite3.connect(self.root / "cache.sqlite", timeout=_BUSY_TIMEOUT_S)
+            _enable_wal(db)
             db.execute("PRAGMA synchronous=NORMAL")
             self._local.db = db
         return db
