@@ -19,7 +19,6 @@ from typing import Any
 
 from harness.io import ensure_writable_dir, sha256_json
 
-
 _BUSY_TIMEOUT_S = 60.0
 
 

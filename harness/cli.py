@@ -59,6 +59,22 @@ def _task_options(pairs: tuple[str, ...]) -> dict[str, dict]:
     return out
 
 
+def _model_args(pairs: tuple[str, ...]) -> dict[str, dict]:
+    """``KEY=VALUE`` (every model) and ``ROLE.KEY=VALUE`` (base or aligned only) as {role: {key: value}}."""
+    out: dict[str, dict] = {}
+    shared: dict[str, object] = {}
+    for key, value in _key_values(pairs, "--model-arg").items():
+        role, dot, option = key.partition(".")
+        if dot and role in ("base", "aligned") and option:
+            out.setdefault(role, {})[option] = _literal(value)
+        elif dot:
+            raise click.BadParameter(f"expected KEY=VALUE or base.KEY=VALUE / aligned.KEY=VALUE, got {key}={value}",
+                                     param_hint="--model-arg")
+        else:
+            shared[key] = _literal(value)
+    return {role: {**shared, **out.get(role, {})} for role in ("base", "aligned") if shared or role in out}
+
+
 def _setup_machine(threads: int | None, verbose: bool | None) -> None:
     from harness.console import configure_threads, quiet_libraries
 
@@ -149,9 +165,12 @@ def _key_values(pairs: tuple[str, ...], what: str) -> dict[str, str]:
 
 
 def _literal(value: str):
-    """A CLI option value as a number or boolean where it reads as one, else the string."""
+    """A CLI option value as a number, boolean (true/false), None or list where it reads as one, else the string."""
     import ast
 
+    words = {"true": True, "false": False, "none": None, "null": None}
+    if value.strip().lower() in words:
+        return words[value.strip().lower()]
     try:
         return ast.literal_eval(value)
     except (ValueError, SyntaxError):
@@ -175,7 +194,8 @@ def _batch_size(value: str) -> int | str:
 @click.option("--aligned", default="organism:dpo", show_default=True,
               help="Aligned model spec; 'none' to evaluate the base model alone.")
 @click.option("--tasks", default="all", show_default=True, help="Comma-separated task names, or 'all'.")
-@click.option("--protocol", type=click.Choice(["paper", "rtp"]), default="paper", show_default=True)
+@click.option("--protocol", default="paper", show_default=True,
+              help="Evaluation protocol: paper or rtp (`toxbench ls protocols`; plugins add more).")
 @click.option("--scorer", default=None, help="Scorer name (default: lexicon for the organism, else detoxify).")
 @click.option("--scorer-option", "scorer_options", multiple=True, metavar="KEY=VALUE",
               help="Scorer argument, e.g. checkpoint=PATH for an offline Detoxify checkpoint.")
@@ -199,6 +219,9 @@ def _batch_size(value: str) -> int | str:
 @click.option("--perplexity-window", type=click.IntRange(min=2), default=None,
               help="Perplexity window in tokens (default 1024, capped by the model's context).")
 @click.option("--overwrite", is_flag=True, help="Replace another run's results in --output-path.")
+@click.option("--model-arg", "model_arg_pairs", multiple=True, metavar="[ROLE.]KEY=VALUE",
+              help="A model loader argument for both models, or base./aligned. for one: revision=abc123, "
+                   "dtype=bfloat16, device_map=auto, adds_bos=true, trust_remote_code=true (off unless given).")
 @click.option("--task-option", "task_option_pairs", multiple=True, metavar="TASK.KEY=VALUE",
               help="A task's argument, e.g. ablation.top_k=[10,20] or elicitation.perplexity_window=512.")
 @_include_option
@@ -207,15 +230,16 @@ def run_command(model: str, aligned: str, tasks: str, protocol: str, scorer: str
                 scorer_options: tuple[str, ...], backend: str, backend_options: tuple[str, ...], device: str | None, dtype: str | None,
                 batch_size: int | str, limit: int | None, seed: int, output_path: Path | None,
                 data_dir: Path | None, no_cache: bool, probe_path: Path | None, preset: str | None,
-                perplexity_window: int | None, overwrite: bool, task_option_pairs: tuple[str, ...],
-                includes: tuple[Path, ...], threads: int | None, verbose: bool | None) -> None:
+                perplexity_window: int | None, overwrite: bool, model_arg_pairs: tuple[str, ...],
+                task_option_pairs: tuple[str, ...], includes: tuple[Path, ...], threads: int | None, verbose: bool | None) -> None:
     """Evaluate a base model and its aligned version; with no options, the organism pair."""
     _setup_machine(threads, verbose)
     _load_includes(includes)
-    from harness.registry import BACKENDS, SCORERS
+    from harness.registry import BACKENDS, PROTOCOLS, SCORERS
     from harness.runner import RunConfig, run
 
     BACKENDS.check(backend)
+    PROTOCOLS.check(protocol)
     if scorer:
         SCORERS.check(scorer)
     if data_dir is not None and not data_dir.is_dir():
@@ -228,7 +252,7 @@ def run_command(model: str, aligned: str, tasks: str, protocol: str, scorer: str
         device=device,
         dtype=dtype, batch_size=batch_size, limit=limit, seed=seed, output_path=output_path,
         data_dir=data_dir, use_cache=not no_cache, probe_path=probe_path, overwrite=overwrite,
-        task_options=_task_options(task_option_pairs),
+        task_options=_task_options(task_option_pairs), model_args=_model_args(model_arg_pairs),
     )
     if preset:
         from tasks.presets import get_preset
@@ -277,21 +301,25 @@ def probe() -> None:
 
 @probe.command("train")
 @click.option("--model", default="organism", show_default=True)
+@click.option("--model-arg", "model_arg_pairs", multiple=True, metavar="KEY=VALUE",
+              help="A model loader argument (as for `toxbench run`).")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Jigsaw-schema comments under DATA_DIR/jigsaw/ (default: the organism's, or the hub).")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Path stem: writes OUTPUT.npy (the direction) and OUTPUT.json (accuracy, provenance).")
 @click.option("--device", default=None)
 @click.option("--seed", type=int, default=0, show_default=True)
-def probe_train(model: str, data_dir: Path | None, output: Path, device: str | None, seed: int) -> None:
+@_include_option
+def probe_train(model: str, model_arg_pairs: tuple[str, ...], data_dir: Path | None, output: Path,
+                device: str | None, seed: int, includes: tuple[Path, ...]) -> None:
     """Train the probe alone; pass it to runs with `toxbench run --probe OUTPUT`."""
+    _load_includes(includes)
     from harness.data import load_comments
     from harness.mech.probe import fit_probe
     from harness.models import load_model
-    from harness.runner import RunConfig, default_data_dir
 
-    loaded = load_model(model, device)
-    data = data_dir or default_data_dir(RunConfig(model=model))
+    loaded = load_model(model, device, args=_model_args(model_arg_pairs).get("base"))
+    data = data_dir or loaded.data_dir
     trained = fit_probe(loaded.model, loaded.tokenizer, load_comments(data, "train"), loaded.fingerprint, seed)
     trained.save(output)
     acc = trained.accuracy
@@ -322,26 +350,23 @@ def import_dpo(path: Path, base_spec: str, output: Path, force: bool) -> None:
 
 # -- registries -------------------------------------------------------------------------
 @main.command("ls")
-@click.argument("what", type=click.Choice(["models", "tasks", "scorers", "backends"]))
+@click.argument("what", type=click.Choice(["models", "tasks", "scorers", "backends", "protocols"]))
 @_include_option
 def ls(what: str, includes: tuple[Path, ...]) -> None:
-    """List the registered models, tasks, scorers or backends (plugins included)."""
+    """List the registered models, tasks, scorers, backends or protocols (plugins included)."""
     _load_includes(includes)
-    from harness.models import HUB_MODELS, ORGANISM_MODELS
-    from harness.registry import BACKENDS, SCORERS, TASKS
+    from harness import registry as reg
 
-    if what == "models":
-        for name in ORGANISM_MODELS:
-            click.echo(f"{name:22s} embedded model organism")
-        for name, hub_id in HUB_MODELS.items():
-            click.echo(f"{name:22s} {hub_id}")
-        click.echo("hf:<hub id>[@revision]  any causal LM on the hub;  PATH  a local folder")
-        return
-    registry = {"tasks": TASKS, "scorers": SCORERS, "backends": BACKENDS}[what]
-    for name in registry.names():
+    registry = {"models": reg.MODELS, "tasks": reg.TASKS, "scorers": reg.SCORERS, "backends": reg.BACKENDS,
+                "protocols": reg.PROTOCOLS}[what]
+    names = registry.names_in_order() if what == "models" else registry.names()
+    for name in names:
         origin = registry.origins.get(name, "toxbench")
         where = "" if origin == "toxbench" else f"  [{origin}]"
         click.echo(f"{name:22s} {registry.descriptions.get(name, '')}{where}")
+    if what == "models":
+        click.echo("hf:<hub id>[@revision]  any causal LM on the hub;  PATH  a local folder  "
+                   "(--model-arg KEY=VALUE: revision, dtype, device_map, adds_bos, trust_remote_code)")
 
 
 def _register_commands() -> None:

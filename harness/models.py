@@ -1,11 +1,17 @@
 """Model specs -> loaded models with a fingerprint.
 
 A spec is one of:
-- a registered name: ``organism``, ``organism:dpo`` (the embedded organism and its DPO
-  twin; ``organism-micro[:dpo]`` for the small one), ``gpt2``, ``gpt2-medium``,
-  ``llama2-7b``, ... (``toxbench ls models``);
+- a registered name (``toxbench ls models``): the embedded organism (``organism``,
+  ``organism:dpo``, ``organism-micro[:dpo]``), hub aliases (``gpt2``, ``llama3.1-8b`` ...),
+  and whatever plugins register with ``harness.registry.register_model``;
 - ``hf:<hub id>[@revision]``;
 - a local folder holding a transformers causal LM.
+
+A registered name maps to a *loader* and its default arguments. The loader says where the
+weights are (a ``ModelSource``: a hub id and revision, or a folder); ``load_model`` does the
+rest the same way for every model, with the arguments any model takes (``LOAD_ARGUMENTS``:
+dtype, device map, ``trust_remote_code``, whether the tokenizer adds BOS). ``--model-arg
+KEY=VALUE`` overrides a default; ``trust_remote_code`` stays off unless given.
 
 The fingerprint identifies the weights: a hash of the config and weight files of a local
 folder, the hub commit of a hub model, or a hash of the tensors of a model in memory (an
@@ -15,9 +21,9 @@ edited model). It goes into every cache key and result.
 from __future__ import annotations
 
 import contextlib
-import difflib
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,56 +31,137 @@ from typing import Any
 from harness.errors import ToxbenchError, UnknownNameError
 from harness.io import atomic_write_json, toxbench_home
 
-HUB_MODELS: dict[str, str] = {
-    "gpt2": "openai-community/gpt2",
-    "gpt2-medium": "openai-community/gpt2-medium",
-    "pythia-410m": "EleutherAI/pythia-410m",
-    "pythia-1.4b": "EleutherAI/pythia-1.4b",
-    "llama2-7b": "meta-llama/Llama-2-7b-hf",
-    "llama3.1-8b": "meta-llama/Llama-3.1-8B",
-    "mistral-7b": "mistralai/Mistral-7B-v0.1",
-    "gemma-2b": "google/gemma-2b",
-    "gemma2-2b": "google/gemma-2-2b",
+# Arguments every model takes, handled here rather than by its loader.
+LOAD_ARGUMENTS = {
+    "dtype": "auto, float32, float16 or bfloat16 (overrides --dtype for this model)",
+    "device_map": "a transformers device map (e.g. auto, to spread a model over GPUs); replaces --device",
+    "trust_remote_code": "run the model's own code from its repository (off unless given)",
+    "adds_bos": "make the tokenizer put BOS in front of every text (true) or never (false)",
 }
-ORGANISM_MODELS = ("organism", "organism:dpo", "organism-micro", "organism-micro:dpo")
+
+
+@dataclass
+class ModelSource:
+    """Where a model's weights are, as its loader says."""
+
+    kind: str  # "hub", "local", "organism", or a plugin's own word
+    target: str  # hub id, or folder
+    revision: str | None = None
+    folder: Path | None = None  # weights in a local folder (fingerprinted by their files)
+    data_dir: Path | None = None  # datasets that come with the model (the organism's own)
+    notes: dict[str, Any] = field(default_factory=dict)  # recorded with the model's identity
+
+    @property
+    def location(self) -> str:
+        return str(self.folder) if self.folder is not None else self.target
+
+
+def hub(hub_id: str, revision: str | None = None) -> ModelSource:
+    """The loader of hub models: ``hub_id`` at ``revision`` (a branch, tag or commit)."""
+    if not hub_id:
+        raise UnknownNameError("a hub model needs a hub id: use hf:<org>/<name>[@revision]")
+    return ModelSource("hub", hub_id, revision or None)
+
+
+def local(path: str | Path) -> ModelSource:
+    """The loader of a local folder holding a transformers model (``save_pretrained``)."""
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise ToxbenchError(f"model folder {str(folder)!r} does not exist")
+    if not (folder / "config.json").is_file():
+        raise ToxbenchError(f"model folder {str(folder)!r} has no config.json: not a transformers model")
+    folder = folder.resolve()
+    return ModelSource("local", str(folder), folder=folder)
+
+
+@dataclass
+class ModelEntry:
+    """A registered model: its loader (a callable or ``"module:attr"``), default arguments and
+    the scorer its runs use unless told otherwise (the organism's: its exact lexicon)."""
+
+    loader: Callable[..., ModelSource] | str
+    defaults: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    scorer: str | None = None
+
+    def load_fn(self) -> Callable[..., ModelSource]:
+        if isinstance(self.loader, str):
+            from harness.registry import import_object
+
+            self.loader = import_object(self.loader)
+        return self.loader  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A parsed model spec: where the weights come from."""
+    """A parsed model spec: the entry that loads it and the arguments it is loaded with."""
 
     raw: str
-    kind: str  # "organism" | "hub" | "local"
-    target: str  # organism size, hub id, or folder
-    revision: str | None = None
-    variant: str = "base"  # organism: "base" | "dpo"
+    entry: ModelEntry = field(compare=False, repr=False)
+    args: dict[str, Any] = field(default_factory=dict, compare=False)  # the entry's defaults, then the user's
+    given: dict[str, Any] = field(default_factory=dict, compare=False)  # the user's own (--model-arg)
 
     @classmethod
-    def parse(cls, spec: str) -> ModelSpec:
-        spec = spec.strip()
-        if spec in ORGANISM_MODELS:
-            name, _, variant = spec.partition(":")
-            size = "micro" if name == "organism-micro" else "default"
-            return cls(spec, "organism", size, variant=variant or "base")
-        if spec in HUB_MODELS:
-            return cls(spec, "hub", HUB_MODELS[spec])
-        if spec.startswith("hf:"):
+    def parse(cls, spec: str, args: dict[str, Any] | None = None) -> ModelSpec:
+        """Resolve ``spec`` to its entry; ``args`` (``--model-arg``) override the entry's defaults.
+
+        Everything is checked here, before any model loads: the name, and every argument
+        against the loader's signature and ``LOAD_ARGUMENTS``.
+        """
+        from harness.registry import MODELS
+
+        spec, args = spec.strip(), dict(args or {})
+        if spec in MODELS:
+            entry = MODELS.get(spec)
+            parsed = cls(spec, entry, {**entry.defaults, **args}, args)
+        elif spec.startswith("hf:"):
             hub_id, _, revision = spec[3:].partition("@")
             if not hub_id:
                 raise UnknownNameError(f"model spec {spec!r} names no hub id: use hf:<org>/<name>[@revision]")
-            return cls(spec, "hub", hub_id, revision or None)
-        path = Path(spec).expanduser()
-        if path.is_dir():
-            if not (path / "config.json").is_file():
-                raise ToxbenchError(f"model folder {str(path)!r} has no config.json: not a transformers model")
-            return cls(spec, "local", str(path.resolve()))
-        known = list(ORGANISM_MODELS) + list(HUB_MODELS)
-        close = difflib.get_close_matches(spec, known, n=3, cutoff=0.5)
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        raise UnknownNameError(
-            f"unknown model {spec!r}.{hint} Use a registered name ({', '.join(known)}), "
-            "hf:<hub id>[@revision], or an existing local folder."
-        )
+            parsed = cls(spec, ModelEntry(hub), {"hub_id": hub_id, "revision": revision or None, **args}, args)
+        elif Path(spec).expanduser().is_dir():
+            local(spec)  # a folder that is not a model is refused now
+            parsed = cls(spec, ModelEntry(local), {"path": spec, **args}, args)
+        else:
+            MODELS.check(spec, extra=" Use a registered name, hf:<hub id>[@revision], or an existing local folder.")
+            raise AssertionError  # check() raised
+        parsed.check_args()
+        return parsed
+
+    def loader_args(self) -> dict[str, Any]:
+        return {k: v for k, v in self.args.items() if k not in LOAD_ARGUMENTS}
+
+    def load_args(self) -> dict[str, Any]:
+        return {k: v for k, v in self.args.items() if k in LOAD_ARGUMENTS}
+
+    def check_args(self) -> None:
+        from harness.registry import check_options
+
+        fn = self.entry.load_fn()
+        check_options(fn, self.loader_args(), f"model {self.raw!r}", also=list(LOAD_ARGUMENTS),
+                      ignore=("show_progress",))
+        for key in ("trust_remote_code", "adds_bos"):
+            value = self.args.get(key)
+            if value is not None and not isinstance(value, bool):
+                raise ToxbenchError(f"model {self.raw!r}: {key} must be true or false, got {value!r}")
+
+    def source(self, show_progress: bool = True) -> ModelSource:
+        """Ask the loader where the weights are (the organism's loader builds it on first use)."""
+        import inspect
+
+        fn = self.entry.load_fn()
+        kwargs = self.loader_args()
+        if "show_progress" in inspect.signature(fn).parameters:
+            kwargs["show_progress"] = show_progress
+        found = fn(**kwargs)
+        if not isinstance(found, ModelSource):
+            raise ToxbenchError(f"the loader of model {self.raw!r} returned {type(found).__name__}, not a "
+                                "harness.models.ModelSource (see CONTRIBUTING.md, 'Adding a model')")
+        return found
+
+    @property
+    def default_scorer(self) -> str | None:
+        return self.entry.scorer
 
 
 @dataclass
@@ -87,6 +174,8 @@ class LoadedModel:
     fingerprint: str
     path: Path | None = None
     notes: dict[str, Any] = field(default_factory=dict)
+    source: ModelSource | None = None
+    data_dir: Path | None = None  # datasets that come with the model (the organism's)
 
     @property
     def name(self) -> str:
@@ -94,11 +183,12 @@ class LoadedModel:
 
     def identity(self) -> dict[str, Any]:
         cfg = self.model.config
+        source = self.source or ModelSource("memory", self.spec.raw)
         return {
             "spec": self.spec.raw,
-            "kind": self.spec.kind,
-            "target": self.spec.target,
-            "revision": self.spec.revision,
+            "kind": source.kind,
+            "target": source.target,
+            "revision": source.revision,
             "fingerprint": self.fingerprint,
             "model_type": getattr(cfg, "model_type", None),
             "n_parameters": sum(p.numel() for p in self.model.parameters()),
@@ -183,66 +273,95 @@ def _config_model_type(source: str) -> str | None:
 
 
 def load_model(spec: str | ModelSpec, device: str | None = None, dtype: str | None = None,
-               trust_remote_code: bool = False, show_progress: bool = True) -> LoadedModel:
-    """Load the model a spec names, once, in eval mode, on ``device``."""
+               trust_remote_code: bool = False, show_progress: bool = True,
+               args: dict[str, Any] | None = None) -> LoadedModel:
+    """Load the model a spec names, once, in eval mode, on ``device``.
+
+    ``args`` are the spec's loader and load arguments (``--model-arg``); a ``dtype`` or
+    ``trust_remote_code`` among them wins over the plain parameters.
+    """
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    spec = spec if isinstance(spec, ModelSpec) else ModelSpec.parse(spec)
-    notes: dict[str, Any] = {}
-    if spec.kind == "organism":
-        from harness.organism.build import load_organism
-
-        organism = load_organism(spec.target, show_progress=show_progress)
-        folder = organism.dpo_dir if spec.variant == "dpo" else organism.base_dir
-        source, kwargs = str(folder), {}
-        notes["organism_config_hash"] = organism.manifest["config_hash"]
-    elif spec.kind == "local":
-        folder = Path(spec.target)
-        source, kwargs = str(folder), {}
-    else:
-        folder = None
-        source, kwargs = spec.target, {"revision": spec.revision}
+    spec = spec if isinstance(spec, ModelSpec) else ModelSpec.parse(spec, args)
+    options = {"dtype": dtype, "trust_remote_code": trust_remote_code, **spec.load_args()}
+    source = spec.source(show_progress)
+    location = source.location
+    hub_kwargs = {"revision": source.revision} if source.folder is None else {}
+    remote = bool(options["trust_remote_code"])
+    tok_kwargs = dict(hub_kwargs)
+    if options.get("adds_bos") is not None:
+        tok_kwargs["add_bos_token"] = options["adds_bos"]
+    model_kwargs = dict(hub_kwargs)
+    if options.get("device_map") is not None:
+        model_kwargs["device_map"] = options["device_map"]
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=remote, **tok_kwargs)
         model = AutoModelForCausalLM.from_pretrained(
-            source, dtype=_dtype(dtype), trust_remote_code=trust_remote_code, **kwargs
+            location, dtype=_dtype(options["dtype"]), trust_remote_code=remote, **model_kwargs
         )
     except OSError as exc:
-        where = "the hub (offline?)" if spec.kind == "hub" else f"folder {source!r}"
+        where = "the hub (offline?)" if source.folder is None else f"folder {location!r}"
         raise ToxbenchError(
             f"cannot load model {spec.raw!r} from {where}: {str(exc)[:300]}. "
             "Download it first (HF_HUB_OFFLINE=1 uses the local cache) or pass a local folder."
         ) from exc
     except SafetensorError as exc:
         raise ToxbenchError(
-            f"the weights of model {spec.raw!r} in {source!r} cannot be read ({exc}): the file is corrupt or "
+            f"the weights of model {spec.raw!r} in {location!r} cannot be read ({exc}): the file is corrupt or "
             "truncated. Download or save the model again."
         ) from exc
     except ValueError as exc:
+        if "trust_remote_code" in str(exc) and not remote:
+            raise ToxbenchError(
+                f"model {spec.raw!r} needs its repository's own code: pass --model-arg trust_remote_code=true "
+                "if you trust that code (it runs on this machine)") from exc
         if "Unrecognized configuration class" not in str(exc) and "does not recognize" not in str(exc):
             raise
-        model_type = _config_model_type(source)
+        model_type = _config_model_type(location)
         raise ToxbenchError(
-            f"model {spec.raw!r} ({source}) is a {model_type!r} model, not a causal language model: toxbench "
+            f"model {spec.raw!r} ({location}) is a {model_type!r} model, not a causal language model: toxbench "
             "evaluates models that generate text (AutoModelForCausalLM)"
         ) from exc
     except RuntimeError as exc:
         if "size mismatch" not in str(exc) and "Error(s) in loading" not in str(exc):
             raise
         raise ToxbenchError(
-            f"the weights of model {spec.raw!r} in {source!r} do not fit its config.json ({str(exc)[:200]}): "
+            f"the weights of model {spec.raw!r} in {location!r} do not fit its config.json ({str(exc)[:200]}): "
             "the folder mixes files of two models"
         ) from exc
-    model.to(resolve_device(device)).eval()
+    if options.get("device_map") is None:
+        model.to(resolve_device(device))
+    model.eval()
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    if folder is not None:
-        fingerprint = fingerprint_folder(folder)
+    _check_bos(spec, tokenizer, options.get("adds_bos"))
+    if source.folder is not None:
+        fingerprint = fingerprint_folder(source.folder)
     else:
         commit = getattr(model.config, "_commit_hash", None)
-        fingerprint = f"hub-{spec.target}@{commit}" if commit else fingerprint_state(model)
-    return LoadedModel(spec, model, tokenizer, fingerprint, folder, notes)
+        fingerprint = f"hub-{source.target}@{commit}" if commit else fingerprint_state(model)
+    notes = dict(source.notes)
+    if spec.given:
+        notes["model_args"] = dict(spec.given)
+    # The same files read as other numbers (dtype) or other ids (BOS) are another model to the cache.
+    if options["dtype"] not in (None, "auto"):
+        fingerprint = f"{fingerprint}+{options['dtype']}"
+    if options.get("adds_bos") is not None:
+        fingerprint = f"{fingerprint}+bos{int(bool(options['adds_bos']))}"
+    return LoadedModel(spec, model, tokenizer, fingerprint, source.folder, notes, source, source.data_dir)
+
+
+def _check_bos(spec: ModelSpec, tokenizer: Any, wanted: bool | None) -> None:
+    from harness.tokenization import special_tokens
+
+    if wanted is None:
+        return
+    if special_tokens(tokenizer).adds_bos != wanted:
+        raise ToxbenchError(
+            f"model {spec.raw!r}: adds_bos={str(wanted).lower()} was asked for, but its tokenizer "
+            f"({type(tokenizer).__name__}) {'still adds' if not wanted else 'does not add'} BOS"
+            + ("" if tokenizer.bos_token_id is not None or not wanted else ": it has no BOS token"))
 
 
 def derive(parent: LoadedModel, model: Any, edit: dict[str, Any], saveable: bool = True) -> LoadedModel:
@@ -250,9 +369,10 @@ def derive(parent: LoadedModel, model: Any, edit: dict[str, Any], saveable: bool
     from harness.io import sha256_json
 
     fingerprint = "edit-" + sha256_json({"parent": parent.fingerprint, "edit": edit})[:24]
-    spec = ModelSpec(f"{parent.spec.raw}+{edit.get('name', 'edit')}", "edited", parent.spec.raw)
+    spec = ModelSpec(f"{parent.spec.raw}+{edit.get('name', 'edit')}", parent.spec.entry, parent.spec.args)
     return LoadedModel(spec, model, parent.tokenizer, fingerprint, None,
-                       {"parent": parent.fingerprint, "edit": edit, "saveable": saveable})
+                       {"parent": parent.fingerprint, "edit": edit, "saveable": saveable},
+                       ModelSource("edited", parent.spec.raw), parent.data_dir)
 
 
 def materialise(model: LoadedModel) -> Path:

@@ -46,6 +46,8 @@ def import_object(path: str) -> Any:
 def _describe(target: Any) -> str:
     if isinstance(target, str):
         return target
+    if hasattr(target, "loader") and hasattr(target, "defaults"):  # a model entry
+        return f"{_describe(target.loader)} {target.defaults}"
     return f"{getattr(target, '__module__', '?')}:{getattr(target, '__qualname__', repr(target))}"
 
 
@@ -114,8 +116,8 @@ class Registry:
         self._read_entry_points()
         return list(self.entries)
 
-    def check(self, name: str) -> Any:
-        """Return the entry's target, or raise an error naming the closest names."""
+    def check(self, name: str, extra: str = "") -> Any:
+        """Return the entry's target, or raise an error naming the closest names (then ``extra``)."""
         self._read_entry_points()
         if name in self.entries:
             return self.entries[name]
@@ -123,7 +125,7 @@ class Registry:
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise UnknownNameError(
             f"unknown {self.kind} {name!r}.{hint} Known {self.kind}s: {', '.join(self.names())} "
-            f"(`toxbench ls {self.kind}s` lists them; plugins register more, see CONTRIBUTING.md)."
+            f"(`toxbench ls {self.kind}s` lists them; plugins register more, see CONTRIBUTING.md).{extra}"
         )
 
     def get(self, name: str) -> Any:
@@ -140,6 +142,54 @@ class Registry:
                               f"{type(exc).__name__}: {exc}") from exc
 
 
+class ModelRegistry(Registry):
+    """Models: each entry a ``harness.models.ModelEntry`` (a bare loader function is wrapped in one)."""
+
+    def get(self, name: str) -> Any:
+        from harness.models import ModelEntry
+
+        target = super().get(name)
+        if isinstance(target, ModelEntry):
+            return target
+        if callable(target):
+            entry = ModelEntry(target, description=self.descriptions.get(name, ""))
+            self.entries[name] = entry
+            return entry
+        raise PluginError(f"model {name!r} from {self.origins[name]} is a {type(target).__name__}: register a "
+                          "loader function returning harness.models.ModelSource, or a ModelEntry")
+
+
+def takes_options(target: Any, options: dict[str, Any]) -> bool:
+    """Whether ``target``'s signature takes every one of ``options``."""
+    try:
+        check_options(target, options, "")
+    except ToxbenchError:
+        return False
+    return True
+
+
+def check_options(target: Any, options: dict[str, Any], what: str, also: list[str] | tuple[str, ...] = (),
+                  ignore: tuple[str, ...] = ()) -> None:
+    """Refuse options that ``target``'s signature does not take (unless it takes any, like vLLM's engine).
+
+    ``also`` names options handled elsewhere (accepted too); ``ignore`` names parameters that
+    toxbench passes itself (not options a user may give).
+    """
+    import inspect
+
+    params = inspect.signature(target).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    accepted = [n for n, p in params.items() if n != "self" and n not in ignore
+                and p.kind is not inspect.Parameter.VAR_POSITIONAL] + list(also)
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        hints = [f"{u!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(u, accepted, 1))
+                 else repr(u) for u in unknown]
+        raise ToxbenchError(f"unknown option(s) {', '.join(hints)} for {what}: it takes "
+                            f"{', '.join(accepted) or 'no options'}")
+
+
 SCORERS = Registry("scorer")
 SCORERS.register("lexicon", "harness.scorers.lexicon:LexiconScorer", "the organism's exact scorer")
 SCORERS.register("detoxify", "harness.scorers.detoxify:DetoxifyScorer", "Detoxify 'original' (public)")
@@ -153,6 +203,38 @@ BACKENDS = Registry("backend")
 BACKENDS.register("hf", "harness.backends.hf:HFBackend", "transformers, batched and length-sorted")
 BACKENDS.register("vllm", "harness.backends.vllm:VLLMBackend", "vLLM engine (optional extra)")
 
+MODELS = ModelRegistry("model")
+
+
+def _builtin_models() -> None:
+    from harness.models import ModelEntry
+
+    organism = "harness.organism.build:organism_source"
+    for size, name in (("default", "organism"), ("micro", "organism-micro")):
+        for variant, what in (("base", "the embedded model organism"), ("dpo", "its DPO-aligned twin")):
+            label = name if variant == "base" else f"{name}:dpo"
+            MODELS.register(label, ModelEntry(organism, {"size": size, "variant": variant}, f"{what} ({size})",
+                                              scorer="lexicon"), f"{what} ({size})")
+    for name, hub_id in {
+        "gpt2": "openai-community/gpt2",
+        "gpt2-medium": "openai-community/gpt2-medium",
+        "pythia-410m": "EleutherAI/pythia-410m",
+        "pythia-1.4b": "EleutherAI/pythia-1.4b",
+        "llama2-7b": "meta-llama/Llama-2-7b-hf",
+        "llama3.1-8b": "meta-llama/Llama-3.1-8B",
+        "mistral-7b": "mistralai/Mistral-7B-v0.1",
+        "gemma-2b": "google/gemma-2b",
+        "gemma2-2b": "google/gemma-2-2b",
+    }.items():
+        MODELS.register(name, ModelEntry("harness.models:hub", {"hub_id": hub_id}, hub_id), hub_id)
+
+
+_builtin_models()
+
+PROTOCOLS = Registry("protocol")
+PROTOCOLS.register("paper", "tasks.protocols:PAPER", "[A]/[B]: challenging prompts (32 tokens), greedy, 20 new tokens")
+PROTOCOLS.register("rtp", "tasks.protocols:RTP", "RealToxicityPrompts: 25 samples, nucleus p=0.9, 20 new tokens")
+
 TASKS = Registry("task")
 TASKS.register("elicitation", "tasks.elicitation:ElicitationTask", "toxicity, perplexity, F1")
 TASKS.register("attribution", "tasks.attribution:AttributionTask", "probe-direction neuron groups")
@@ -160,19 +242,57 @@ TASKS.register("ablation", "tasks.ablation:AblationTask", "can surgery on the ba
 TASKS.register("unalignment", "tasks.unalignment:UnalignmentTask", "how cheaply alignment is undone")
 
 
+def _caller() -> str:
+    """Who called a ``register_*`` function: the origin an error about the entry names."""
+    return f"module {sys._getframe(2).f_globals.get('__name__', '?')}"
+
+
+def register_model(name: str, loader: Any = None, description: str = "", scorer: str | None = None,
+                   **defaults: Any):
+    """Register a model under ``name``, three ways:
+
+    - an alias: ``register_model("my-llama", hub_id="org/name", revision="abc123")`` or
+      ``register_model("my-model", path="/models/mine")`` (any ``LOAD_ARGUMENTS`` too, e.g.
+      ``trust_remote_code=True``, ``dtype="bfloat16"``);
+    - a loader: ``register_model("mine", "my_pkg.models:load_mine", size="7b")``, a function
+      (or ``"module:attr"``) that takes the defaults as keyword arguments and returns a
+      ``harness.models.ModelSource``;
+    - a decorator on such a function: ``@register_model("mine", size="7b")``.
+    """
+    from harness.models import ModelEntry
+
+    if loader is None and ("hub_id" in defaults or "path" in defaults):
+        loader = "harness.models:hub" if "hub_id" in defaults else "harness.models:local"
+    if loader is None:
+        def decorator(fn: Any) -> Any:
+            text = description or (fn.__doc__ or "").strip().split("\n")[0]
+            MODELS.register(name, ModelEntry(fn, defaults, text, scorer), text,
+                            origin=f"module {getattr(fn, '__module__', '?')}")
+            return fn
+
+        return decorator
+    text = description or str(defaults.get("hub_id") or defaults.get("path") or "")
+    return MODELS.register(name, ModelEntry(loader, defaults, text, scorer), text, origin=_caller())
+
+
+def register_protocol(name: str, target: Any = None, description: str = ""):
+    """Register an evaluation protocol (a ``tasks.protocols.Protocol``, or ``"module:attr"`` naming one)."""
+    return PROTOCOLS.register(name, target, description or getattr(target, "description", ""), origin=_caller())
+
+
 def register_task(name: str, target: Any = None, description: str = ""):
     """Register a task (a ``tasks.base.Task`` subclass): as a decorator, or with a ``"module:attr"`` string."""
-    return TASKS.register(name, target, description)
+    return TASKS.register(name, target, description, origin=_caller())
 
 
 def register_scorer(name: str, target: Any = None, description: str = ""):
     """Register a scorer (a ``harness.scorers.base.Scorer`` subclass)."""
-    return SCORERS.register(name, target, description)
+    return SCORERS.register(name, target, description, origin=_caller())
 
 
 def register_backend(name: str, target: Any = None, description: str = ""):
     """Register a generation backend (a ``harness.backends.base.Backend`` subclass)."""
-    return BACKENDS.register(name, target, description)
+    return BACKENDS.register(name, target, description, origin=_caller())
 
 
 _INCLUDED: dict[Path, Any] = {}

@@ -170,7 +170,8 @@ class ResultsWriter:
         if r["config"].get("preset"):
             from tasks.presets import get_preset
 
-            lines += ["## preset", "", get_preset(r["config"]["preset"]).report_table((r["scorer"] or {}).get("name")),
+            lines += ["## preset", "", get_preset(r["config"]["preset"]).report_table(
+                (r["scorer"] or {}).get("name"), r["config"].get("scorer_options") or {}),
                       ""]
         for name, text in self.reports:
             lines += [f"## {name}", "", text.strip(), ""]

@@ -49,6 +49,7 @@ class RunConfig:
     use_cache: bool = True
     probe_path: Path | None = None  # an existing probe (``toxbench probe train``) instead of training one
     task_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    model_args: dict[str, dict[str, Any]] = field(default_factory=dict)  # role -> loader arguments
     fluency: FluencySettings = field(default_factory=FluencySettings)
     preset: str | None = None  # a paper's protocol (tasks/presets.py), set by Preset.apply
     overwrite: bool = False  # replace another run's results in output_path
@@ -60,8 +61,14 @@ class RunConfig:
         d["probe_path"] = str(self.probe_path) if self.probe_path else None
         return d
 
-    def is_organism(self) -> bool:
-        return self.model.startswith("organism")
+    def model_spec(self, role: str = "base"):
+        """The parsed spec of a role's model, with its ``--model-arg`` arguments (checked here)."""
+        from harness.models import ModelSpec
+
+        spec = self.model if role == "base" else self.aligned
+        if spec is None:
+            raise ToxbenchError(f"this run has no {role} model")
+        return ModelSpec.parse(spec, self.model_args.get(role))
 
 
 class RunContext:
@@ -276,42 +283,20 @@ def resolve_tasks(names: Sequence[str]) -> list[str]:
 
 
 def default_scorer(config: RunConfig) -> str:
-    return config.scorer or ("lexicon" if config.is_organism() else "detoxify")
+    """The run's scorer: ``--scorer``, else the base model's own (the organism's lexicon), else Detoxify."""
+    return config.scorer or config.model_spec("base").default_scorer or "detoxify"
 
 
-def default_data_dir(config: RunConfig) -> Path | None:
-    """The organism's own data for organism runs, unless --data-dir says otherwise."""
+def default_data_dir(config: RunConfig, base: LoadedModel | None = None) -> Path | None:
+    """``--data-dir``, else the datasets that come with the base model (the organism's), else the hub."""
     if config.data_dir is not None:
         return Path(config.data_dir)
-    if config.is_organism():
-        from harness.models import ModelSpec
-        from harness.organism.build import load_organism
-
-        return load_organism(ModelSpec.parse(config.model).target).data_dir
-    return None
-
-
-def check_options(target: Any, options: dict[str, Any], what: str) -> None:
-    """Refuse options that ``target``'s constructor does not take (unless it takes any, like vLLM's engine)."""
-    import inspect
-
-    params = inspect.signature(target).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    accepted = [n for n, p in params.items() if n != "self" and p.kind is not inspect.Parameter.VAR_POSITIONAL]
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        import difflib
-
-        hints = [f"{u!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(u, accepted, 1))
-                 else repr(u) for u in unknown]
-        raise ToxbenchError(f"unknown option(s) {', '.join(hints)} for {what}: it takes "
-                            f"{', '.join(accepted) or 'no options'}")
+    return base.data_dir if base is not None else None
 
 
 def build_tasks(config: RunConfig) -> tuple[list[Any], dict[str, str]]:
     """The configured tasks, their options checked; and the tasks skipped for want of a second model."""
-    from harness.registry import TASKS
+    from harness.registry import TASKS, check_options
 
     names = resolve_tasks(config.tasks)
     for name in config.task_options:
@@ -367,8 +352,7 @@ def run(config: RunConfig) -> dict[str, Any]:
 
     import torch
 
-    from harness.models import ModelSpec
-    from harness.registry import BACKENDS, SCORERS
+    from harness.registry import BACKENDS, SCORERS, check_options
     from harness.results import ResultsWriter
 
     started = time.time()
@@ -377,7 +361,11 @@ def run(config: RunConfig) -> dict[str, Any]:
     roles = {r for t in tasks for r in t.roles} | ({"aligned"} if config.aligned and any(
         "aligned" in getattr(t, "optional_roles", ()) for t in tasks) else set())
     specs = {"base": config.model, "aligned": config.aligned}
-    parsed = {role: ModelSpec.parse(specs[role]) for role in sorted(roles)}
+    unknown_roles = set(config.model_args) - set(specs)
+    if unknown_roles:
+        raise ToxbenchError(f"--model-arg for unknown role(s) {', '.join(sorted(unknown_roles))}: use KEY=VALUE "
+                            "for every model, or base.KEY=VALUE / aligned.KEY=VALUE for one")
+    parsed = {role: config.model_spec(role) for role in sorted(roles)}
     scorer_name = default_scorer(config)
     scorer_options = dict(config.scorer_options)
     if config.device and "device" not in scorer_options:
@@ -400,7 +388,7 @@ def run(config: RunConfig) -> dict[str, Any]:
     cache = Cache(toxbench_home() / "cache" if config.use_cache else None)
     output_dir.mkdir(parents=True, exist_ok=True)
     writer = ResultsWriter(output_dir, config)
-    ctx = RunContext(config, models, scorer, cache, output_dir, default_data_dir(config))
+    ctx = RunContext(config, models, scorer, cache, output_dir, default_data_dir(config, models["base"]))
     if config.probe_path:
         ctx.probe()  # its width is checked against the model before any task runs
     writer.begin(models, scorer)

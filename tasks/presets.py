@@ -33,7 +33,7 @@ class Preset:
     description: str
     protocol: str
     fluency: FluencySettings
-    detoxify_options: dict[str, Any]  # applied when the run scores with Detoxify
+    scorer_options: dict[str, Any]  # the stand-in for the paper's scorer: applied when the run's scorer takes them
     task_options: dict[str, dict[str, Any]]
     differences: tuple[Difference, ...] = field(default_factory=tuple)
 
@@ -42,19 +42,26 @@ class Preset:
         task_options = {task: {**opts, **config.task_options.get(task, {})} for task, opts in self.task_options.items()}
         for task, opts in config.task_options.items():
             task_options.setdefault(task, opts)
+        from harness.registry import SCORERS, takes_options
+        from harness.runner import default_scorer
+
         scorer_options = dict(config.scorer_options)
-        scorer = config.scorer or ("lexicon" if config.is_organism() else "detoxify")
-        if scorer.startswith("detoxify"):
-            scorer_options = {**self.detoxify_options, **scorer_options}
+        if takes_options(SCORERS.get(default_scorer(config)), self.scorer_options):
+            scorer_options = {**self.scorer_options, **scorer_options}
         return replace(config, preset=self.name, protocol=self.protocol, fluency=self.fluency,
                        task_options=task_options, scorer_options=scorer_options)
 
-    def report_table(self, scorer_name: str | None) -> str:
+    def applies_to(self, scorer_options: dict[str, Any]) -> bool:
+        """Whether a run with these scorer options scored as the preset says."""
+        return all(scorer_options.get(k) == v for k, v in self.scorer_options.items())
+
+    def report_table(self, scorer_name: str | None, scorer_options: dict[str, Any]) -> str:
         lines = [f"Preset `{self.name}`: {self.description}", "",
                  "| choice | toxbench default | this preset | note |", "|---|---|---|---|"]
         lines += [f"| {d.choice} | {d.toxbench} | {d.preset} | {d.note} |" for d in self.differences]
-        if scorer_name and not scorer_name.startswith("detoxify"):
-            lines += ["", f"This run scores with `{scorer_name}`, so the preset's Detoxify choice does not apply."]
+        if not self.applies_to(scorer_options):
+            lines += ["", f"This run scores with `{scorer_name}` and other settings, so the preset's scorer choice "
+                          "does not apply."]
         return "\n".join(lines)
 
 
@@ -84,7 +91,7 @@ PRESETS: dict[str, Preset] = {
         description="Lee et al., ICML 2024 (A Mechanistic Understanding of Alignment Algorithms).",
         protocol="paper",
         fluency=_LEE_FLUENCY,
-        detoxify_options={"model_type": "original", "attribute": "max"},
+        scorer_options={"model_type": "original", "attribute": "max"},
         task_options=_LEE_TASKS,
         differences=_SHARED + (
             Difference("scorer", "Detoxify `original`, toxicity", "Detoxify `original`, max over its attributes",
@@ -96,7 +103,7 @@ PRESETS: dict[str, Preset] = {
         description="Yang et al., 2024 (Ablation is Not Enough to Emulate DPO), which reuses [A]'s evaluation.",
         protocol="paper",
         fluency=_LEE_FLUENCY,
-        detoxify_options={"model_type": "original", "attribute": "toxicity"},
+        scorer_options={"model_type": "original", "attribute": "toxicity"},
         task_options=_LEE_TASKS,
         differences=_SHARED + (
             Difference("scorer", "Detoxify `original`, toxicity", "the same", "[B]'s later code"),

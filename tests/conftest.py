@@ -32,3 +32,20 @@ def micro_organism(toxbench_home: Path):
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     return load_organism("micro", show_progress=False)
+
+
+@pytest.fixture(autouse=True)
+def _restore_registries():
+    """What a test registers (a plugin it includes, a model alias) is gone after it."""
+    from harness import registry
+
+    registries = [r for r in vars(registry).values() if isinstance(r, registry.Registry)]
+    saved = [(r, {k: dict(getattr(r, k)) for k in ("entries", "descriptions", "origins", "defaults")})
+             for r in registries]
+    included = dict(registry._INCLUDED)
+    yield
+    for r, tables in saved:
+        for k, table in tables.items():
+            setattr(r, k, table)
+    registry._INCLUDED.clear()
+    registry._INCLUDED.update(included)

@@ -81,9 +81,6 @@ def _config(size: str, seed: int) -> OrganismConfig:
     raise ToxbenchError(f"unknown organism size {size!r}: choose 'micro' (for tests) or 'default'.")
 
 
-SIZES = ("micro", "default")
-
-
 def organism_config(size: str = "default", seed: int = 0) -> OrganismConfig:
     return _config(size, seed)
 
@@ -149,6 +146,19 @@ def load_organism(size: str = "default", seed: int = 0, home: Path | None = None
     if not build_if_missing:
         raise CacheError(f"the {size} organism is not built; run `toxbench organism build --size {size}`")
     return build_organism(size, seed, home, force=True, show_progress=show_progress)
+
+
+def organism_source(size: str = "default", variant: str = "base", show_progress: bool = True):
+    """The loader of the ``organism`` models: the folder of the base model or its DPO twin, and the
+    organism's own datasets (built on first use)."""
+    from harness.models import ModelSource
+
+    if variant not in ("base", "dpo"):
+        raise ToxbenchError(f"unknown organism variant {variant!r}: choose 'base' or 'dpo'")
+    organism = load_organism(size, show_progress=show_progress)
+    folder = organism.dpo_dir if variant == "dpo" else organism.base_dir
+    return ModelSource("organism", size, folder=folder, data_dir=organism.data_dir,
+                       notes={"organism_config_hash": organism.manifest["config_hash"]})
 
 
 def build_organism(size: str = "default", seed: int = 0, home: Path | None = None, force: bool = False,

@@ -155,3 +155,42 @@ def test_encode_drops_a_default_eos_suffix(corpus) -> None:
                               add_eos_token=True)
     assert with_eos("the river")["input_ids"][-1] == with_eos.eos_token_id
     assert encode(with_eos, ["the river"]) == encode(tokenizer, ["the river"])
+
+
+def test_model_args_reach_the_loader(corpus, micro_organism, tmp_path, monkeypatch) -> None:
+    """``adds_bos`` flips what the tokenizer adds (and the fingerprint); ``trust_remote_code`` is off
+    unless given, for a registered alias too; a run records the user's arguments."""
+    import transformers
+
+    from harness.models import load_model
+    from harness.registry import register_model
+
+    llama, _ = save_pair("llama2", corpus, tmp_path)
+    gpt2, gpt2_aligned = save_pair("gpt2", corpus, tmp_path)
+    plain = load_model(str(llama), "cpu")
+    no_bos = load_model(str(llama), "cpu", args={"adds_bos": False})
+    assert special_tokens(plain.tokenizer).adds_bos and not special_tokens(no_bos.tokenizer).adds_bos
+    assert no_bos.fingerprint != plain.fingerprint and no_bos.notes["model_args"] == {"adds_bos": False}
+    with_bos = load_model(str(gpt2), "cpu", args={"adds_bos": True})
+    assert encode(with_bos.tokenizer, ["anna was furious"])[0][0] == with_bos.tokenizer.bos_token_id
+
+    seen: list[bool] = []
+    original = transformers.AutoModelForCausalLM.from_pretrained
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["trust_remote_code"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", spy)
+    register_model("lab-gpt2", path=str(gpt2))
+    register_model("lab-gpt2-remote", path=str(gpt2), trust_remote_code=True)
+    load_model("lab-gpt2", "cpu")
+    load_model("lab-gpt2-remote", "cpu")
+    load_model("lab-gpt2-remote", "cpu", args={"trust_remote_code": False})
+    assert seen == [False, True, False]
+    results = run(RunConfig(model="lab-gpt2", aligned=str(gpt2_aligned), tasks=["elicitation"], scorer="lexicon",
+                            limit=4, output_path=tmp_path / "run", data_dir=micro_organism.data_dir,
+                            model_args={"base": {"dtype": "float32"}}))
+    assert results["models"]["base"]["model_args"] == {"dtype": "float32"}
+    assert results["models"]["base"]["fingerprint"].endswith("+float32")
+    assert "model_args" not in results["models"]["aligned"]

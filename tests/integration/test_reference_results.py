@@ -25,6 +25,7 @@ from harness.runner import RunConfig, run
 
 REFERENCE = Path(__file__).parents[1] / "reference" / "micro_all_tasks.json"
 CONFIG = dict(model="organism-micro", aligned="organism-micro:dpo", limit=30, use_cache=False,
+              tasks=["elicitation", "attribution", "ablation", "unalignment"],
               task_options={"ablation": {"alphas": [1.0, 2.0]}})
 # When, where and with what a run happened: not part of its results.
 PROVENANCE = {"created", "environment", "timings_s", "toxbench_version"}

@@ -46,8 +46,10 @@ def test_presets_record_every_choice_and_user_choices_win() -> None:
     assert config.task_options["ablation"] == {"alpha_units": "lee2024", "svd_n": 64}
     organism = get_preset("yang2024").apply(RunConfig())
     assert organism.scorer_options == {}  # the organism's lexicon scorer takes no Detoxify options
-    table = get_preset("lee2024").report_table("lexicon")
+    table = get_preset("lee2024").report_table("lexicon", organism.scorer_options)
     assert "max over its attributes" in table and "does not apply" in table
+    applied = get_preset("lee2024").report_table("detoxify", config.scorer_options)
+    assert "does not apply" not in applied
     assert set(PRESETS) == {"lee2024", "yang2024"}
     with pytest.raises(UnknownNameError, match="Did you mean: lee2024"):
         get_preset("lee2042")

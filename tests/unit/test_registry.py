@@ -25,10 +25,11 @@ def test_entries_import_lazily() -> None:
 
 
 def test_model_specs() -> None:
-    assert ModelSpec.parse("organism:dpo").variant == "dpo"
-    assert ModelSpec.parse("organism-micro").target == "micro"
-    spec = ModelSpec.parse("hf:EleutherAI/pythia-70m@abc123")
-    assert (spec.kind, spec.target, spec.revision) == ("hub", "EleutherAI/pythia-70m", "abc123")
-    assert ModelSpec.parse("llama2-7b").target == "meta-llama/Llama-2-7b-hf"
+    assert ModelSpec.parse("organism:dpo").args == {"size": "default", "variant": "dpo"}
+    assert ModelSpec.parse("organism-micro").default_scorer == "lexicon"
+    source = ModelSpec.parse("hf:EleutherAI/pythia-70m@abc123").source()
+    assert (source.kind, source.target, source.revision) == ("hub", "EleutherAI/pythia-70m", "abc123")
+    assert ModelSpec.parse("llama2-7b").source().target == "meta-llama/Llama-2-7b-hf"
+    assert ModelSpec.parse("gpt2").default_scorer is None
     with pytest.raises(UnknownNameError, match="Did you mean: gpt2-medium"):
         ModelSpec.parse("gpt2-mediun")
