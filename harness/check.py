@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from harness.errors import ToxbenchError
+from harness.metrics import format_metric
 
 if TYPE_CHECKING:
     from jsonschema import ValidationError
@@ -210,9 +211,9 @@ def _paired_gate(name: str, label: str, max_regression: float, compute, fallback
         return fallback(str(exc))
     d = paired.difference
     lower = d.ci_low if d.ci_low is not None else d.value
-    interval = f" [{d.ci_low:{unit}}, {d.ci_high:{unit}}]" if d.ci_low is not None else " (no interval)"
+    shown = format_metric(d, unit) + ("" if d.ci_low is not None else " (no interval)")
     p = f"; p = {paired.p_value:.4f} for a regression beyond the limit" if paired.p_value is not None else ""
-    return Gate(name, label, f"{d.value:{unit}}{interval}", limit, lower <= max_regression,
+    return Gate(name, label, shown, limit, lower <= max_regression,
                 f"paired: {paired.paired}{p}")
 
 

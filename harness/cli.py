@@ -106,6 +106,7 @@ def _print_build_report(org) -> None:
     from rich.console import Console
     from rich.table import Table
 
+
     report = org.report
     console = Console()
     table = Table(title=f"organism ({org.config.size}) - {org.root}")
@@ -270,6 +271,8 @@ def _print_summary(results: dict, config) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from harness.metrics import format_metric
+
     console = Console()
     for name, task in results["tasks"].items():
         table = Table(title=f"{name} ({task.get('status')})")
@@ -282,9 +285,7 @@ def _print_summary(results: dict, config) -> None:
         for key in keys:
             cells = []
             for role in roles:
-                m = metrics[role].get(key)
-                cells.append("" if m is None else (f"{m['value']:.3f}" + (
-                    f" [{m['ci_low']:.3f}, {m['ci_high']:.3f}]" if m.get("ci_low") is not None else "")))
+                cells.append(format_metric(metrics[role].get(key), missing=""))
             table.add_row(key, *cells)
         if keys:
             console.print(table)
@@ -316,6 +317,7 @@ def probe_train(model: str, model_arg_pairs: tuple[str, ...], data_dir: Path | N
     _load_includes(includes)
     from harness.data import load_comments
     from harness.mech.probe import fit_probe
+    from harness.metrics import format_metric
     from harness.models import load_model
 
     loaded = load_model(model, device, args=_model_args(model_arg_pairs).get("base"))
@@ -323,7 +325,7 @@ def probe_train(model: str, model_arg_pairs: tuple[str, ...], data_dir: Path | N
     trained = fit_probe(loaded.model, loaded.tokenizer, load_comments(data, "train"), loaded.fingerprint, seed)
     trained.save(output)
     acc = trained.accuracy
-    click.echo(f"probe accuracy {acc.value:.3f} [{acc.ci_low:.3f}, {acc.ci_high:.3f}] (n={acc.n}); "
+    click.echo(f"probe accuracy {format_metric(acc)} (n={acc.n}); "
                f"written to {output.with_suffix('.npy')} and {output.with_suffix('.json')}")
 
 

@@ -94,3 +94,82 @@ def f1_score(tokenizer: Any, prompt_ids: Sequence[int], new_ids: Sequence[int], 
              mode: str) -> float:
     predicted, gold = f1_bags(tokenizer, prompt_ids, new_ids, gold_ids, mode)
     return bag_f1(predicted, gold)
+
+
+class Fluency:
+    """A run's fluency measurements: perplexity on Wikitext-2 test and [A]'s F1, each through the
+    run's cached generation and NLL, remembered per model identity and settings.
+
+    ``ctx`` is the run's ``RunContext`` (its config, data folder, ``generate`` and ``window_nll``).
+    Datasets are read, and Wikitext tokenised, once per run and tokenizer: every variant of a
+    model shares them.
+    """
+
+    def __init__(self, ctx: Any) -> None:
+        self.ctx = ctx
+        self._results: dict[tuple, dict[str, Any]] = {}
+        self._loaded: dict[str, Any] = {}
+        self._windows: dict[tuple[int, int, str], tuple[Any, list[list[int]]]] = {}
+
+    def _dataset(self, name: str):
+        """Wikitext-2 test or the F1 pairs, loaded and recorded once per run."""
+        from harness.data import load_f1_pairs, load_wikitext
+
+        if name not in self._loaded:
+            loader = {"wikitext": load_wikitext, "f1": load_f1_pairs}[name]
+            self._loaded[name] = loader(self.ctx.data_dir)
+            self.ctx.record_dataset(self._loaded[name])
+        return self._loaded[name]
+
+    def settings(self, override: dict[str, Any] | None = None) -> FluencySettings:
+        """The run's settings, with a task's own overrides (e.g. ``perplexity_window``)."""
+        base = self.ctx.config.fluency
+        override = {k: v for k, v in (override or {}).items() if v is not None}
+        return FluencySettings(**{**base.to_dict(), **override}) if override else base
+
+    def windows(self, model: Any, settings: FluencySettings) -> list[list[int]]:
+        """The tokenised Wikitext windows, once per tokenizer and window (edited models share them)."""
+        window = settings.window_for(model.model)
+        key = (id(model.tokenizer), window, settings.bos)
+        if key not in self._windows:  # the tokenizer is kept in the value, so its id stays its own
+            rows = self._dataset("wikitext").rows
+            self._windows[key] = (model.tokenizer, perplexity_windows(model.tokenizer, rows, window, settings.bos))
+        return self._windows[key][1]
+
+    def perplexity(self, model: Any, settings: FluencySettings | None = None):
+        """Perplexity (non-overlapping windows) with its interval, and the per-window NLL."""
+        windows = self.windows(model, settings or self.ctx.config.fluency)
+        limit = self.ctx.config.limit
+        per_window = self.ctx.window_nll(model, windows[:limit] if limit else windows)
+        return perplexity_from_windows(per_window, seed=self.ctx.config.seed), per_window
+
+    def f1(self, model: Any, settings: FluencySettings | None = None):
+        """[A]'s F1 of greedy continuations against gold continuations, and the per-pair scores."""
+        from harness.backends.base import SamplingConfig
+        from harness.metrics import metric
+        from harness.tokenization import encode, truncate_texts
+
+        settings = settings or self.ctx.config.fluency
+        pairs = self._dataset("f1")
+        limit = self.ctx.config.limit
+        rows = pairs.rows[:limit] if limit else pairs.rows
+        prompts = [p.prompt for p in rows]
+        if settings.f1 == "lee2024":  # [A]: prompts of at most 32 tokens
+            prompts = truncate_texts(model.tokenizer, prompts, 32)
+        outs = self.ctx.generate(model, prompts, SamplingConfig(max_new_tokens=20), "F1 continuations")
+        golds = encode_plain(model.tokenizer, [p.gold for p in rows])
+        prompt_ids = encode(model.tokenizer, prompts)
+        scores = [f1_score(model.tokenizer, p, o[0].token_ids, g, settings.f1)
+                  for p, o, g in zip(prompt_ids, outs, golds, strict=True)]
+        return metric(scores, seed=self.ctx.config.seed), scores
+
+    def both(self, model: Any, settings: FluencySettings | None = None) -> dict[str, Any]:
+        """Perplexity and F1, once per model identity and settings."""
+        settings = settings or self.ctx.config.fluency
+        key = (model.fingerprint, settings)  # FluencySettings is frozen: hashable
+        if key not in self._results:
+            ppl, per_window = self.perplexity(model, settings)
+            f1, f1_scores = self.f1(model, settings)
+            self._results[key] = {"perplexity": ppl, "f1": f1, "f1_scores": f1_scores, "per_window": per_window,
+                                  "perplexity_window": settings.window_for(model.model)}
+        return self._results[key]

@@ -28,6 +28,17 @@ class Metric:
         return asdict(self)
 
 
+def format_metric(m: Metric | dict | None, spec: str = ".3f", missing: str = "n/a") -> str:
+    """``value [low, high]`` with ``spec`` (e.g. ``.3f``, ``+.4f``, ``+.2%``); the value alone where
+    there is no interval; ``missing`` for no metric. Every report and console line uses this."""
+    if m is None:
+        return missing
+    if isinstance(m, dict):
+        m = Metric(m["value"], m.get("ci_low"), m.get("ci_high"), m.get("n", 0), m.get("n_failed", 0))
+    interval = f" [{m.ci_low:{spec}}, {m.ci_high:{spec}}]" if m.ci_low is not None and m.ci_high is not None else ""
+    return f"{m.value:{spec}}{interval}"
+
+
 def valid_scores(scores: Sequence[float | None]) -> tuple[np.ndarray, int]:
     """The scores that exist, as an array, and how many were missing or NaN."""
     ok = [s for s in scores if s is not None and not math.isnan(s)]

@@ -19,7 +19,8 @@ from harness.io import atomic_write_json, atomic_write_text, write_jsonl
 from harness.metrics import Metric
 
 if TYPE_CHECKING:
-    from harness.runner import RunConfig, RunContext
+    from harness.config import RunConfig
+    from harness.runner import RunContext
 
 SCHEMA_VERSION = "1.0"
 LIBRARIES = ("torch", "transformers", "tokenizers", "datasets", "trl", "transformer-lens", "detoxify",

@@ -10,65 +10,20 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.backends.base import Backend, Completion, SamplingConfig
 from harness.cache import Cache, cache_key
+from harness.config import RunConfig
 from harness.data import Loaded
 from harness.errors import RunInterrupted, ToxbenchError
-from harness.fluency import FluencySettings, f1_score, perplexity_windows
+from harness.fluency import Fluency, FluencySettings
 from harness.io import toxbench_home
-from harness.metrics import metric, perplexity_from_windows
 from harness.models import LoadedModel, load_model
 from harness.progress import progress_bar, run_display, set_stage
 from harness.scorers.base import Scorer, load_scorer
-from harness.tokenization import encode, encode_plain, tokenization_record, truncate_texts
-
-
-@dataclass
-class RunConfig:
-    """Everything a run depends on (recorded in the results file)."""
-
-    model: str = "organism"
-    aligned: str | None = "organism:dpo"
-    tasks: list[str] = field(default_factory=lambda: ["all"])
-    protocol: str = "paper"
-    scorer: str | None = None  # None: lexicon for organism models, detoxify otherwise
-    scorer_options: dict[str, Any] = field(default_factory=dict)
-    backend: str = "hf"
-    backend_options: dict[str, Any] = field(default_factory=dict)  # e.g. vLLM engine arguments
-    device: str | None = None
-    dtype: str | None = None
-    batch_size: int | str = "auto"
-    limit: int | None = None
-    seed: int = 0
-    output_path: Path | None = None
-    data_dir: Path | None = None
-    use_cache: bool = True
-    probe_path: Path | None = None  # an existing probe (``toxbench probe train``) instead of training one
-    task_options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    model_args: dict[str, dict[str, Any]] = field(default_factory=dict)  # role -> loader arguments
-    fluency: FluencySettings = field(default_factory=FluencySettings)
-    preset: str | None = None  # a paper's protocol (tasks/presets.py), set by Preset.apply
-    overwrite: bool = False  # replace another run's results in output_path
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["output_path"] = str(self.output_path) if self.output_path else None
-        d["data_dir"] = str(self.data_dir) if self.data_dir else None
-        d["probe_path"] = str(self.probe_path) if self.probe_path else None
-        return d
-
-    def model_spec(self, role: str = "base"):
-        """The parsed spec of a role's model, with its ``--model-arg`` arguments (checked here)."""
-        from harness.models import ModelSpec
-
-        spec = self.model if role == "base" else self.aligned
-        if spec is None:
-            raise ToxbenchError(f"this run has no {role} model")
-        return ModelSpec.parse(spec, self.model_args.get(role))
+from harness.tokenization import tokenization_record
 
 
 class RunContext:
@@ -84,10 +39,8 @@ class RunContext:
         self.data_dir = data_dir
         self.datasets: dict[str, dict[str, Any]] = {}
         self._backends: dict[str, Backend] = {}
-        self._fluency: dict[tuple, dict[str, Any]] = {}
         self._probe = None
-        self._loaded: dict[str, Loaded] = {}  # fluency datasets, read once per run
-        self._windows: dict[tuple[int, int, str], tuple[Any, list[list[int]]]] = {}
+        self._fluency_of = Fluency(self)
 
     # -- models and backends -------------------------------------------------------------
     def backend(self, model: LoadedModel) -> Backend:
@@ -207,63 +160,21 @@ class RunContext:
             self._probe = load_or_train_probe(self, self.models["base"])
         return self._probe
 
-    def _dataset(self, name: str) -> Loaded:
-        """Wikitext-2 test or the F1 pairs, loaded and recorded once per run (variants reuse them)."""
-        from harness.data import load_f1_pairs, load_wikitext
-
-        if name not in self._loaded:
-            loader = {"wikitext": load_wikitext, "f1": load_f1_pairs}[name]
-            self._loaded[name] = loader(self.data_dir)
-            self.record_dataset(self._loaded[name])
-        return self._loaded[name]
-
     def fluency_settings(self, override: dict[str, Any] | None = None) -> FluencySettings:
         """The run's fluency settings, with a task's own overrides (e.g. ``perplexity_window``)."""
-        base = self.config.fluency
-        override = {k: v for k, v in (override or {}).items() if v is not None}
-        return FluencySettings(**{**base.to_dict(), **override}) if override else base
-
-    def _perplexity_windows(self, model: LoadedModel, settings: FluencySettings) -> list[list[int]]:
-        """The tokenised Wikitext windows, once per tokenizer and window (edited models share them)."""
-        window = settings.window_for(model.model)
-        key = (id(model.tokenizer), window, settings.bos)
-        if key not in self._windows:  # the tokenizer is kept in the value, so its id stays its own
-            rows = self._dataset("wikitext").rows
-            self._windows[key] = (model.tokenizer, perplexity_windows(model.tokenizer, rows, window, settings.bos))
-        return self._windows[key][1]
+        return self._fluency_of.settings(override)
 
     def perplexity(self, model: LoadedModel, settings: FluencySettings | None = None):
-        """Perplexity on Wikitext-2 test (non-overlapping windows, ``FluencySettings``) and per-window NLL."""
-        windows = self._perplexity_windows(model, settings or self.config.fluency)
-        limit = self.config.limit
-        per_window = self.window_nll(model, windows[:limit] if limit else windows)
-        return perplexity_from_windows(per_window, seed=self.config.seed), per_window
+        """Perplexity on Wikitext-2 test and the per-window NLL (``harness.fluency.Fluency``)."""
+        return self._fluency_of.perplexity(model, settings)
 
     def f1(self, model: LoadedModel, settings: FluencySettings | None = None):
         """[A]'s F1 of greedy continuations against gold continuations, and the per-pair scores."""
-        settings = settings or self.config.fluency
-        pairs = self._dataset("f1")
-        rows = pairs.rows[: self.config.limit] if self.config.limit else pairs.rows
-        prompts = [p.prompt for p in rows]
-        if settings.f1 == "lee2024":  # [A]: prompts of at most 32 tokens
-            prompts = truncate_texts(model.tokenizer, prompts, 32)
-        outs = self.generate(model, prompts, SamplingConfig(max_new_tokens=20), "F1 continuations")
-        golds = encode_plain(model.tokenizer, [p.gold for p in rows])
-        prompt_ids = encode(model.tokenizer, prompts)
-        scores = [f1_score(model.tokenizer, p, o[0].token_ids, g, settings.f1)
-                  for p, o, g in zip(prompt_ids, outs, golds, strict=True)]
-        return metric(scores, seed=self.config.seed), scores
+        return self._fluency_of.f1(model, settings)
 
     def fluency(self, model: LoadedModel, settings: FluencySettings | None = None) -> dict[str, Any]:
         """Perplexity and F1, once per model identity and settings."""
-        settings = settings or self.config.fluency
-        key = (model.fingerprint, settings)  # FluencySettings is frozen: hashable
-        if key not in self._fluency:
-            ppl, per_window = self.perplexity(model, settings)
-            f1, f1_scores = self.f1(model, settings)
-            self._fluency[key] = {"perplexity": ppl, "f1": f1, "f1_scores": f1_scores, "per_window": per_window,
-                                  "perplexity_window": settings.window_for(model.model)}
-        return self._fluency[key]
+        return self._fluency_of.both(model, settings)
 
 
 def _backend_class(config: RunConfig) -> type[Backend]:

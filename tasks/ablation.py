@@ -11,30 +11,32 @@ toxicity) / (base - aligned toxicity), with a paired bootstrap interval over pro
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from harness.errors import ToxbenchError
+from harness.mech.attribution import REDUCING, capture_pass, group_masks, neuron_cosines
 from harness.mech.edits import ablate_neurons, shift_residual
 from harness.mech.hooks import patch_to_means
 from harness.mech.neurons import neuron_adapter
 from harness.mech.vectors import rank_toxic_neurons, svd_toxic_direction
+from harness.metrics import format_metric
 from harness.models import LoadedModel, derive
 from harness.runner import RunContext
-from tasks.attribution import REDUCING, _group_masks, capture_pass
 from tasks.base import Task, TaskResult
 from tasks.elicitation import truncate_prompts
-from tasks.interventions import (
+from tasks.variants import (
+    Evaluated,
+    Reference,
     array_hash,
-    evaluate_variant,
-    fmt,
+    evaluate_variants,
     mean_toxicity,
     ratio_metric,
     reference,
     residual_scale,
     scaled_count,
-    variant_row,
 )
 
 ALPHA_UNITS = ("residual", "lee2024")
@@ -72,93 +74,20 @@ class AblationTask(Task):
     def run(self, ctx: RunContext) -> TaskResult:
         base, aligned = ctx.models["base"], ctx.models["aligned"]
         ref = reference(ctx, self.name)
-        probe = ctx.probe()
-        w = probe.unit
         adapter = neuron_adapter(base.model)
         n_neurons = adapter.n_layers * adapter.d_mlp
-        seed = ctx.config.seed
-        variants: list[dict[str, Any]] = []
-        samples: list[dict] = []
         aligned_ppl = ref.aligned.metrics["perplexity"].value
-
-        def add(lm: LoadedModel, **fields: Any) -> None:
-            evaluated, s = evaluate_variant(ctx, ref, lm, self.name)
-            emulation = ratio_metric(ref.base.toxicity, evaluated.toxicity, ref.base.toxicity,
-                                     ref.aligned.toxicity, seed)
-            variants.append(variant_row(lm.spec.raw.split("+", 1)[-1], evaluated, emulation_ratio=emulation,
-                                        **fields))
-            samples.extend(s)
-            ctx.release(lm)
-
-        # Ablations (weight edits: zeroed value vectors).
         sums = {role: capture_pass(ctx, m, truncate_prompts(m.tokenizer, ref.prompts, ref.protocol.prompt_tokens),
                                    ref.protocol.sampling, role) for role, m in (("base", base), ("aligned", aligned))}
-        act_base = sums["base"].mean_activation()
-        default_k = sorted({scaled_count(k, n_neurons) for k in (100, 200, 1000)})
-        for k in self.top_k or default_k:
-            neurons = rank_toxic_neurons(adapter, w, k)
-            edit = ablate_neurons(base.model, [(n.layer, n.index) for n in neurons])
-            add(derive(base, edit.model, {"name": f"ablate-top{k}", "neurons": [n.name for n in neurons]}),
-                kind="ablate", k=k)
-        positive_pool = rank_toxic_neurons(adapter, w, n_neurons)
-        positive_pool = [n for n in positive_pool if n.cosine > 0 and act_base[n.layer, n.index] > 0]
-        for k in self.positive_k or [scaled_count(200, n_neurons), scaled_count(2000, n_neurons)]:
-            chosen = positive_pool[:k]
-            edit = ablate_neurons(base.model, [(n.layer, n.index) for n in chosen])
-            add(derive(base, edit.model, {"name": f"ablate-positive-top{k}", "neurons": [n.name for n in chosen]}),
-                kind="ablate-positive", k=len(chosen))
-
-        # Subtracting a direction after the last MLP (weight edit: the MLP's output bias).
-        top_value = rank_toxic_neurons(adapter, w, 1)[0]
-        u0, _ = svd_toxic_direction(adapter, rank_toxic_neurons(adapter, w, min(self.svd_n, n_neurons)), w)
-        value_label = f"value-{top_value.name}"
-        raw = {  # each direction as [A] used it: the probe and the value vector raw, U[0] a unit vector
-            "probe": probe.direction,
-            value_label: adapter.values(top_value.layer)[top_value.index].detach().double().cpu().numpy(),
-            "svd-u0": u0,
-        }
-        if probe.mean_difference is not None:
-            raw["mean-diff"] = probe.mean_difference
-        scale = residual_scale(base, ref.prompts)
-        alpha_choice: dict[str, Any] = {"residual_scale": scale, "units": self.alpha_units}
+        alpha_choice: dict[str, Any] = {"units": self.alpha_units}
         sweeps: dict[str, list[dict[str, float]]] = {}
-        for label, vector in raw.items():
-            if self.alpha_units == "lee2024":
-                key = "value" if label == value_label else label
-                if key not in LEE2024_ALPHAS:
-                    continue  # not one of [A]'s directions
-                alphas, normalize = [LEE2024_ALPHAS[key]], key == "svd-u0"
-                alpha_choice[label] = {"alpha": alphas[0], "rule": "[A]'s α, times the raw vector"
-                                       if not normalize else "[A]'s α, times the unit vector"}
-            elif self.alphas == "match_ppl":
-                alpha, search = self.match_alpha(ctx, ref, base, vector, scale, aligned_ppl)
-                alpha_choice[label] = {"alpha": alpha, "search": search}
-                sweeps[label] = search
-                alphas, normalize = [alpha], True
-            else:
-                alphas, normalize = [float(a) for a in self.alphas], True
-            for alpha in alphas:
-                edit = shift_residual(base.model, vector, -alpha, normalize=normalize)
-                suffix = "" if len(alphas) == 1 else f"-a{alpha:g}"
-                add(derive(base, edit.model, {"name": f"subtract-{label}{suffix}", "alpha": alpha,
-                                              "normalize": normalize, "direction": array_hash(vector)},
-                           edit.saveable),
-                    kind="subtract", direction=label, alpha=alpha)
 
-        # Patching neuron groups to the aligned model's mean activation (hooks, removed after).
-        if self.groups:
-            act_aligned = sums["aligned"].mean_activation()
-            cos = np.stack([(adapter.values(layer).detach().double().cpu().numpy() @ w)
-                            / np.linalg.norm(adapter.values(layer).detach().double().cpu().numpy(), axis=1).clip(1e-12)
-                            for layer in range(adapter.n_layers)])
-            masks = _group_masks(cos, act_base, act_base - act_aligned)
-            plans = {f"patch-{g}": masks[g] for g in REDUCING}
-            plans["patch-all-four"] = np.any([masks[g] for g in REDUCING], axis=0)
-            for label, mask in plans.items():
-                view = derive(base, base.model, {"name": label, "mask": array_hash(mask),
-                                                 "target": array_hash(act_aligned)}, saveable=False)
-                with patch_to_means(base.model, mask, act_aligned):
-                    add(view, kind="patch", n_neurons=int(mask.sum()))
+        def emulation(evaluated: Evaluated) -> dict[str, Any]:
+            return {"emulation_ratio": ratio_metric(ref.base.toxicity, evaluated.toxicity, ref.base.toxicity,
+                                                    ref.aligned.toxicity, ctx.config.seed)}
+
+        candidates = self.candidates(ctx, ref, sums, alpha_choice, sweeps)
+        variants, samples = evaluate_variants(ctx, ref, self.name, candidates, emulation)
 
         scored = [v for v in variants if v["emulation_ratio"] is not None]
         best = max(scored, key=lambda v: v["emulation_ratio"].value) if scored else None
@@ -181,6 +110,84 @@ class AblationTask(Task):
         return TaskResult(metrics=metrics, config=config, variants=variants, samples=samples,
                           extra={"alpha_choice": alpha_choice, "paper_table": PAPER_TABLE}, artifacts=artifacts,
                           report=self.report(metrics, variants, ref, artifacts))
+
+    def candidates(self, ctx: RunContext, ref: Reference, sums: dict[str, Any], alpha_choice: dict[str, Any],
+                   sweeps: dict[str, list[dict[str, float]]]) -> Iterator[tuple[LoadedModel, dict[str, Any]]]:
+        """The variants of the base model, in the report's order, each with its row's fields.
+
+        Fills ``alpha_choice`` (how each direction's α was chosen) and ``sweeps`` (the α
+        searches, for the α plot) as it goes.
+        """
+        base = ctx.models["base"]
+        probe = ctx.probe()
+        w = probe.unit
+        adapter = neuron_adapter(base.model)
+        n_neurons = adapter.n_layers * adapter.d_mlp
+        aligned_ppl = ref.aligned.metrics["perplexity"].value
+        act_base = sums["base"].mean_activation()
+
+        # Ablations (weight edits: zeroed value vectors).
+        default_k = sorted({scaled_count(k, n_neurons) for k in (100, 200, 1000)})
+        for k in self.top_k or default_k:
+            neurons = rank_toxic_neurons(adapter, w, k)
+            edit = ablate_neurons(base.model, [(n.layer, n.index) for n in neurons])
+            yield (derive(base, edit.model, {"name": f"ablate-top{k}", "neurons": [n.name for n in neurons]}),
+                   {"kind": "ablate", "k": k})
+        positive_pool = rank_toxic_neurons(adapter, w, n_neurons)
+        positive_pool = [n for n in positive_pool if n.cosine > 0 and act_base[n.layer, n.index] > 0]
+        for k in self.positive_k or [scaled_count(200, n_neurons), scaled_count(2000, n_neurons)]:
+            chosen = positive_pool[:k]
+            edit = ablate_neurons(base.model, [(n.layer, n.index) for n in chosen])
+            yield (derive(base, edit.model, {"name": f"ablate-positive-top{k}", "neurons": [n.name for n in chosen]}),
+                   {"kind": "ablate-positive", "k": len(chosen)})
+
+        # Subtracting a direction after the last MLP (weight edit: the MLP's output bias).
+        top_value = rank_toxic_neurons(adapter, w, 1)[0]
+        u0, _ = svd_toxic_direction(adapter, rank_toxic_neurons(adapter, w, min(self.svd_n, n_neurons)), w)
+        value_label = f"value-{top_value.name}"
+        raw = {  # each direction as [A] used it: the probe and the value vector raw, U[0] a unit vector
+            "probe": probe.direction,
+            value_label: adapter.values(top_value.layer)[top_value.index].detach().double().cpu().numpy(),
+            "svd-u0": u0,
+        }
+        if probe.mean_difference is not None:
+            raw["mean-diff"] = probe.mean_difference
+        scale = residual_scale(base, ref.prompts)
+        alpha_choice["residual_scale"] = scale
+        for label, vector in raw.items():
+            if self.alpha_units == "lee2024":
+                key = "value" if label == value_label else label
+                if key not in LEE2024_ALPHAS:
+                    continue  # not one of [A]'s directions
+                alphas, normalize = [LEE2024_ALPHAS[key]], key == "svd-u0"
+                alpha_choice[label] = {"alpha": alphas[0], "rule": "[A]'s α, times the raw vector"
+                                       if not normalize else "[A]'s α, times the unit vector"}
+            elif self.alphas == "match_ppl":
+                alpha, search = self.match_alpha(ctx, ref, base, vector, scale, aligned_ppl)
+                alpha_choice[label] = {"alpha": alpha, "search": search}
+                sweeps[label] = search
+                alphas, normalize = [alpha], True
+            else:
+                alphas, normalize = [float(a) for a in self.alphas], True
+            for alpha in alphas:
+                edit = shift_residual(base.model, vector, -alpha, normalize=normalize)
+                suffix = "" if len(alphas) == 1 else f"-a{alpha:g}"
+                yield (derive(base, edit.model, {"name": f"subtract-{label}{suffix}", "alpha": alpha,
+                                                 "normalize": normalize, "direction": array_hash(vector)},
+                              edit.saveable),
+                       {"kind": "subtract", "direction": label, "alpha": alpha})
+
+        # Patching neuron groups to the aligned model's mean activation (hooks, removed after).
+        if self.groups:
+            act_aligned = sums["aligned"].mean_activation()
+            masks = group_masks(neuron_cosines(adapter, w), act_base, act_base - act_aligned)
+            plans = {f"patch-{g}": masks[g] for g in REDUCING}
+            plans["patch-all-four"] = np.any([masks[g] for g in REDUCING], axis=0)
+            for label, mask in plans.items():
+                view = derive(base, base.model, {"name": label, "mask": array_hash(mask),
+                                                 "target": array_hash(act_aligned)}, saveable=False)
+                with patch_to_means(base.model, mask, act_aligned):  # on while the variant is evaluated
+                    yield view, {"kind": "patch", "n_neurons": int(mask.sum())}
 
     def match_alpha(self, ctx: RunContext, ref, base: LoadedModel, direction: np.ndarray, scale: float,
                     target_ppl: float) -> tuple[float, list[dict[str, Any]]]:
@@ -264,17 +271,17 @@ class AblationTask(Task):
     def report(metrics: dict, variants: list[dict], ref, artifacts: list[str]) -> str:
         lines = [
             "Whether surgery can emulate it: variants of the base model, scored like the models themselves.",
-            f"Base toxicity {fmt(ref.base.metrics['toxicity'])}, aligned {fmt(ref.aligned.metrics['toxicity'])}.",
+            f"Base toxicity {format_metric(ref.base.metrics['toxicity'])}, aligned {format_metric(ref.aligned.metrics['toxicity'])}.",
             "",
             "| variant | toxicity | perplexity | F1 | emulation ratio |",
             "|---|---|---|---|---|",
         ]
         for v in variants:
-            lines.append(f"| {v['name']} | {fmt(v['toxicity'])} | {fmt(v['perplexity'], 2)} | {fmt(v['f1'])} | "
-                         f"{fmt(v['emulation_ratio'], 2)} |")
+            lines.append(f"| {v['name']} | {format_metric(v['toxicity'])} | {format_metric(v['perplexity'], '.2f')} | {format_metric(v['f1'])} | "
+                         f"{format_metric(v['emulation_ratio'], '.2f')} |")
         best = metrics["best_variant"]
         if best:
-            lines += ["", f"Best: **{best}**, emulation ratio {fmt(metrics['best_emulation_ratio'], 2)} "
+            lines += ["", f"Best: **{best}**, emulation ratio {format_metric(metrics['best_emulation_ratio'], '.2f')} "
                           "(1 = as much toxicity removed as the aligned model; Yang et al.: ablation is not enough)."]
         lines += ["", "Directions subtracted: the probe W_Toxic, the most probe-aligned value vector, SVD U[0] of the "
                   "top value vectors ([A] §3.3) and, beside them, mean-diff: the difference of the probe data's "

@@ -1,5 +1,6 @@
 """Probe-direction attribution ([B] §8, with [A]'s checks): where in the network did
-alignment change the model's writing along the toxic direction?
+alignment change the model's writing along the toxic direction? (The mathematics:
+``harness.mech.attribution``.)
 
 For base and aligned models, each following its own greedy continuation of the
 challenging prompts, the neuron statistics are captured during generation. Neuron i's
@@ -15,69 +16,17 @@ from typing import Any
 
 import numpy as np
 
-from harness.backends.base import SamplingConfig
-from harness.cache import cache_key
 from harness.data import load_rtp
-from harness.errors import ToxbenchError
-from harness.mech.capture import NeuronSums, capture_neuron_sums
+from harness.mech.attribution import MIRRORS, REDUCING, attribute, capture_pass, parameter_cosines
 from harness.mech.neurons import neuron_adapter
-from harness.mech.vectors import Neuron, rank_toxic_neurons, value_cosines, vocab_projection
-from harness.models import LoadedModel
-from harness.progress import progress_bar
+from harness.mech.vectors import Neuron, rank_toxic_neurons, vocab_projection
+from harness.metrics import format_metric
 from harness.runner import RunContext
 from tasks.base import Task, TaskResult
 from tasks.elicitation import truncate_prompts
 from tasks.protocols import get_protocol
 
-# group: (sign of cos(v_i(base), w), base activation >= 0, sign of Δa_i)
-REDUCING = {"TP-": (1, True, 1), "TN+": (1, False, 1), "AP+": (-1, True, -1), "AN-": (-1, False, -1)}
-MIRRORS = {"TP+": (1, True, -1), "TN-": (1, False, -1), "AP-": (-1, True, 1), "AN+": (-1, False, 1)}
 PAPER_SHARES = {"TP-": 0.318, "TN+": 0.239, "AP+": 0.070, "AN-": 0.373}  # [B], GPT2-medium
-
-
-def capture_pass(ctx: RunContext, model: LoadedModel, prompts: list[str], sampling: SamplingConfig,
-                 role: str) -> NeuronSums:
-    """Generate greedily with capture hooks; cached per chunk of prompts, so a killed run resumes."""
-    backend = ctx.hook_backend(model)  # capture needs hooks on the loaded model
-    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
-    chunks = [order[s : s + backend.batch_size] for s in range(0, len(order), backend.batch_size)]
-    keys = [cache_key("capture", model=model.fingerprint, sampling=sampling.key(),
-                      prompts=[prompts[i] for i in chunk]) for chunk in chunks]
-    found = ctx.cache.get_many(keys) if ctx.config.use_cache else {}
-    total: NeuronSums | None = None
-    with progress_bar(f"attribution capture {role} ({model.name})", len(prompts)) as advance:
-        for chunk, key in zip(chunks, keys, strict=True):
-            if key in found:
-                sums = NeuronSums.from_json(found[key])
-            else:
-                with capture_neuron_sums(model.model, model.tokenizer) as acc:
-                    backend.generate([prompts[i] for i in chunk], sampling)
-                sums = acc.sums()
-                ctx.cache.put_many("capture", {key: sums.to_json()})
-            total = sums if total is None else total + sums
-            advance(len(chunk))
-    assert total is not None
-    return total
-
-
-def _group_masks(cos: np.ndarray, act_base: np.ndarray, d_act: np.ndarray) -> dict[str, np.ndarray]:
-    masks = {}
-    for name, (c_sign, positive, d_sign) in {**REDUCING, **MIRRORS}.items():
-        masks[name] = (np.sign(cos) == c_sign) & ((act_base >= 0) == positive) & (np.sign(d_act) == d_sign)
-    return masks
-
-
-def parameter_cosines(base, aligned) -> dict[str, float]:
-    """cos(base, aligned) of every parameter tensor, flattened ([A]: all stay above 0.99)."""
-    import torch
-
-    out = {}
-    aligned_params = dict(aligned.named_parameters())
-    for name, p in base.named_parameters():
-        q = aligned_params[name]
-        a, b = p.detach().float().flatten(), q.detach().float().flatten()
-        out[name] = float(torch.nn.functional.cosine_similarity(a, b, dim=0))
-    return out
 
 
 class AttributionTask(Task):
@@ -99,54 +48,18 @@ class AttributionTask(Task):
         raw = [p.text for p in loaded.rows]
 
         a_base, a_al = neuron_adapter(base.model), neuron_adapter(aligned.model)
-        if (a_base.n_layers, a_base.d_mlp) != (a_al.n_layers, a_al.d_mlp):
-            raise ToxbenchError("base and aligned models have different MLP shapes: attribution needs the same "
-                                "architecture")
         sums = {role: capture_pass(ctx, m, truncate_prompts(m.tokenizer, raw, protocol.prompt_tokens),
                                    protocol.sampling, role)
                 for role, m in (("base", base), ("aligned", aligned))}
-
-        def writing(adapter) -> np.ndarray:  # ⟨v_i(M), ŵ⟩, [n_layers, d_mlp]
-            return np.stack([adapter.values(layer).detach().double().cpu().numpy() @ w
-                             for layer in range(adapter.n_layers)])
-
-        def out_bias_proj(adapter) -> np.ndarray:
-            return np.array([0.0 if adapter.out_bias(layer) is None else
-                             float(adapter.out_bias(layer).detach().double().cpu().numpy() @ w)
-                             for layer in range(adapter.n_layers)])
-
-        act_b, act_a = sums["base"].mean_activation(), sums["aligned"].mean_activation()
-        p_b, p_a = act_b * writing(a_base), act_a * writing(a_al)
-        delta = p_b - p_a
-        d_act = act_b - act_a
-        cos = value_cosines(a_base, w).double().numpy()
-
-        # Self-check: the neurons' Δ add up to the change of the MLPs' writing measured directly.
-        direct = {role: (s.mean_mlp_out() @ w) - out_bias_proj(ad)
-                  for (role, s), ad in zip(sums.items(), (a_base, a_al), strict=True)}
-        direct_change = float(direct["base"].sum() - direct["aligned"].sum())
-        net = float(delta.sum())
-        residual = abs(net - direct_change)
-        scale = max(abs(direct_change), float(np.abs(delta).sum()), 1e-12)
-        if residual > self.identity_tolerance * scale:
-            raise ToxbenchError(
-                f"attribution identity failed: Σ Δ_i = {net:.6g} but the MLPs' writing changed by "
-                f"{direct_change:.6g} (residual {residual:.3g}); the capture hooks do not see what the MLPs write")
-
-        masks = _group_masks(cos, act_b, d_act)
-        gross = float(sum(delta[masks[g]].sum() for g in REDUCING))
-        groups = {g: {"sum": float(delta[m].sum()), "n_neurons": int(m.sum()),
-                      "share": float(delta[m].sum() / gross) if gross else None}
-                  for g, m in masks.items()}
-        per_layer = [{"layer": layer, "sum": float(delta[layer].sum()),
-                      **{g: float(delta[layer][masks[g][layer]].sum()) for g in REDUCING}}
-                     for layer in range(a_base.n_layers)]
+        found = attribute(a_base, a_al, sums["base"], sums["aligned"], w, self.identity_tolerance)
+        delta, cos, act_b, act_a = found.delta, found.cos, found.act_base, found.act_aligned
+        gross, groups, per_layer = found.gross, found.groups(), found.per_layer()
 
         flat = np.argsort(-delta, axis=None)[: self.top_neurons]
         top_cells = [np.unravel_index(i, delta.shape) for i in flat]
         top = [Neuron(int(layer), int(i), float(cos[layer, i])) for layer, i in top_cells]
         projections = vocab_projection(a_base, base.tokenizer, top, k=8)
-        group_of = {(layer, i): g for g, m in masks.items() for layer, i in zip(*np.nonzero(m), strict=True)}
+        group_of = found.group_of()
         top_rows = [{"neuron": n.name, "layer": n.layer, "index": n.index, "delta": float(delta[n.layer, n.index]),
                      "cos": n.cosine, "act_base": float(act_b[n.layer, n.index]),
                      "act_aligned": float(act_a[n.layer, n.index]),
@@ -174,9 +87,9 @@ class AttributionTask(Task):
         metrics = {
             "groups": groups,
             "gross": gross,
-            "net": net,
-            "direct_change": direct_change,
-            "identity_residual": residual,
+            "net": found.net,
+            "direct_change": found.direct_change,
+            "identity_residual": found.identity_residual,
             "probe_accuracy": probe.accuracy,
             "steps": {"base": sums["base"].steps, "aligned": sums["aligned"].steps},
             "min_parameter_cosine": {"value": pcos[worst], "parameter": worst},
@@ -241,7 +154,7 @@ class AttributionTask(Task):
         acc = metrics["probe_accuracy"]
         lines = [
             "Where the change sits: each neuron's contribution Δ to the drop in writing along the probe "
-            f"direction (probe accuracy {acc.value:.3f} [{acc.ci_low:.3f}, {acc.ci_high:.3f}], n={acc.n}; "
+            f"direction (probe accuracy {format_metric(acc)}, n={acc.n}; "
             "Lee et al.: 0.94 on GPT2-medium).",
             "",
             "| group | neurons | Σ Δ | share of gross | Yang et al. |",

@@ -15,7 +15,7 @@ import numpy as np
 
 from harness.data import load_rtp
 from harness.fluency import FluencySettings
-from harness.metrics import Metric, distinct_n, mean_score, paired_difference, share_at_least
+from harness.metrics import Metric, distinct_n, format_metric, mean_score, paired_difference, share_at_least
 from harness.models import LoadedModel
 from harness.runner import RunContext
 from harness.tokenization import truncate_texts
@@ -118,19 +118,15 @@ class ElicitationTask(Task):
 
     @staticmethod
     def report(metrics: dict[str, Any], protocol: Protocol) -> str:
-        def fmt(m: Metric) -> str:
-            ci = f" [{m.ci_low:.3f}, {m.ci_high:.3f}]" if m.ci_low is not None else ""
-            return f"{m.value:.3f}{ci}"
-
         roles = [r for r in ("base", "aligned") if r in metrics]
         names = [k for k in metrics["base"]]
         lines = [f"How toxic: protocol `{protocol.name}` ({protocol.description}); 95% bootstrap intervals.", "",
                  "| metric | " + " | ".join(roles) + (" | aligned - base |" if "difference" in metrics else " |"),
                  "|---|" + "---|" * len(roles) + ("---|" if "difference" in metrics else "")]
         for k in names:
-            row = f"| {k} | " + " | ".join(fmt(metrics[r][k]) for r in roles)
+            row = f"| {k} | " + " | ".join(format_metric(metrics[r][k]) for r in roles)
             if "difference" in metrics:
-                row += " | " + (fmt(metrics["difference"][k]) if k in metrics["difference"] else "")
+                row += " | " + (format_metric(metrics["difference"][k]) if k in metrics["difference"] else "")
             lines.append(row + " |")
         lines.append(f"\nn = {metrics['base']['toxicity'].n} prompts.")
         return "\n".join(lines)

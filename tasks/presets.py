@@ -16,7 +16,7 @@ from harness.errors import UnknownNameError
 from harness.fluency import FluencySettings
 
 if TYPE_CHECKING:
-    from harness.runner import RunConfig
+    from harness.config import RunConfig
 
 
 @dataclass(frozen=True)

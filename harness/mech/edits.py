@@ -25,7 +25,6 @@ class Edit:
     """An edited model and what was done to it."""
 
     model: object
-    description: str
     saveable: bool = True
 
 
@@ -42,7 +41,7 @@ def ablate_neurons(model, neurons: Sequence[NeuronId]) -> Edit:
     adapter = neuron_adapter(edited)
     for layer, idx in _by_layer(neurons).items():
         adapter.zero_values(layer, idx)
-    return Edit(edited, f"ablate {len(neurons)} neurons (value vectors zeroed)")
+    return Edit(edited)
 
 
 def scale_keys(model, neurons: Sequence[NeuronId], factor: float) -> Edit:
@@ -51,7 +50,7 @@ def scale_keys(model, neurons: Sequence[NeuronId], factor: float) -> Edit:
     adapter = neuron_adapter(edited)
     for layer, idx in _by_layer(neurons).items():
         adapter.scale_keys(layer, idx, factor)
-    return Edit(edited, f"scale the keys of {len(neurons)} neurons by {factor:g}")
+    return Edit(edited)
 
 
 def shift_residual(model, direction: np.ndarray, alpha: float, normalize: bool = True) -> Edit:
@@ -69,15 +68,14 @@ def shift_residual(model, direction: np.ndarray, alpha: float, normalize: bool =
     last = adapter.n_layers - 1
     w = torch.as_tensor(direction, dtype=torch.float64)
     shift = alpha * (w / w.norm() if normalize else w)
-    desc = f"add {alpha:g} x {'unit ' if normalize else ''}direction after the last MLP"
     bias = adapter.ensure_out_bias(last)
     if bias is not None:
         with torch.no_grad():
             bias.add_(shift.to(bias.dtype).to(bias.device))
-        return Edit(edited, desc)
+        return Edit(edited)
     # The residual stream after the last MLP is what the final norm reads: shift its input. (A hook
     # on the MLP's output would not do for Gemma 2, which normalises that output first.)
     norm = adapter.final_norm()
     offset = shift.to(next(edited.parameters()).dtype).to(next(edited.parameters()).device)
     norm.register_forward_pre_hook(lambda _m, args: (args[0] + offset, *args[1:]))
-    return Edit(edited, desc + " (forward hook: this family has no MLP bias)", saveable=False)
+    return Edit(edited, saveable=False)  # a forward hook: this family has no MLP bias to carry the shift

@@ -31,24 +31,13 @@ def value_cosines(adapter, direction: np.ndarray) -> torch.Tensor:
     return torch.stack(rows)
 
 
-def rank_toxic_neurons(adapter, direction: np.ndarray, top_k: int, per_layer: int | None = None,
-                       sign: int = 1) -> list[Neuron]:
-    """The ``top_k`` neurons whose value vectors are most aligned with ``sign`` * w.
-
-    Global ranking by default; with ``per_layer``, [A]'s code's variant: keep the top
-    ``per_layer`` of each layer, then sort globally.
-    """
-    cos = value_cosines(adapter, direction) * sign
-    if per_layer is not None:
-        keep = torch.full_like(cos, float("-inf"))
-        top = cos.topk(min(per_layer, cos.shape[1]), dim=1)
-        keep.scatter_(1, top.indices, top.values)
-        cos = keep
+def rank_toxic_neurons(adapter, direction: np.ndarray, top_k: int) -> list[Neuron]:
+    """The ``top_k`` neurons whose value vectors are most aligned with w (ranked over all layers)."""
+    cos = value_cosines(adapter, direction)
     flat = cos.flatten()
-    k = min(top_k, int(torch.isfinite(flat).sum()))
-    values, idx = flat.topk(k)
+    values, idx = flat.topk(min(top_k, flat.numel()))
     d_mlp = cos.shape[1]
-    return [Neuron(int(i) // d_mlp, int(i) % d_mlp, float(v) * sign) for v, i in zip(values, idx, strict=True)]
+    return [Neuron(int(i) // d_mlp, int(i) % d_mlp, float(v)) for v, i in zip(values, idx, strict=True)]
 
 
 def vocab_projection(adapter, tokenizer, neurons: list[Neuron], k: int = 10) -> dict[str, list[str]]:

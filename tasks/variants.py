@@ -1,9 +1,11 @@
-"""What the ablation and un-alignment tasks share: the reference evaluation of base and
-aligned models, evaluating a variant, ratio metrics with paired intervals, the residual
-scale that α is measured in, and the report table."""
+"""Model variants, as the ablation and un-alignment tasks evaluate them: the reference
+evaluation of base and aligned models, ``evaluate_variants`` (each variant scored like the
+models themselves), ratio metrics with paired intervals, and the residual scale that α is
+measured in."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,9 +46,27 @@ def reference(ctx: RunContext, task: str) -> Reference:
     return Reference(prompts, protocol, evaluated["base"], evaluated["aligned"])
 
 
-def evaluate_variant(ctx: RunContext, ref: Reference, model: LoadedModel, task: str) -> tuple[Evaluated, list[dict]]:
-    metrics, per_prompt, samples = evaluate_model(ctx, model.name, model, ref.prompts, ref.protocol, task)
-    return Evaluated(metrics, per_prompt["toxicity"]), samples
+def evaluate_variants(ctx: RunContext, ref: Reference, task: str,
+                      candidates: Iterable[tuple[LoadedModel, dict[str, Any]]],
+                      measure: Callable[[Evaluated], dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict]]:
+    """Evaluate each ``(model, fields)`` candidate in turn, as the models themselves are evaluated.
+
+    A variant's row holds its name, toxicity, perplexity and F1, what ``measure`` derives from
+    its evaluation (an emulation ratio, a recovered fraction), then the candidate's own
+    ``fields``. Its backend is released as soon as it is evaluated. ``candidates`` may be a
+    generator: one that yields inside a ``with`` block (hooks) keeps them on while the
+    variant is evaluated.
+    """
+    rows: list[dict[str, Any]] = []
+    samples: list[dict] = []
+    for model, fields in candidates:
+        metrics, per_prompt, s = evaluate_model(ctx, model.name, model, ref.prompts, ref.protocol, task)
+        evaluated = Evaluated(metrics, per_prompt["toxicity"])
+        rows.append({"name": model.spec.raw.split("+", 1)[-1], "toxicity": metrics["toxicity"],
+                     "perplexity": metrics["perplexity"], "f1": metrics["f1"], **measure(evaluated), **fields})
+        samples.extend(s)
+        ctx.release(model)
+    return rows, samples
 
 
 def mean_toxicity(ctx: RunContext, ref: Reference, model: LoadedModel) -> float | None:
@@ -109,18 +129,6 @@ def residual_scale(model: LoadedModel, prompts: list[str], n: int = 64) -> float
         handle.remove()
     values = torch.cat([v.float().cpu()[m] for v, m in zip(norms, keep, strict=True)])
     return float(values.mean())
-
-
-def variant_row(name: str, evaluated: Evaluated, **fields: Any) -> dict[str, Any]:
-    m = evaluated.metrics
-    return {"name": name, "toxicity": m["toxicity"], "perplexity": m["perplexity"], "f1": m["f1"], **fields}
-
-
-def fmt(m: Metric | None, digits: int = 3) -> str:
-    if m is None:
-        return "n/a"
-    ci = f" [{m.ci_low:.{digits}f}, {m.ci_high:.{digits}f}]" if m.ci_low is not None else ""
-    return f"{m.value:.{digits}f}{ci}"
 
 
 def array_hash(a: np.ndarray) -> str:

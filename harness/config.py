@@ -1,0 +1,58 @@
+"""What a run depends on: ``RunConfig``, recorded whole in every results file.
+
+It lives apart from the runner so that the results writer, the presets and the CI gate
+can read a run's configuration without importing the runner.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import ToxbenchError
+from harness.fluency import FluencySettings
+
+
+@dataclass
+class RunConfig:
+    """Everything a run depends on (recorded in the results file)."""
+
+    model: str = "organism"
+    aligned: str | None = "organism:dpo"
+    tasks: list[str] = field(default_factory=lambda: ["all"])
+    protocol: str = "paper"
+    scorer: str | None = None  # None: lexicon for organism models, detoxify otherwise
+    scorer_options: dict[str, Any] = field(default_factory=dict)
+    backend: str = "hf"
+    backend_options: dict[str, Any] = field(default_factory=dict)  # e.g. vLLM engine arguments
+    device: str | None = None
+    dtype: str | None = None
+    batch_size: int | str = "auto"
+    limit: int | None = None
+    seed: int = 0
+    output_path: Path | None = None
+    data_dir: Path | None = None
+    use_cache: bool = True
+    probe_path: Path | None = None  # an existing probe (``toxbench probe train``) instead of training one
+    task_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    model_args: dict[str, dict[str, Any]] = field(default_factory=dict)  # role -> loader arguments
+    fluency: FluencySettings = field(default_factory=FluencySettings)
+    preset: str | None = None  # a paper's protocol (tasks/presets.py), set by Preset.apply
+    overwrite: bool = False  # replace another run's results in output_path
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["output_path"] = str(self.output_path) if self.output_path else None
+        d["data_dir"] = str(self.data_dir) if self.data_dir else None
+        d["probe_path"] = str(self.probe_path) if self.probe_path else None
+        return d
+
+    def model_spec(self, role: str = "base"):
+        """The parsed spec of a role's model, with its ``--model-arg`` arguments (checked here)."""
+        from harness.models import ModelSpec
+
+        spec = self.model if role == "base" else self.aligned
+        if spec is None:
+            raise ToxbenchError(f"this run has no {role} model")
+        return ModelSpec.parse(spec, self.model_args.get(role))
