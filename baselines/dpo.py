@@ -43,7 +43,9 @@ class DPOSettings:
 
     def __post_init__(self) -> None:
         if self.tokenization not in TOKENIZATIONS:
-            raise ValueError(f"unknown DPO tokenization {self.tokenization!r}: choose one of {', '.join(TOKENIZATIONS)}")
+            raise ValueError(
+                f"unknown DPO tokenization {self.tokenization!r}: choose one of {', '.join(TOKENIZATIONS)}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -57,9 +59,11 @@ def lee2024_tokenize(tokenizer, row: dict, settings: DPOSettings) -> dict[str, l
     prompt = encode(tokenizer, [row["prompt"]])[0][: settings.max_prompt_tokens]
     chosen, rejected = encode_plain(tokenizer, [row["chosen"], row["rejected"]])
     eos = [tokenizer.eos_token_id] if settings.append_eos and tokenizer.eos_token_id is not None else []
-    return {"prompt_ids": prompt,
-            "chosen_ids": chosen[: settings.max_response_tokens - len(eos)] + eos,
-            "rejected_ids": rejected[: settings.max_response_tokens - len(eos)] + eos}
+    return {
+        "prompt_ids": prompt,
+        "chosen_ids": chosen[: settings.max_response_tokens - len(eos)] + eos,
+        "rejected_ids": rejected[: settings.max_response_tokens - len(eos)] + eos,
+    }
 
 
 def _trainer_class(settings: DPOSettings):
@@ -73,8 +77,10 @@ def _trainer_class(settings: DPOSettings):
 
         def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
             tokenizer = getattr(processing_class, "tokenizer", processing_class)
-            return dataset.map(lambda row: lee2024_tokenize(tokenizer, row, settings),
-                               remove_columns=list(dataset.column_names))
+            return dataset.map(
+                lambda row: lee2024_tokenize(tokenizer, row, settings),
+                remove_columns=list(dataset.column_names),
+            )
 
     return LeeDPOTrainer
 
@@ -137,15 +143,19 @@ def train_dpo(
         disable_tqdm=True,  # progress goes through toxbench's display (harness/training.py)
         dataloader_num_workers=0,
     )
-    trainer = quiet_trainer(_trainer_class(settings)(
-        model=policy,
-        ref_model=reference,
-        args=config,
-        train_dataset=Dataset.from_list(list(train_pairs)),
-        eval_dataset=Dataset.from_list(list(valid_pairs)) if valid_pairs else None,
-        processing_class=tokenizer,
-        callbacks=[EarlyStoppingCallback(settings.early_stopping_patience)] if early else None,
-    ), "DPO", show_progress)
+    trainer = quiet_trainer(
+        _trainer_class(settings)(
+            model=policy,
+            ref_model=reference,
+            args=config,
+            train_dataset=Dataset.from_list(list(train_pairs)),
+            eval_dataset=Dataset.from_list(list(valid_pairs)) if valid_pairs else None,
+            processing_class=tokenizer,
+            callbacks=[EarlyStoppingCallback(settings.early_stopping_patience)] if early else None,
+        ),
+        "DPO",
+        show_progress,
+    )
     result = trainer.train()
     stats: dict[str, Any] = {"train_loss": result.training_loss, "steps": trainer.state.global_step}
     logs = [h for h in trainer.state.log_history if "rewards/accuracies" in h]

@@ -38,8 +38,9 @@ def read_json_object(path: Path, what: str) -> dict[str, Any]:
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ToxbenchError(f"the {what} {str(path)!r} is not valid JSON: {exc.msg} "
-                            f"(line {exc.lineno}, column {exc.colno})") from exc
+        raise ToxbenchError(
+            f"the {what} {str(path)!r} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+        ) from exc
     if not isinstance(obj, dict):
         raise ToxbenchError(f"the {what} {str(path)!r} holds a JSON {type(obj).__name__}, not an object")
     return obj
@@ -61,14 +62,17 @@ def load_results(path: Path, what: str = "results file") -> dict[str, Any]:
     results = read_json_object(path, what)
     version = results.get("schema_version")
     if version != SCHEMA_VERSION:
-        raise ToxbenchError(f"the {what} {str(path)!r} was written with results schema {version!r}; this toxbench "
-                            f"reads schema {SCHEMA_VERSION!r}: rerun the evaluation with this version, or check it "
-                            "with the toxbench that wrote it")
+        raise ToxbenchError(
+            f"the {what} {str(path)!r} was written with results schema {version!r}; this toxbench "
+            f"reads schema {SCHEMA_VERSION!r}: rerun the evaluation with this version, or check it "
+            "with the toxbench that wrote it"
+        )
     try:
         validate_results(results)
     except jsonschema.ValidationError as exc:
-        raise ToxbenchError(f"the {what} {str(path)!r} does not follow the results schema "
-                            f"{describe_schema_error(exc)}") from exc
+        raise ToxbenchError(
+            f"the {what} {str(path)!r} does not follow the results schema {describe_schema_error(exc)}"
+        ) from exc
     return results
 
 
@@ -103,8 +107,11 @@ def require_complete(results: dict[str, Any], source: str) -> None:
     status = results["status"]
     if status == "complete":
         return
-    failed = [f"{name} ({entry.get('error')})" for name, entry in results["tasks"].items()
-              if entry.get("status") == "failed"]
+    failed = [
+        f"{name} ({entry.get('error')})"
+        for name, entry in results["tasks"].items()
+        if entry.get("status") == "failed"
+    ]
     detail = f"; failed tasks: {', '.join(failed)}" if failed else "; the run stopped before it finished"
     raise ToxbenchError(f"{source} has status {status!r}, not 'complete'{detail}")
 
@@ -144,7 +151,9 @@ def toxicity_gate(results: dict[str, Any], source: str, max_toxicity: float, str
     x = _metric_end(lookup(results, ALIGNED_TOXICITY, source), end, ALIGNED_TOXICITY)
     label = "aligned toxicity" + (" (95% upper bound)" if strict else "")
     if x is None:
-        return Gate("--max-toxicity", label, "null", f"<= {max_toxicity:g}", False, _null_note(ALIGNED_TOXICITY, end))
+        return Gate(
+            "--max-toxicity", label, "null", f"<= {max_toxicity:g}", False, _null_note(ALIGNED_TOXICITY, end)
+        )
     return Gate("--max-toxicity", label, f"{x:.4f}", f"<= {max_toxicity:g}", x <= max_toxicity)
 
 
@@ -155,11 +164,23 @@ def perplexity_gate(results: dict[str, Any], source: str, max_increase: float) -
     limit = f"<= {max_increase:+.2%}"
     if aligned is None or base is None:
         path = ALIGNED_PERPLEXITY if aligned is None else BASE_PERPLEXITY
-        return Gate("--max-perplexity-increase", "perplexity increase vs base", "null", limit, False,
-                    _null_note(path, "value"))
+        return Gate(
+            "--max-perplexity-increase",
+            "perplexity increase vs base",
+            "null",
+            limit,
+            False,
+            _null_note(path, "value"),
+        )
     increase = aligned / base - 1
-    return Gate("--max-perplexity-increase", "perplexity increase vs base", f"{increase:+.2%}", limit,
-                increase <= max_increase, f"{base:.3f} -> {aligned:.3f}")
+    return Gate(
+        "--max-perplexity-increase",
+        "perplexity increase vs base",
+        f"{increase:+.2%}",
+        limit,
+        increase <= max_increase,
+        f"{base:.3f} -> {aligned:.3f}",
+    )
 
 
 def robustness_gate(results: dict[str, Any], source: str, min_robustness: float, strict: bool) -> Gate:
@@ -168,7 +189,9 @@ def robustness_gate(results: dict[str, Any], source: str, min_robustness: float,
     x = _metric_end(lookup(results, ROBUSTNESS, source), end, ROBUSTNESS)
     label = "unalignment robustness" + (" (95% lower bound)" if strict else "")
     if x is None:
-        return Gate("--min-robustness", label, "null", f">= {min_robustness:g}", False, _null_note(ROBUSTNESS, end))
+        return Gate(
+            "--min-robustness", label, "null", f">= {min_robustness:g}", False, _null_note(ROBUSTNESS, end)
+        )
     return Gate("--min-robustness", label, f"{x:.4f}", f">= {min_robustness:g}", x >= min_robustness)
 
 
@@ -180,8 +203,9 @@ def protocol_definition(protocol: dict[str, Any]) -> dict[str, Any]:
     return {**protocol, "sampling": {k: v for k, v in sampling.items() if k != "seed"}}
 
 
-def comparability_problems(results: dict[str, Any], source: str, baseline: dict[str, Any],
-                           baseline_source: str) -> list[str]:
+def comparability_problems(
+    results: dict[str, Any], source: str, baseline: dict[str, Any], baseline_source: str
+) -> list[str]:
     """Why two runs' toxicities cannot be compared: scorer fingerprint, protocol (seed aside), a shared dataset's content."""
     problems = []
     scorer, scorer_b = results["scorer"]["fingerprint"], baseline["scorer"]["fingerprint"]
@@ -190,15 +214,19 @@ def comparability_problems(results: dict[str, Any], source: str, baseline: dict[
     protocol = protocol_definition(lookup(results, "tasks.elicitation.config.protocol", source))
     protocol_b = protocol_definition(lookup(baseline, "tasks.elicitation.config.protocol", baseline_source))
     if protocol != protocol_b:
-        problems.append(f"the protocol differs ({json.dumps(protocol, sort_keys=True)} vs the baseline's "
-                        f"{json.dumps(protocol_b, sort_keys=True)})")
+        problems.append(
+            f"the protocol differs ({json.dumps(protocol, sort_keys=True)} vs the baseline's "
+            f"{json.dumps(protocol_b, sort_keys=True)})"
+        )
     shared = sorted(set(results["datasets"]) & set(baseline["datasets"]))
     if not shared:
         problems.append("the runs share no dataset")
     for name in shared:
         sha, sha_b = results["datasets"][name]["sha256"], baseline["datasets"][name]["sha256"]
         if sha != sha_b:
-            problems.append(f"dataset {name!r} differs (sha256 {sha[:12]}... vs the baseline's {sha_b[:12]}...)")
+            problems.append(
+                f"dataset {name!r} differs (sha256 {sha[:12]}... vs the baseline's {sha_b[:12]}...)"
+            )
     return problems
 
 
@@ -213,17 +241,30 @@ def _paired_gate(name: str, label: str, max_regression: float, compute, fallback
     lower = d.ci_low if d.ci_low is not None else d.value
     shown = format_metric(d, unit) + ("" if d.ci_low is not None else " (no interval)")
     p = f"; p = {paired.p_value:.4f} for a regression beyond the limit" if paired.p_value is not None else ""
-    return Gate(name, label, shown, limit, lower <= max_regression,
-                f"paired: {paired.paired}{p}")
+    return Gate(name, label, shown, limit, lower <= max_regression, f"paired: {paired.paired}{p}")
 
 
-def _aggregate_gate(name: str, label: str, before: float | None, now: float | None, change: float | None,
-                    max_regression: float, why: str, unit: str = "+.4f") -> Gate:
+def _aggregate_gate(
+    name: str,
+    label: str,
+    before: float | None,
+    now: float | None,
+    change: float | None,
+    max_regression: float,
+    why: str,
+    unit: str = "+.4f",
+) -> Gate:
     limit = f"<= {max_regression:{unit}}"
     if change is None or before is None or now is None:
         return Gate(name, label, "null", limit, False, f"aggregates only ({why}), and a value is null")
-    return Gate(name, label, f"{change:{unit}}", limit, change <= max_regression,
-                f"{before:.4f} -> {now:.4f}; aggregates only, no interval: {why}")
+    return Gate(
+        name,
+        label,
+        f"{change:{unit}}",
+        limit,
+        change <= max_regression,
+        f"{before:.4f} -> {now:.4f}; aggregates only, no interval: {why}",
+    )
 
 
 def _value(results: dict[str, Any], path: str, source: str) -> float | None:
@@ -233,14 +274,22 @@ def _value(results: dict[str, Any], path: str, source: str) -> float | None:
 class Comparison:
     """A run and its baseline, with their samples (None where a run kept none)."""
 
-    def __init__(self, results: dict[str, Any], source: Path, baseline: dict[str, Any], baseline_source: Path,
-                 seed: int = 0) -> None:
+    def __init__(
+        self,
+        results: dict[str, Any],
+        source: Path,
+        baseline: dict[str, Any],
+        baseline_source: Path,
+        seed: int = 0,
+    ) -> None:
         from harness.paired import read_samples
 
         problems = comparability_problems(results, str(source), baseline, str(baseline_source))
         if problems:
-            raise ToxbenchError("refusing to compare with the baseline, its metrics are not on the same scale: "
-                                + "; ".join(problems))
+            raise ToxbenchError(
+                "refusing to compare with the baseline, its metrics are not on the same scale: "
+                + "; ".join(problems)
+            )
         self.new, self.old = results, baseline
         self.new_source, self.old_source = str(source), str(baseline_source)
         self.new_samples, self.old_samples = read_samples(source), read_samples(baseline_source)
@@ -257,52 +306,99 @@ class Comparison:
 
         def compute():
             new, old = self._samples()
-            return paired_mean_difference(per_prompt_scores(new, "aligned"), per_prompt_scores(old, "aligned"),
-                                          max_regression, "prompts", self.seed)
+            return paired_mean_difference(
+                per_prompt_scores(new, "aligned"),
+                per_prompt_scores(old, "aligned"),
+                max_regression,
+                "prompts",
+                self.seed,
+            )
 
         def fallback(why: str) -> Gate:
-            now, before = _value(self.new, ALIGNED_TOXICITY, self.new_source), _value(
-                self.old, ALIGNED_TOXICITY, self.old_source)
+            now, before = (
+                _value(self.new, ALIGNED_TOXICITY, self.new_source),
+                _value(self.old, ALIGNED_TOXICITY, self.old_source),
+            )
             change = None if now is None or before is None else now - before
-            return _aggregate_gate("--max-toxicity-regression", "aligned toxicity - baseline's", before, now, change,
-                                   max_regression, why)
+            return _aggregate_gate(
+                "--max-toxicity-regression",
+                "aligned toxicity - baseline's",
+                before,
+                now,
+                change,
+                max_regression,
+                why,
+            )
 
-        return _paired_gate("--max-toxicity-regression", "aligned toxicity - baseline's", max_regression, compute,
-                            fallback)
+        return _paired_gate(
+            "--max-toxicity-regression", "aligned toxicity - baseline's", max_regression, compute, fallback
+        )
 
     def perplexity(self, max_regression: float) -> Gate:
         from harness.paired import paired_perplexity_change, per_window
 
         def compute():
             new, old = self._samples()
-            return paired_perplexity_change(per_window(new, "aligned"), per_window(old, "aligned"), max_regression,
-                                            self.seed)
+            return paired_perplexity_change(
+                per_window(new, "aligned"), per_window(old, "aligned"), max_regression, self.seed
+            )
 
         def fallback(why: str) -> Gate:
-            now, before = _value(self.new, ALIGNED_PERPLEXITY, self.new_source), _value(
-                self.old, ALIGNED_PERPLEXITY, self.old_source)
+            now, before = (
+                _value(self.new, ALIGNED_PERPLEXITY, self.new_source),
+                _value(self.old, ALIGNED_PERPLEXITY, self.old_source),
+            )
             change = None if now is None or before is None else now / before - 1
-            return _aggregate_gate("--max-perplexity-regression", "aligned perplexity / baseline's - 1", before, now,
-                                   change, max_regression, why, "+.2%")
+            return _aggregate_gate(
+                "--max-perplexity-regression",
+                "aligned perplexity / baseline's - 1",
+                before,
+                now,
+                change,
+                max_regression,
+                why,
+                "+.2%",
+            )
 
-        return _paired_gate("--max-perplexity-regression", "aligned perplexity / baseline's - 1", max_regression,
-                            compute, fallback, "+.2%")
+        return _paired_gate(
+            "--max-perplexity-regression",
+            "aligned perplexity / baseline's - 1",
+            max_regression,
+            compute,
+            fallback,
+            "+.2%",
+        )
 
     def f1(self, max_drop: float) -> Gate:
         from harness.paired import paired_mean_difference, per_pair_f1
 
         def compute():
             new, old = self._samples()
-            return paired_mean_difference(per_pair_f1(new, "aligned"), per_pair_f1(old, "aligned"), max_drop,
-                                          "F1 pairs", self.seed, drop=True)
+            return paired_mean_difference(
+                per_pair_f1(new, "aligned"),
+                per_pair_f1(old, "aligned"),
+                max_drop,
+                "F1 pairs",
+                self.seed,
+                drop=True,
+            )
 
         def fallback(why: str) -> Gate:
             path = "tasks.elicitation.metrics.aligned.f1"
             now, before = _value(self.new, path, self.new_source), _value(self.old, path, self.old_source)
-            return _aggregate_gate("--max-f1-drop", "baseline's aligned F1 - this run's", before, now,
-                                   None if now is None or before is None else before - now, max_drop, why)
+            return _aggregate_gate(
+                "--max-f1-drop",
+                "baseline's aligned F1 - this run's",
+                before,
+                now,
+                None if now is None or before is None else before - now,
+                max_drop,
+                why,
+            )
 
-        return _paired_gate("--max-f1-drop", "baseline's aligned F1 - this run's", max_drop, compute, fallback)
+        return _paired_gate(
+            "--max-f1-drop", "baseline's aligned F1 - this run's", max_drop, compute, fallback
+        )
 
     def robustness(self, max_drop: float) -> Gate:
         from harness.paired import paired_robustness_drop
@@ -312,12 +408,23 @@ class Comparison:
             return paired_robustness_drop(self.new, new, self.old, old, max_drop, self.seed)
 
         def fallback(why: str) -> Gate:
-            now, before = _value(self.new, ROBUSTNESS, self.new_source), _value(self.old, ROBUSTNESS, self.old_source)
-            return _aggregate_gate("--max-robustness-drop", "baseline's robustness - this run's", before, now,
-                                   None if now is None or before is None else before - now, max_drop, why)
+            now, before = (
+                _value(self.new, ROBUSTNESS, self.new_source),
+                _value(self.old, ROBUSTNESS, self.old_source),
+            )
+            return _aggregate_gate(
+                "--max-robustness-drop",
+                "baseline's robustness - this run's",
+                before,
+                now,
+                None if now is None or before is None else before - now,
+                max_drop,
+                why,
+            )
 
-        return _paired_gate("--max-robustness-drop", "baseline's robustness - this run's", max_drop, compute,
-                            fallback)
+        return _paired_gate(
+            "--max-robustness-drop", "baseline's robustness - this run's", max_drop, compute, fallback
+        )
 
 
 def print_gates(gates: list[Gate], title: str, fmt: str = "text") -> None:
@@ -327,13 +434,24 @@ def print_gates(gates: list[Gate], title: str, fmt: str = "text") -> None:
     if fmt == "json":
         from dataclasses import asdict
 
-        click.echo(json.dumps({"title": title, "passed": failed == 0, "gates": [asdict(g) for g in gates],
-                               "summary": summary}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "title": title,
+                    "passed": failed == 0,
+                    "gates": [asdict(g) for g in gates],
+                    "summary": summary,
+                },
+                indent=2,
+            )
+        )
         return
     if fmt == "markdown":
         lines = [f"### {title}", "", "| gate | metric | measured | limit | result |", "|---|---|---|---|---|"]
-        lines += [f"| `{g.name}` | {g.metric} | {g.measured} | {g.limit} | {'pass' if g.passed else '**FAIL**'} |"
-                  for g in gates]
+        lines += [
+            f"| `{g.name}` | {g.metric} | {g.measured} | {g.limit} | {'pass' if g.passed else '**FAIL**'} |"
+            for g in gates
+        ]
         lines += [""] + [f"- {'pass' if g.passed else 'FAIL'} `{g.name}`: {g.note}" for g in gates if g.note]
         lines += ["", f"**{summary}**"]
         click.echo("\n".join(lines))
@@ -343,10 +461,13 @@ def print_gates(gates: list[Gate], title: str, fmt: str = "text") -> None:
 
     table = Table(title=title)
     for column in ("gate", "metric", "measured", "limit", "result"):
-        table.add_column(column, justify="right" if column in ("measured", "limit") else "left",
-                         no_wrap=column != "metric")
+        table.add_column(
+            column, justify="right" if column in ("measured", "limit") else "left", no_wrap=column != "metric"
+        )
     for g in gates:
-        table.add_row(g.name, g.metric, g.measured, g.limit, "[green]pass[/green]" if g.passed else "[red]FAIL[/red]")
+        table.add_row(
+            g.name, g.metric, g.measured, g.limit, "[green]pass[/green]" if g.passed else "[red]FAIL[/red]"
+        )
     Console(width=None if sys.stdout.isatty() else 140).print(table)  # CI logs do not wrap: use their width
     for g in gates:
         if g.note:
@@ -356,42 +477,96 @@ def print_gates(gates: list[Gate], title: str, fmt: str = "text") -> None:
 
 @click.command("check")
 @click.argument("results_json", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--baseline", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="An earlier results file to compare with, prompt by prompt (same scorer, protocol and datasets).")
+@click.option(
+    "--baseline",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="An earlier results file to compare with, prompt by prompt (same scorer, protocol and datasets).",
+)
 @click.option("--max-toxicity", type=float, default=None, help="Aligned toxicity must be <= X.")
-@click.option("--max-perplexity-increase", type=float, default=None, metavar="FRAC",
-              help="Aligned perplexity may exceed the base model's by at most FRAC (0.1 = 10%).")
+@click.option(
+    "--max-perplexity-increase",
+    type=float,
+    default=None,
+    metavar="FRAC",
+    help="Aligned perplexity may exceed the base model's by at most FRAC (0.1 = 10%).",
+)
 @click.option("--min-robustness", type=float, default=None, help="Un-alignment robustness must be >= X.")
-@click.option("--max-toxicity-regression", type=float, default=None,
-              help="With --baseline: fail when the paired 95% interval of (aligned toxicity - baseline's) lies "
-                   "above X.")
-@click.option("--max-perplexity-regression", type=float, default=None, metavar="FRAC",
-              help="With --baseline: fail when the paired interval of the aligned perplexity's relative change "
-                   "lies above FRAC.")
-@click.option("--max-f1-drop", type=float, default=None,
-              help="With --baseline: fail when the paired interval of the aligned F1's drop lies above X.")
-@click.option("--max-robustness-drop", type=float, default=None,
-              help="With --baseline: fail when the paired interval of the robustness drop lies above X.")
-@click.option("--strict", is_flag=True,
-              help="Judge the conservative end of the 95% interval: toxicity's upper, robustness's lower bound.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True,
-              help="json or markdown for CI summaries.")
-def check(results_json: Path, baseline: Path | None, max_toxicity: float | None,
-          max_perplexity_increase: float | None, min_robustness: float | None,
-          max_toxicity_regression: float | None, max_perplexity_regression: float | None,
-          max_f1_drop: float | None, max_robustness_drop: float | None, strict: bool, fmt: str) -> None:
+@click.option(
+    "--max-toxicity-regression",
+    type=float,
+    default=None,
+    help="With --baseline: fail when the paired 95% interval of (aligned toxicity - baseline's) lies "
+    "above X.",
+)
+@click.option(
+    "--max-perplexity-regression",
+    type=float,
+    default=None,
+    metavar="FRAC",
+    help="With --baseline: fail when the paired interval of the aligned perplexity's relative change "
+    "lies above FRAC.",
+)
+@click.option(
+    "--max-f1-drop",
+    type=float,
+    default=None,
+    help="With --baseline: fail when the paired interval of the aligned F1's drop lies above X.",
+)
+@click.option(
+    "--max-robustness-drop",
+    type=float,
+    default=None,
+    help="With --baseline: fail when the paired interval of the robustness drop lies above X.",
+)
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Judge the conservative end of the 95% interval: toxicity's upper, robustness's lower bound.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "markdown"]),
+    default="text",
+    show_default=True,
+    help="json or markdown for CI summaries.",
+)
+def check(
+    results_json: Path,
+    baseline: Path | None,
+    max_toxicity: float | None,
+    max_perplexity_increase: float | None,
+    min_robustness: float | None,
+    max_toxicity_regression: float | None,
+    max_perplexity_regression: float | None,
+    max_f1_drop: float | None,
+    max_robustness_drop: float | None,
+    strict: bool,
+    fmt: str,
+) -> None:
     """Gate a run for CI: exit 0 if every gate passes, 1 if one fails, 2 on bad input."""
-    paired = {"toxicity": max_toxicity_regression, "perplexity": max_perplexity_regression, "f1": max_f1_drop,
-              "robustness": max_robustness_drop}
+    paired = {
+        "toxicity": max_toxicity_regression,
+        "perplexity": max_perplexity_regression,
+        "f1": max_f1_drop,
+        "robustness": max_robustness_drop,
+    }
     if baseline is None and any(v is not None for v in paired.values()):
-        raise click.UsageError("the regression gates (--max-toxicity-regression, --max-perplexity-regression, "
-                               "--max-f1-drop, --max-robustness-drop) compare with a run: pass --baseline")
+        raise click.UsageError(
+            "the regression gates (--max-toxicity-regression, --max-perplexity-regression, "
+            "--max-f1-drop, --max-robustness-drop) compare with a run: pass --baseline"
+        )
     if baseline is not None and all(v is None for v in paired.values()):
-        raise click.UsageError("--baseline needs a regression gate: --max-toxicity-regression, "
-                               "--max-perplexity-regression, --max-f1-drop or --max-robustness-drop")
+        raise click.UsageError(
+            "--baseline needs a regression gate: --max-toxicity-regression, "
+            "--max-perplexity-regression, --max-f1-drop or --max-robustness-drop"
+        )
     if all(x is None for x in (max_toxicity, max_perplexity_increase, min_robustness, *paired.values())):
-        raise click.UsageError("no gate given: pass at least one of --max-toxicity, --max-perplexity-increase, "
-                               "--min-robustness, or --baseline with a regression gate")
+        raise click.UsageError(
+            "no gate given: pass at least one of --max-toxicity, --max-perplexity-increase, "
+            "--min-robustness, or --baseline with a regression gate"
+        )
     source = str(results_json)
     results = load_results(results_json)
     require_complete(results, source)

@@ -29,16 +29,26 @@ class _Group(click.Group):
 
 def _machine_options(fn):
     """``--threads`` and ``--verbose``, on the group and on ``run`` (``toxbench --verbose run`` = ``toxbench run --verbose``)."""
-    fn = click.option("--threads", type=click.IntRange(min=1), default=None,
-                      help="Torch threads (default: OMP_NUM_THREADS, else the cores free to this process).")(fn)
-    return click.option("--verbose", is_flag=True, default=None,
-                        help="Show the libraries' own progress bars and warnings.")(fn)
+    fn = click.option(
+        "--threads",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Torch threads (default: OMP_NUM_THREADS, else the cores free to this process).",
+    )(fn)
+    return click.option(
+        "--verbose", is_flag=True, default=None, help="Show the libraries' own progress bars and warnings."
+    )(fn)
 
 
 def _include_option(fn):
-    return click.option("--include", "includes", multiple=True, type=click.Path(exists=True, path_type=Path),
-                        help="A plugin file (or a folder of them) that registers tasks, scorers or backends; "
-                             "repeatable. See CONTRIBUTING.md.")(fn)
+    return click.option(
+        "--include",
+        "includes",
+        multiple=True,
+        type=click.Path(exists=True, path_type=Path),
+        help="A plugin file (or a folder of them) that registers tasks, scorers or backends; "
+        "repeatable. See CONTRIBUTING.md.",
+    )(fn)
 
 
 def _load_includes(includes: tuple[Path, ...]) -> None:
@@ -54,7 +64,9 @@ def _task_options(pairs: tuple[str, ...]) -> dict[str, dict]:
     for key, value in _key_values(pairs, "--task-option").items():
         task, dot, option = key.partition(".")
         if not dot or not task or not option:
-            raise click.BadParameter(f"expected TASK.KEY=VALUE, got {key}={value}", param_hint="--task-option")
+            raise click.BadParameter(
+                f"expected TASK.KEY=VALUE, got {key}={value}", param_hint="--task-option"
+            )
         out.setdefault(task, {})[option] = _literal(value)
     return out
 
@@ -68,8 +80,10 @@ def _model_args(pairs: tuple[str, ...]) -> dict[str, dict]:
         if dot and role in ("base", "aligned") and option:
             out.setdefault(role, {})[option] = _literal(value)
         elif dot:
-            raise click.BadParameter(f"expected KEY=VALUE or base.KEY=VALUE / aligned.KEY=VALUE, got {key}={value}",
-                                     param_hint="--model-arg")
+            raise click.BadParameter(
+                f"expected KEY=VALUE or base.KEY=VALUE / aligned.KEY=VALUE, got {key}={value}",
+                param_hint="--model-arg",
+            )
         else:
             shared[key] = _literal(value)
     return {role: {**shared, **out.get(role, {})} for role in ("base", "aligned") if shared or role in out}
@@ -106,7 +120,6 @@ def _print_build_report(org) -> None:
     from rich.console import Console
     from rich.table import Table
 
-
     report = org.report
     console = Console()
     table = Table(title=f"organism ({org.config.size}) - {org.root}")
@@ -127,7 +140,9 @@ def _print_build_report(org) -> None:
 @click.option("--size", type=click.Choice(["micro", "default"]), default="default", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Rebuild even if a valid build is cached.")
-@click.option("--json-out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the report here.")
+@click.option(
+    "--json-out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the report here."
+)
 def organism_build(size: str, seed: int, force: bool, json_out: Path | None) -> None:
     """Build the organism (or reuse the cached build) and print its report."""
     from harness.organism.build import build_organism
@@ -151,7 +166,9 @@ def organism_info(size: str, seed: int) -> None:
     config = organism_config(size, seed)
     root = organism_dir(config)
     ok, reason = verify(root) if root.exists() else (False, "not built")
-    click.echo(f"folder: {root}\nconfig hash: {config.hash()}\nvalid: {ok}{'' if ok else ' (' + reason + ')'}")
+    click.echo(
+        f"folder: {root}\nconfig hash: {config.hash()}\nvalid: {ok}{'' if ok else ' (' + reason + ')'}"
+    )
 
 
 # -- run ---------------------------------------------------------------------------------
@@ -191,48 +208,124 @@ def _batch_size(value: str) -> int | str:
 
 
 @main.command("run")
-@click.option("--model", default="organism", show_default=True, help="Base model spec (`toxbench ls models`).")
-@click.option("--aligned", default="organism:dpo", show_default=True,
-              help="Aligned model spec; 'none' to evaluate the base model alone.")
+@click.option(
+    "--model", default="organism", show_default=True, help="Base model spec (`toxbench ls models`)."
+)
+@click.option(
+    "--aligned",
+    default="organism:dpo",
+    show_default=True,
+    help="Aligned model spec; 'none' to evaluate the base model alone.",
+)
 @click.option("--tasks", default="all", show_default=True, help="Comma-separated task names, or 'all'.")
-@click.option("--protocol", default="paper", show_default=True,
-              help="Evaluation protocol: paper or rtp (`toxbench ls protocols`; plugins add more).")
-@click.option("--scorer", default=None, help="Scorer name (default: lexicon for the organism, else detoxify).")
-@click.option("--scorer-option", "scorer_options", multiple=True, metavar="KEY=VALUE",
-              help="Scorer argument, e.g. checkpoint=PATH for an offline Detoxify checkpoint.")
+@click.option(
+    "--protocol",
+    default="paper",
+    show_default=True,
+    help="Evaluation protocol: paper or rtp (`toxbench ls protocols`; plugins add more).",
+)
+@click.option(
+    "--scorer", default=None, help="Scorer name (default: lexicon for the organism, else detoxify)."
+)
+@click.option(
+    "--scorer-option",
+    "scorer_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Scorer argument, e.g. checkpoint=PATH for an offline Detoxify checkpoint.",
+)
 @click.option("--backend", default="hf", show_default=True, help="Generation backend: hf or vllm.")
-@click.option("--backend-option", "backend_options", multiple=True, metavar="KEY=VALUE",
-              help="Backend argument, e.g. gpu_memory_utilization=0.5 or max_model_len=2048 for vLLM.")
+@click.option(
+    "--backend-option",
+    "backend_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Backend argument, e.g. gpu_memory_utilization=0.5 or max_model_len=2048 for vLLM.",
+)
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available).")
 @click.option("--dtype", default=None, help="auto, float32, float16 or bfloat16.")
 @click.option("--batch-size", default="auto", show_default=True, callback=lambda c, p, v: _batch_size(v))
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Use at most N prompts per dataset.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--output-path", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder for results.json, samples.jsonl, report.md (default: runs/<time>).")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Local datasets in the real schemas (see harness/data.py) instead of the hub.")
-@click.option("--no-cache", is_flag=True, help="Recompute everything (nothing read from or written to the cache).")
-@click.option("--probe", "probe_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="An existing probe: the stem written by `toxbench probe train`, or a .pt file holding the "
-                   "probe vector (Lee et al.'s probe.pt), loaded with weights_only=True.")
-@click.option("--preset", default=None, help="A paper's protocol: lee2024 or yang2024 (the report lists what it changes).")
-@click.option("--perplexity-window", type=click.IntRange(min=2), default=None,
-              help="Perplexity window in tokens (default 1024, capped by the model's context).")
+@click.option(
+    "--output-path",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder for results.json, samples.jsonl, report.md (default: runs/<time>).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Local datasets in the real schemas (see harness/data.py) instead of the hub.",
+)
+@click.option(
+    "--no-cache", is_flag=True, help="Recompute everything (nothing read from or written to the cache)."
+)
+@click.option(
+    "--probe",
+    "probe_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="An existing probe: the stem written by `toxbench probe train`, or a .pt file holding the "
+    "probe vector (Lee et al.'s probe.pt), loaded with weights_only=True.",
+)
+@click.option(
+    "--preset",
+    default=None,
+    help="A paper's protocol: lee2024 or yang2024 (the report lists what it changes).",
+)
+@click.option(
+    "--perplexity-window",
+    type=click.IntRange(min=2),
+    default=None,
+    help="Perplexity window in tokens (default 1024, capped by the model's context).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace another run's results in --output-path.")
-@click.option("--model-arg", "model_arg_pairs", multiple=True, metavar="[ROLE.]KEY=VALUE",
-              help="A model loader argument for both models, or base./aligned. for one: revision=abc123, "
-                   "dtype=bfloat16, device_map=auto, adds_bos=true, trust_remote_code=true (off unless given).")
-@click.option("--task-option", "task_option_pairs", multiple=True, metavar="TASK.KEY=VALUE",
-              help="A task's argument, e.g. ablation.top_k=[10,20] or elicitation.perplexity_window=512.")
+@click.option(
+    "--model-arg",
+    "model_arg_pairs",
+    multiple=True,
+    metavar="[ROLE.]KEY=VALUE",
+    help="A model loader argument for both models, or base./aligned. for one: revision=abc123, "
+    "dtype=bfloat16, device_map=auto, adds_bos=true, trust_remote_code=true (off unless given).",
+)
+@click.option(
+    "--task-option",
+    "task_option_pairs",
+    multiple=True,
+    metavar="TASK.KEY=VALUE",
+    help="A task's argument, e.g. ablation.top_k=[10,20] or elicitation.perplexity_window=512.",
+)
 @_include_option
 @_machine_options
-def run_command(model: str, aligned: str, tasks: str, protocol: str, scorer: str | None,
-                scorer_options: tuple[str, ...], backend: str, backend_options: tuple[str, ...], device: str | None, dtype: str | None,
-                batch_size: int | str, limit: int | None, seed: int, output_path: Path | None,
-                data_dir: Path | None, no_cache: bool, probe_path: Path | None, preset: str | None,
-                perplexity_window: int | None, overwrite: bool, model_arg_pairs: tuple[str, ...],
-                task_option_pairs: tuple[str, ...], includes: tuple[Path, ...], threads: int | None, verbose: bool | None) -> None:
+def run_command(
+    model: str,
+    aligned: str,
+    tasks: str,
+    protocol: str,
+    scorer: str | None,
+    scorer_options: tuple[str, ...],
+    backend: str,
+    backend_options: tuple[str, ...],
+    device: str | None,
+    dtype: str | None,
+    batch_size: int | str,
+    limit: int | None,
+    seed: int,
+    output_path: Path | None,
+    data_dir: Path | None,
+    no_cache: bool,
+    probe_path: Path | None,
+    preset: str | None,
+    perplexity_window: int | None,
+    overwrite: bool,
+    model_arg_pairs: tuple[str, ...],
+    task_option_pairs: tuple[str, ...],
+    includes: tuple[Path, ...],
+    threads: int | None,
+    verbose: bool | None,
+) -> None:
     """Evaluate a base model and its aligned version; with no options, the organism pair."""
     _setup_machine(threads, verbose)
     _load_includes(includes)
@@ -246,14 +339,26 @@ def run_command(model: str, aligned: str, tasks: str, protocol: str, scorer: str
     if data_dir is not None and not data_dir.is_dir():
         raise click.BadParameter(f"{str(data_dir)!r} is not a folder", param_hint="--data-dir")
     config = RunConfig(
-        model=model, aligned=None if aligned.lower() == "none" else aligned,
-        tasks=[t.strip() for t in tasks.split(",") if t.strip()], protocol=protocol, scorer=scorer,
-        scorer_options=_key_values(scorer_options, "--scorer-option"), backend=backend,
+        model=model,
+        aligned=None if aligned.lower() == "none" else aligned,
+        tasks=[t.strip() for t in tasks.split(",") if t.strip()],
+        protocol=protocol,
+        scorer=scorer,
+        scorer_options=_key_values(scorer_options, "--scorer-option"),
+        backend=backend,
         backend_options={k: _literal(v) for k, v in _key_values(backend_options, "--backend-option").items()},
         device=device,
-        dtype=dtype, batch_size=batch_size, limit=limit, seed=seed, output_path=output_path,
-        data_dir=data_dir, use_cache=not no_cache, probe_path=probe_path, overwrite=overwrite,
-        task_options=_task_options(task_option_pairs), model_args=_model_args(model_arg_pairs),
+        dtype=dtype,
+        batch_size=batch_size,
+        limit=limit,
+        seed=seed,
+        output_path=output_path,
+        data_dir=data_dir,
+        use_cache=not no_cache,
+        probe_path=probe_path,
+        overwrite=overwrite,
+        task_options=_task_options(task_option_pairs),
+        model_args=_model_args(model_arg_pairs),
     )
     if preset:
         from tasks.presets import get_preset
@@ -290,8 +395,10 @@ def _print_summary(results: dict, config) -> None:
         if keys:
             console.print(table)
     out = results["config"]["output_path"]
-    console.print(f"results: {out}/results.json  samples: {out}/samples.jsonl  report: {out}/report.md  "
-                  f"({results['timings_s'].get('total', 0):.0f} s)")
+    console.print(
+        f"results: {out}/results.json  samples: {out}/samples.jsonl  report: {out}/report.md  "
+        f"({results['timings_s'].get('total', 0):.0f} s)"
+    )
 
 
 # -- probe -------------------------------------------------------------------------------
@@ -302,17 +409,37 @@ def probe() -> None:
 
 @probe.command("train")
 @click.option("--model", default="organism", show_default=True)
-@click.option("--model-arg", "model_arg_pairs", multiple=True, metavar="KEY=VALUE",
-              help="A model loader argument (as for `toxbench run`).")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Jigsaw-schema comments under DATA_DIR/jigsaw/ (default: the organism's, or the hub).")
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Path stem: writes OUTPUT.npy (the direction) and OUTPUT.json (accuracy, provenance).")
+@click.option(
+    "--model-arg",
+    "model_arg_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A model loader argument (as for `toxbench run`).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Jigsaw-schema comments under DATA_DIR/jigsaw/ (default: the organism's, or the hub).",
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Path stem: writes OUTPUT.npy (the direction) and OUTPUT.json (accuracy, provenance).",
+)
 @click.option("--device", default=None)
 @click.option("--seed", type=int, default=0, show_default=True)
 @_include_option
-def probe_train(model: str, model_arg_pairs: tuple[str, ...], data_dir: Path | None, output: Path,
-                device: str | None, seed: int, includes: tuple[Path, ...]) -> None:
+def probe_train(
+    model: str,
+    model_arg_pairs: tuple[str, ...],
+    data_dir: Path | None,
+    output: Path,
+    device: str | None,
+    seed: int,
+    includes: tuple[Path, ...],
+) -> None:
     """Train the probe alone; pass it to runs with `toxbench run --probe OUTPUT`."""
     _load_includes(includes)
     from harness.data import load_comments
@@ -322,11 +449,15 @@ def probe_train(model: str, model_arg_pairs: tuple[str, ...], data_dir: Path | N
 
     loaded = load_model(model, device, args=_model_args(model_arg_pairs).get("base"))
     data = data_dir or loaded.data_dir
-    trained = fit_probe(loaded.model, loaded.tokenizer, load_comments(data, "train"), loaded.fingerprint, seed)
+    trained = fit_probe(
+        loaded.model, loaded.tokenizer, load_comments(data, "train"), loaded.fingerprint, seed
+    )
     trained.save(output)
     acc = trained.accuracy
-    click.echo(f"probe accuracy {format_metric(acc)} (n={acc.n}); "
-               f"written to {output.with_suffix('.npy')} and {output.with_suffix('.json')}")
+    click.echo(
+        f"probe accuracy {format_metric(acc)} (n={acc.n}); "
+        f"written to {output.with_suffix('.npy')} and {output.with_suffix('.json')}"
+    )
 
 
 # -- import ------------------------------------------------------------------------------
@@ -337,17 +468,25 @@ def import_group() -> None:
 
 @import_group.command("dpo-checkpoint")
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--base", "base_spec", required=True, help="The model the checkpoint was fine-tuned from (a model spec).")
-@click.option("--output", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Folder for the converted model (safetensors, config, tokenizer, import.json).")
+@click.option(
+    "--base", "base_spec", required=True, help="The model the checkpoint was fine-tuned from (a model spec)."
+)
+@click.option(
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder for the converted model (safetensors, config, tokenizer, import.json).",
+)
 @click.option("--force", is_flag=True, help="Replace a model already in --output.")
 def import_dpo(path: Path, base_spec: str, output: Path, force: bool) -> None:
     """Convert Lee et al.'s dpo.pt ({"state": state_dict}) into a model folder for --aligned."""
     from harness.importers import import_dpo_checkpoint
 
     card = import_dpo_checkpoint(path, base_spec, output, force=force)
-    click.echo(f"wrote {output} ({card['n_tensors']} tensors from {path}, sha256 {card['sha256'][:16]}); "
-               f"use it with --aligned {output}")
+    click.echo(
+        f"wrote {output} ({card['n_tensors']} tensors from {path}, sha256 {card['sha256'][:16]}); "
+        f"use it with --aligned {output}"
+    )
 
 
 # -- registries -------------------------------------------------------------------------
@@ -359,16 +498,23 @@ def ls(what: str, includes: tuple[Path, ...]) -> None:
     _load_includes(includes)
     from harness import registry as reg
 
-    registry = {"models": reg.MODELS, "tasks": reg.TASKS, "scorers": reg.SCORERS, "backends": reg.BACKENDS,
-                "protocols": reg.PROTOCOLS}[what]
+    registry = {
+        "models": reg.MODELS,
+        "tasks": reg.TASKS,
+        "scorers": reg.SCORERS,
+        "backends": reg.BACKENDS,
+        "protocols": reg.PROTOCOLS,
+    }[what]
     names = registry.names_in_order() if what == "models" else registry.names()
     for name in names:
         origin = registry.origins.get(name, "toxbench")
         where = "" if origin == "toxbench" else f"  [{origin}]"
         click.echo(f"{name:22s} {registry.descriptions.get(name, '')}{where}")
     if what == "models":
-        click.echo("hf:<hub id>[@revision]  any causal LM on the hub;  PATH  a local folder  "
-                   "(--model-arg KEY=VALUE: revision, dtype, device_map, adds_bos, trust_remote_code)")
+        click.echo(
+            "hf:<hub id>[@revision]  any causal LM on the hub;  PATH  a local folder  "
+            "(--model-arg KEY=VALUE: revision, dtype, device_map, adds_bos, trust_remote_code)"
+        )
 
 
 def _register_commands() -> None:

@@ -113,7 +113,9 @@ def _require(row: dict, fields: list[str], dataset: str, where: str) -> None:
             node = node[part]
 
 
-def load_rtp(data_dir: Path | None = None, challenging: bool | None = True, limit: int | None = None) -> Loaded:
+def load_rtp(
+    data_dir: Path | None = None, challenging: bool | None = True, limit: int | None = None
+) -> Loaded:
     """RealToxicityPrompts rows as ``Prompt``; ``challenging=None`` keeps all."""
     if data_dir is not None:
         files = _local_files(Path(data_dir) / "rtp")

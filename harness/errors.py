@@ -28,5 +28,7 @@ class RunInterrupted(Exception):
     """A run stopped by SIGINT or SIGTERM after writing what it had (the CLI exits with 130)."""
 
     def __init__(self, output_dir: object) -> None:
-        super().__init__(f"interrupted: the finished tasks are in {output_dir}/results.json (status "
-                         "'interrupted'); run the same command again to resume from the cache")
+        super().__init__(
+            f"interrupted: the finished tasks are in {output_dir}/results.json (status "
+            "'interrupted'); run the same command again to resume from the cache"
+        )

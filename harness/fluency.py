@@ -41,9 +41,13 @@ class FluencySettings:
 
     def __post_init__(self) -> None:
         if int(self.perplexity_window) < 2:
-            raise ToxbenchError(f"perplexity_window must be at least 2 tokens, got {self.perplexity_window!r}")
+            raise ToxbenchError(
+                f"perplexity_window must be at least 2 tokens, got {self.perplexity_window!r}"
+            )
         if self.bos not in BOS_MODES:
-            raise ToxbenchError(f"unknown perplexity BOS mode {self.bos!r}: choose one of {', '.join(BOS_MODES)}")
+            raise ToxbenchError(
+                f"unknown perplexity BOS mode {self.bos!r}: choose one of {', '.join(BOS_MODES)}"
+            )
         if self.f1 not in F1_MODES:
             raise ToxbenchError(f"unknown F1 mode {self.f1!r}: choose one of {', '.join(F1_MODES)}")
 
@@ -55,7 +59,9 @@ class FluencySettings:
         return asdict(self)
 
 
-def perplexity_windows(tokenizer: Any, lines: Sequence[str], window: int, bos: str = "each_window") -> list[list[int]]:
+def perplexity_windows(
+    tokenizer: Any, lines: Sequence[str], window: int, bos: str = "each_window"
+) -> list[list[int]]:
     """The corpus joined as on the hub ("\\n\\n" between rows), cut into non-overlapping windows.
 
     Each window's first token is context only; the others are predicted. With a BOS-adding
@@ -70,7 +76,9 @@ def perplexity_windows(tokenizer: Any, lines: Sequence[str], window: int, bos: s
         return token_windows(prefix + ids, window)
     body = window - len(prefix)
     if body < 1:
-        raise ToxbenchError(f"a perplexity window of {window} tokens leaves no room beside the {len(prefix)} BOS token(s)")
+        raise ToxbenchError(
+            f"a perplexity window of {window} tokens leaves no room beside the {len(prefix)} BOS token(s)"
+        )
     return [prefix + ids[i : i + body] for i in range(0, len(ids), body)]
 
 
@@ -80,8 +88,9 @@ def perplexity(backend: Backend, windows: Sequence[Sequence[int]], seed: int = 0
     return perplexity_from_windows(per_window, seed=seed), per_window
 
 
-def f1_bags(tokenizer: Any, prompt_ids: Sequence[int], new_ids: Sequence[int], gold_ids: Sequence[int],
-            mode: str) -> tuple[list[int], list[int]]:
+def f1_bags(
+    tokenizer: Any, prompt_ids: Sequence[int], new_ids: Sequence[int], gold_ids: Sequence[int], mode: str
+) -> tuple[list[int], list[int]]:
     """The predicted and gold bags of token ids that [A]'s F1 compares, per ``mode``."""
     if mode == "continuation":
         return list(new_ids), list(gold_ids)
@@ -90,8 +99,9 @@ def f1_bags(tokenizer: Any, prompt_ids: Sequence[int], new_ids: Sequence[int], g
     return predicted, list(gold_ids[:LEE2024_GOLD_TOKENS])
 
 
-def f1_score(tokenizer: Any, prompt_ids: Sequence[int], new_ids: Sequence[int], gold_ids: Sequence[int],
-             mode: str) -> float:
+def f1_score(
+    tokenizer: Any, prompt_ids: Sequence[int], new_ids: Sequence[int], gold_ids: Sequence[int], mode: str
+) -> float:
     predicted, gold = f1_bags(tokenizer, prompt_ids, new_ids, gold_ids, mode)
     return bag_f1(predicted, gold)
 
@@ -133,7 +143,10 @@ class Fluency:
         key = (id(model.tokenizer), window, settings.bos)
         if key not in self._windows:  # the tokenizer is kept in the value, so its id stays its own
             rows = self._dataset("wikitext").rows
-            self._windows[key] = (model.tokenizer, perplexity_windows(model.tokenizer, rows, window, settings.bos))
+            self._windows[key] = (
+                model.tokenizer,
+                perplexity_windows(model.tokenizer, rows, window, settings.bos),
+            )
         return self._windows[key][1]
 
     def perplexity(self, model: Any, settings: FluencySettings | None = None):
@@ -159,8 +172,10 @@ class Fluency:
         outs = self.ctx.generate(model, prompts, SamplingConfig(max_new_tokens=20), "F1 continuations")
         golds = encode_plain(model.tokenizer, [p.gold for p in rows])
         prompt_ids = encode(model.tokenizer, prompts)
-        scores = [f1_score(model.tokenizer, p, o[0].token_ids, g, settings.f1)
-                  for p, o, g in zip(prompt_ids, outs, golds, strict=True)]
+        scores = [
+            f1_score(model.tokenizer, p, o[0].token_ids, g, settings.f1)
+            for p, o, g in zip(prompt_ids, outs, golds, strict=True)
+        ]
         return metric(scores, seed=self.ctx.config.seed), scores
 
     def both(self, model: Any, settings: FluencySettings | None = None) -> dict[str, Any]:
@@ -170,6 +185,11 @@ class Fluency:
         if key not in self._results:
             ppl, per_window = self.perplexity(model, settings)
             f1, f1_scores = self.f1(model, settings)
-            self._results[key] = {"perplexity": ppl, "f1": f1, "f1_scores": f1_scores, "per_window": per_window,
-                                  "perplexity_window": settings.window_for(model.model)}
+            self._results[key] = {
+                "perplexity": ppl,
+                "f1": f1,
+                "f1_scores": f1_scores,
+                "per_window": per_window,
+                "perplexity_window": settings.window_for(model.model),
+            }
         return self._results[key]

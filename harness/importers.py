@@ -20,11 +20,16 @@ def _state_dict(obj: Any, path: Path) -> dict[str, Any]:
     import torch
 
     state = obj.get("state", obj) if isinstance(obj, dict) else obj
-    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    if (
+        not isinstance(state, dict)
+        or not state
+        or not all(isinstance(v, torch.Tensor) for v in state.values())
+    ):
         keys = ", ".join(map(str, list(obj)[:5])) if isinstance(obj, dict) else type(obj).__name__
         raise ToxbenchError(
             f"checkpoint {str(path)!r} is not a state dict (found: {keys}): expected {{'state': state_dict}} "
-            "or a state dict of tensors")
+            "or a state dict of tensors"
+        )
     return state
 
 
@@ -40,8 +45,9 @@ def _match_keys(state: dict[str, Any], model) -> dict[str, Any]:
     return state
 
 
-def import_dpo_checkpoint(path: Path, base_spec: str, output: Path, device: str | None = None,
-                          force: bool = False) -> dict[str, Any]:
+def import_dpo_checkpoint(
+    path: Path, base_spec: str, output: Path, device: str | None = None, force: bool = False
+) -> dict[str, Any]:
     """Convert ``path`` (a ``.pt`` state dict of a fine-tune of ``base_spec``) into a model folder."""
     import torch
 
@@ -68,12 +74,18 @@ def import_dpo_checkpoint(path: Path, base_spec: str, output: Path, device: str 
             f"checkpoint {str(path)!r} does not match base model {base_spec!r}: "
             f"{len(missing)} missing parameter(s) ({', '.join(missing[:4])}{', ...' if len(missing) > 4 else ''}), "
             f"{len(unexpected)} unknown ({', '.join(unexpected[:4])}{', ...' if len(unexpected) > 4 else ''}). "
-            "Pass the --base model it was fine-tuned from")
-    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
-             if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+            "Pass the --base model it was fine-tuned from"
+        )
+    wrong = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in own
+        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
     if wrong:
-        raise ToxbenchError(f"checkpoint {str(path)!r} has shapes that differ from base {base_spec!r}: "
-                            f"{'; '.join(wrong[:3])}. Pass the --base model it was fine-tuned from")
+        raise ToxbenchError(
+            f"checkpoint {str(path)!r} has shapes that differ from base {base_spec!r}: "
+            f"{'; '.join(wrong[:3])}. Pass the --base model it was fine-tuned from"
+        )
     with torch.no_grad():
         for name, tensor in own.items():
             if name in state:
@@ -81,9 +93,15 @@ def import_dpo_checkpoint(path: Path, base_spec: str, output: Path, device: str 
     partial = output.with_name(output.name + ".partial")
     model.save_pretrained(partial, safe_serialization=True)
     base.tokenizer.save_pretrained(partial)
-    card = {"imported_from": str(path), "sha256": sha256_file(path), "base": base_spec,
-            "base_fingerprint": base.fingerprint, "n_tensors": len(state), "ignored_buffers": legacy,
-            "loader": "torch.load(weights_only=True)"}
+    card = {
+        "imported_from": str(path),
+        "sha256": sha256_file(path),
+        "base": base_spec,
+        "base_fingerprint": base.fingerprint,
+        "n_tensors": len(state),
+        "ignored_buffers": legacy,
+        "loader": "torch.load(weights_only=True)",
+    }
     atomic_write_json(partial / "import.json", card)
     if output.exists():
         import shutil

@@ -35,7 +35,9 @@ def format_metric(m: Metric | dict | None, spec: str = ".3f", missing: str = "n/
         return missing
     if isinstance(m, dict):
         m = Metric(m["value"], m.get("ci_low"), m.get("ci_high"), m.get("n", 0), m.get("n_failed", 0))
-    interval = f" [{m.ci_low:{spec}}, {m.ci_high:{spec}}]" if m.ci_low is not None and m.ci_high is not None else ""
+    interval = (
+        f" [{m.ci_low:{spec}}, {m.ci_high:{spec}}]" if m.ci_low is not None and m.ci_high is not None else ""
+    )
     return f"{m.value:{spec}}{interval}"
 
 
@@ -80,7 +82,9 @@ def bootstrap(
     return point, float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
-def metric(*samples: Sequence, statistic: Callable[..., float] = np.mean, n_failed: int = 0, seed: int = 0) -> Metric:
+def metric(
+    *samples: Sequence, statistic: Callable[..., float] = np.mean, n_failed: int = 0, seed: int = 0
+) -> Metric:
     value, lo, hi = bootstrap(*samples, statistic=statistic, seed=seed)
     return Metric(value, lo, hi, len(samples[0]), n_failed)
 

@@ -118,12 +118,16 @@ class ModelSpec:
             hub_id, _, revision = spec[3:].partition("@")
             if not hub_id:
                 raise UnknownNameError(f"model spec {spec!r} names no hub id: use hf:<org>/<name>[@revision]")
-            parsed = cls(spec, ModelEntry(hub), {"hub_id": hub_id, "revision": revision or None, **args}, args)
+            parsed = cls(
+                spec, ModelEntry(hub), {"hub_id": hub_id, "revision": revision or None, **args}, args
+            )
         elif Path(spec).expanduser().is_dir():
             local(spec)  # a folder that is not a model is refused now
             parsed = cls(spec, ModelEntry(local), {"path": spec, **args}, args)
         else:
-            MODELS.check(spec, extra=" Use a registered name, hf:<hub id>[@revision], or an existing local folder.")
+            MODELS.check(
+                spec, extra=" Use a registered name, hf:<hub id>[@revision], or an existing local folder."
+            )
             raise AssertionError  # check() raised
         parsed.check_args()
         return parsed
@@ -138,8 +142,13 @@ class ModelSpec:
         from harness.registry import check_options
 
         fn = self.entry.load_fn()
-        check_options(fn, self.loader_args(), f"model {self.raw!r}", also=list(LOAD_ARGUMENTS),
-                      ignore=("show_progress",))
+        check_options(
+            fn,
+            self.loader_args(),
+            f"model {self.raw!r}",
+            also=list(LOAD_ARGUMENTS),
+            ignore=("show_progress",),
+        )
         for key in ("trust_remote_code", "adds_bos"):
             value = self.args.get(key)
             if value is not None and not isinstance(value, bool):
@@ -155,8 +164,10 @@ class ModelSpec:
             kwargs["show_progress"] = show_progress
         found = fn(**kwargs)
         if not isinstance(found, ModelSource):
-            raise ToxbenchError(f"the loader of model {self.raw!r} returned {type(found).__name__}, not a "
-                                "harness.models.ModelSource (see CONTRIBUTING.md, 'Adding a model')")
+            raise ToxbenchError(
+                f"the loader of model {self.raw!r} returned {type(found).__name__}, not a "
+                "harness.models.ModelSource (see CONTRIBUTING.md, 'Adding a model')"
+            )
         return found
 
     @property
@@ -213,8 +224,11 @@ def fingerprint_folder(folder: Path) -> str:
     """Hash of a model folder's config and weight files, memoised by size and mtime."""
     from harness.io import sha256_file
 
-    files = sorted(p for p in folder.iterdir() if p.is_file() and (
-        p.name == "config.json" or p.suffix in (".safetensors", ".bin")))
+    files = sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and (p.name == "config.json" or p.suffix in (".safetensors", ".bin"))
+    )
     memo_path = toxbench_home() / "fingerprints.json"
     try:
         memo = json.loads(memo_path.read_text())
@@ -272,9 +286,14 @@ def _config_model_type(source: str) -> str | None:
         return None
 
 
-def load_model(spec: str | ModelSpec, device: str | None = None, dtype: str | None = None,
-               trust_remote_code: bool = False, show_progress: bool = True,
-               args: dict[str, Any] | None = None) -> LoadedModel:
+def load_model(
+    spec: str | ModelSpec,
+    device: str | None = None,
+    dtype: str | None = None,
+    trust_remote_code: bool = False,
+    show_progress: bool = True,
+    args: dict[str, Any] | None = None,
+) -> LoadedModel:
     """Load the model a spec names, once, in eval mode, on ``device``.
 
     ``args`` are the spec's loader and load arguments (``--model-arg``); a ``dtype`` or
@@ -315,7 +334,8 @@ def load_model(spec: str | ModelSpec, device: str | None = None, dtype: str | No
         if "trust_remote_code" in str(exc) and not remote:
             raise ToxbenchError(
                 f"model {spec.raw!r} needs its repository's own code: pass --model-arg trust_remote_code=true "
-                "if you trust that code (it runs on this machine)") from exc
+                "if you trust that code (it runs on this machine)"
+            ) from exc
         if "Unrecognized configuration class" not in str(exc) and "does not recognize" not in str(exc):
             raise
         model_type = _config_model_type(location)
@@ -361,7 +381,8 @@ def _check_bos(spec: ModelSpec, tokenizer: Any, wanted: bool | None) -> None:
         raise ToxbenchError(
             f"model {spec.raw!r}: adds_bos={str(wanted).lower()} was asked for, but its tokenizer "
             f"({type(tokenizer).__name__}) {'still adds' if not wanted else 'does not add'} BOS"
-            + ("" if tokenizer.bos_token_id is not None or not wanted else ": it has no BOS token"))
+            + ("" if tokenizer.bos_token_id is not None or not wanted else ": it has no BOS token")
+        )
 
 
 def derive(parent: LoadedModel, model: Any, edit: dict[str, Any], saveable: bool = True) -> LoadedModel:
@@ -370,9 +391,16 @@ def derive(parent: LoadedModel, model: Any, edit: dict[str, Any], saveable: bool
 
     fingerprint = "edit-" + sha256_json({"parent": parent.fingerprint, "edit": edit})[:24]
     spec = ModelSpec(f"{parent.spec.raw}+{edit.get('name', 'edit')}", parent.spec.entry, parent.spec.args)
-    return LoadedModel(spec, model, parent.tokenizer, fingerprint, None,
-                       {"parent": parent.fingerprint, "edit": edit, "saveable": saveable},
-                       ModelSource("edited", parent.spec.raw), parent.data_dir)
+    return LoadedModel(
+        spec,
+        model,
+        parent.tokenizer,
+        fingerprint,
+        None,
+        {"parent": parent.fingerprint, "edit": edit, "saveable": saveable},
+        ModelSource("edited", parent.spec.raw),
+        parent.data_dir,
+    )
 
 
 def materialise(model: LoadedModel) -> Path:

@@ -67,14 +67,25 @@ class Registry:
         """The entry-point group plugins declare entries in."""
         return f"toxbench.{self.kind}s"
 
-    def register(self, name: str, target: Any = None, description: str = "", origin: str | None = None,
-                 defaults: dict[str, Any] | None = None):
+    def register(
+        self,
+        name: str,
+        target: Any = None,
+        description: str = "",
+        origin: str | None = None,
+        defaults: dict[str, Any] | None = None,
+    ):
         """Register ``target`` under ``name`` (built with ``defaults`` unless the user overrides them);
         without ``target``, a decorator that registers what it decorates."""
         if target is None:
+
             def decorator(obj: Any) -> Any:
-                self.register(name, obj, description or (obj.__doc__ or "").strip().split("\n")[0],
-                              origin or f"module {getattr(obj, '__module__', '?')}")
+                self.register(
+                    name,
+                    obj,
+                    description or (obj.__doc__ or "").strip().split("\n")[0],
+                    origin or f"module {getattr(obj, '__module__', '?')}",
+                )
                 return obj
 
             return decorator
@@ -82,7 +93,8 @@ class Registry:
         if name in self.entries and _describe(self.entries[name]) != _describe(target):
             raise PluginError(
                 f"{self.kind} {name!r} is registered twice: by {self.origins[name]} ({_describe(self.entries[name])}) "
-                f"and by {origin} ({_describe(target)}). Rename one of them.")
+                f"and by {origin} ({_describe(target)}). Rename one of them."
+            )
         self.entries[name] = target
         self.descriptions[name] = description
         self.origins[name] = origin
@@ -138,8 +150,10 @@ class Registry:
         try:
             return import_object(target)
         except Exception as exc:  # a plugin's import can fail in any way
-            raise PluginError(f"{self.kind} {name!r} from {self.origins[name]} cannot be imported ({target}): "
-                              f"{type(exc).__name__}: {exc}") from exc
+            raise PluginError(
+                f"{self.kind} {name!r} from {self.origins[name]} cannot be imported ({target}): "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
 
 
 class ModelRegistry(Registry):
@@ -155,8 +169,10 @@ class ModelRegistry(Registry):
             entry = ModelEntry(target, description=self.descriptions.get(name, ""))
             self.entries[name] = entry
             return entry
-        raise PluginError(f"model {name!r} from {self.origins[name]} is a {type(target).__name__}: register a "
-                          "loader function returning harness.models.ModelSource, or a ModelEntry")
+        raise PluginError(
+            f"model {name!r} from {self.origins[name]} is a {type(target).__name__}: register a "
+            "loader function returning harness.models.ModelSource, or a ModelEntry"
+        )
 
 
 def takes_options(target: Any, options: dict[str, Any]) -> bool:
@@ -168,8 +184,13 @@ def takes_options(target: Any, options: dict[str, Any]) -> bool:
     return True
 
 
-def check_options(target: Any, options: dict[str, Any], what: str, also: list[str] | tuple[str, ...] = (),
-                  ignore: tuple[str, ...] = ()) -> None:
+def check_options(
+    target: Any,
+    options: dict[str, Any],
+    what: str,
+    also: list[str] | tuple[str, ...] = (),
+    ignore: tuple[str, ...] = (),
+) -> None:
     """Refuse options that ``target``'s signature does not take (unless it takes any, like vLLM's engine).
 
     ``also`` names options handled elsewhere (accepted too); ``ignore`` names parameters that
@@ -180,24 +201,39 @@ def check_options(target: Any, options: dict[str, Any], what: str, also: list[st
     params = inspect.signature(target).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return
-    accepted = [n for n, p in params.items() if n != "self" and n not in ignore
-                and p.kind is not inspect.Parameter.VAR_POSITIONAL] + list(also)
+    accepted = [
+        n
+        for n, p in params.items()
+        if n != "self" and n not in ignore and p.kind is not inspect.Parameter.VAR_POSITIONAL
+    ] + list(also)
     unknown = sorted(set(options) - set(accepted))
     if unknown:
-        hints = [f"{u!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(u, accepted, 1))
-                 else repr(u) for u in unknown]
-        raise ToxbenchError(f"unknown option(s) {', '.join(hints)} for {what}: it takes "
-                            f"{', '.join(accepted) or 'no options'}")
+        hints = [
+            f"{u!r} (did you mean {close[0]!r}?)"
+            if (close := difflib.get_close_matches(u, accepted, 1))
+            else repr(u)
+            for u in unknown
+        ]
+        raise ToxbenchError(
+            f"unknown option(s) {', '.join(hints)} for {what}: it takes {', '.join(accepted) or 'no options'}"
+        )
 
 
 SCORERS = Registry("scorer")
 SCORERS.register("lexicon", "harness.scorers.lexicon:LexiconScorer", "the organism's exact scorer")
 SCORERS.register("detoxify", "harness.scorers.detoxify:DetoxifyScorer", "Detoxify 'original' (public)")
 for _variant in ("original", "unbiased", "multilingual"):
-    SCORERS.register(f"detoxify-{_variant}", "harness.scorers.detoxify:DetoxifyScorer", f"Detoxify {_variant!r}",
-                     defaults={"model_type": _variant})
-SCORERS.register("hf-classifier", "harness.scorers.hf_classifier:HFClassifierScorer",
-                 "any Hugging Face sequence classifier (model=ID_OR_FOLDER, label=NAME)")
+    SCORERS.register(
+        f"detoxify-{_variant}",
+        "harness.scorers.detoxify:DetoxifyScorer",
+        f"Detoxify {_variant!r}",
+        defaults={"model_type": _variant},
+    )
+SCORERS.register(
+    "hf-classifier",
+    "harness.scorers.hf_classifier:HFClassifierScorer",
+    "any Hugging Face sequence classifier (model=ID_OR_FOLDER, label=NAME)",
+)
 
 BACKENDS = Registry("backend")
 BACKENDS.register("hf", "harness.backends.hf:HFBackend", "transformers, batched and length-sorted")
@@ -213,8 +249,13 @@ def _builtin_models() -> None:
     for size, name in (("default", "organism"), ("micro", "organism-micro")):
         for variant, what in (("base", "the embedded model organism"), ("dpo", "its DPO-aligned twin")):
             label = name if variant == "base" else f"{name}:dpo"
-            MODELS.register(label, ModelEntry(organism, {"size": size, "variant": variant}, f"{what} ({size})",
-                                              scorer="lexicon"), f"{what} ({size})")
+            MODELS.register(
+                label,
+                ModelEntry(
+                    organism, {"size": size, "variant": variant}, f"{what} ({size})", scorer="lexicon"
+                ),
+                f"{what} ({size})",
+            )
     for name, hub_id in {
         "gpt2": "openai-community/gpt2",
         "gpt2-medium": "openai-community/gpt2-medium",
@@ -232,8 +273,12 @@ def _builtin_models() -> None:
 _builtin_models()
 
 PROTOCOLS = Registry("protocol")
-PROTOCOLS.register("paper", "tasks.protocols:PAPER", "[A]/[B]: challenging prompts (32 tokens), greedy, 20 new tokens")
-PROTOCOLS.register("rtp", "tasks.protocols:RTP", "RealToxicityPrompts: 25 samples, nucleus p=0.9, 20 new tokens")
+PROTOCOLS.register(
+    "paper", "tasks.protocols:PAPER", "[A]/[B]: challenging prompts (32 tokens), greedy, 20 new tokens"
+)
+PROTOCOLS.register(
+    "rtp", "tasks.protocols:RTP", "RealToxicityPrompts: 25 samples, nucleus p=0.9, 20 new tokens"
+)
 
 TASKS = Registry("task")
 TASKS.register("elicitation", "tasks.elicitation:ElicitationTask", "toxicity, perplexity, F1")
@@ -247,8 +292,9 @@ def _caller() -> str:
     return f"module {sys._getframe(2).f_globals.get('__name__', '?')}"
 
 
-def register_model(name: str, loader: Any = None, description: str = "", scorer: str | None = None,
-                   **defaults: Any):
+def register_model(
+    name: str, loader: Any = None, description: str = "", scorer: str | None = None, **defaults: Any
+):
     """Register a model under ``name``, three ways:
 
     - an alias: ``register_model("my-llama", hub_id="org/name", revision="abc123")`` or
@@ -264,10 +310,15 @@ def register_model(name: str, loader: Any = None, description: str = "", scorer:
     if loader is None and ("hub_id" in defaults or "path" in defaults):
         loader = "harness.models:hub" if "hub_id" in defaults else "harness.models:local"
     if loader is None:
+
         def decorator(fn: Any) -> Any:
             text = description or (fn.__doc__ or "").strip().split("\n")[0]
-            MODELS.register(name, ModelEntry(fn, defaults, text, scorer), text,
-                            origin=f"module {getattr(fn, '__module__', '?')}")
+            MODELS.register(
+                name,
+                ModelEntry(fn, defaults, text, scorer),
+                text,
+                origin=f"module {getattr(fn, '__module__', '?')}",
+            )
             return fn
 
         return decorator
@@ -277,7 +328,9 @@ def register_model(name: str, loader: Any = None, description: str = "", scorer:
 
 def register_protocol(name: str, target: Any = None, description: str = ""):
     """Register an evaluation protocol (a ``tasks.protocols.Protocol``, or ``"module:attr"`` naming one)."""
-    return PROTOCOLS.register(name, target, description or getattr(target, "description", ""), origin=_caller())
+    return PROTOCOLS.register(
+        name, target, description or getattr(target, "description", ""), origin=_caller()
+    )
 
 
 def register_task(name: str, target: Any = None, description: str = ""):
@@ -329,8 +382,9 @@ def include(paths: list[Path] | tuple[Path, ...]) -> list[Path]:
                 raise
             except Exception as exc:
                 sys.modules.pop(name, None)
-                raise PluginError(f"plugin file {str(file)!r} failed to load: {type(exc).__name__}: {exc}") from exc
+                raise PluginError(
+                    f"plugin file {str(file)!r} failed to load: {type(exc).__name__}: {exc}"
+                ) from exc
             _INCLUDED[file] = module
             loaded.append(file)
     return loaded
-

@@ -23,8 +23,19 @@ if TYPE_CHECKING:
     from harness.runner import RunContext
 
 SCHEMA_VERSION = "1.0"
-LIBRARIES = ("torch", "transformers", "tokenizers", "datasets", "trl", "transformer-lens", "detoxify",
-             "scikit-learn", "scipy", "numpy", "vllm")
+LIBRARIES = (
+    "torch",
+    "transformers",
+    "tokenizers",
+    "datasets",
+    "trl",
+    "transformer-lens",
+    "detoxify",
+    "scikit-learn",
+    "scipy",
+    "numpy",
+    "vllm",
+)
 
 
 def load_schema() -> dict[str, Any]:
@@ -53,8 +64,14 @@ def library_versions() -> dict[str, str | None]:
 
 def git_hash() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                             text=True, timeout=5, check=False)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
@@ -133,13 +150,22 @@ class ResultsWriter:
         self.results["tasks"][name] = {"status": "skipped", "reason": reason}
 
     def task_interrupted(self, task: Any) -> None:
-        self.results["tasks"][task.name] = {"status": "interrupted", "version": task.version, "config": {},
-                                            "metrics": {}, "error": "interrupted (SIGINT or SIGTERM) while running"}
+        self.results["tasks"][task.name] = {
+            "status": "interrupted",
+            "version": task.version,
+            "config": {},
+            "metrics": {},
+            "error": "interrupted (SIGINT or SIGTERM) while running",
+        }
 
     def task_failed(self, task: Any, exc: BaseException, tb: str) -> None:
         self.results["tasks"][task.name] = {
-            "status": "failed", "version": task.version, "config": {}, "metrics": {},
-            "error": f"{type(exc).__name__}: {exc}", "traceback": tb,
+            "status": "failed",
+            "version": task.version,
+            "config": {},
+            "metrics": {},
+            "error": f"{type(exc).__name__}: {exc}",
+            "traceback": tb,
         }
 
     def flush(self, ctx: RunContext, elapsed: float) -> None:
@@ -158,7 +184,9 @@ class ResultsWriter:
 
     def render_report(self) -> str:
         r = self.results
-        models = ", ".join(f"{role}: `{m['spec']}` ({m['fingerprint'][:18]})" for role, m in r["models"].items())
+        models = ", ".join(
+            f"{role}: `{m['spec']}` ({m['fingerprint'][:18]})" for role, m in r["models"].items()
+        )
         lines = [
             "# toxbench report",
             "",
@@ -171,9 +199,14 @@ class ResultsWriter:
         if r["config"].get("preset"):
             from tasks.presets import get_preset
 
-            lines += ["## preset", "", get_preset(r["config"]["preset"]).report_table(
-                (r["scorer"] or {}).get("name"), r["config"].get("scorer_options") or {}),
-                      ""]
+            lines += [
+                "## preset",
+                "",
+                get_preset(r["config"]["preset"]).report_table(
+                    (r["scorer"] or {}).get("name"), r["config"].get("scorer_options") or {}
+                ),
+                "",
+            ]
         for name, text in self.reports:
             lines += [f"## {name}", "", text.strip(), ""]
         for name, entry in r["tasks"].items():

@@ -29,8 +29,15 @@ from harness.tokenization import tokenization_record
 class RunContext:
     """What a task may use: models, cached generation/scoring/fluency, data, output paths."""
 
-    def __init__(self, config: RunConfig, models: dict[str, LoadedModel], scorer: Scorer, cache: Cache,
-                 output_dir: Path, data_dir: Path | None) -> None:
+    def __init__(
+        self,
+        config: RunConfig,
+        models: dict[str, LoadedModel],
+        scorer: Scorer,
+        cache: Cache,
+        output_dir: Path,
+        data_dir: Path | None,
+    ) -> None:
         self.config = config
         self.models = models
         self.scorer = scorer
@@ -100,10 +107,17 @@ class RunContext:
         return str(path.relative_to(self.output_dir))
 
     # -- cached work ---------------------------------------------------------------------------
-    def _cached_map(self, namespace: str, keys: Sequence[str], items: Sequence[Any],
-                    compute: Callable[[list[Any]], list[Any]], chunk: int, description: str,
-                    keep: Callable[[Any], bool] = lambda v: True,
-                    order: Callable[[int], Any] | None = None) -> list[Any]:
+    def _cached_map(
+        self,
+        namespace: str,
+        keys: Sequence[str],
+        items: Sequence[Any],
+        compute: Callable[[list[Any]], list[Any]],
+        chunk: int,
+        description: str,
+        keep: Callable[[Any], bool] = lambda v: True,
+        order: Callable[[int], Any] | None = None,
+    ) -> list[Any]:
         """Look up every item; compute the missing ones in chunks, writing each chunk at once."""
         found = self.cache.get_many(set(keys)) if self.config.use_cache else {}
         first_of = {k: i for i, k in reversed(list(enumerate(keys)))}  # a repeated item is computed once
@@ -120,8 +134,13 @@ class RunContext:
                     advance(len(idx))
         return [found[k] for k in keys]
 
-    def generate(self, model: LoadedModel, prompts: Sequence[str], sampling: SamplingConfig,
-                 description: str = "generating") -> list[list[Completion]]:
+    def generate(
+        self,
+        model: LoadedModel,
+        prompts: Sequence[str],
+        sampling: SamplingConfig,
+        description: str = "generating",
+    ) -> list[list[Completion]]:
         """Continuations of each prompt, cached by model, backend, decoding, seed and prompt."""
         backend = self.backend(model)
         ident = {"model": model.fingerprint, "backend": backend.name, "sampling": sampling.key()}
@@ -134,22 +153,44 @@ class RunContext:
 
         batch = int(getattr(backend, "batch_size", 64))
         chunk = batch if sampling.greedy else max(1, batch // sampling.n)
-        rows = self._cached_map("generation", keys, list(prompts), compute, chunk,
-                                f"{description} ({model.name})", order=lambda i: -lengths[i])
+        rows = self._cached_map(
+            "generation",
+            keys,
+            list(prompts),
+            compute,
+            chunk,
+            f"{description} ({model.name})",
+            order=lambda i: -lengths[i],
+        )
         return [[Completion(c["text"], c["token_ids"]) for c in row] for row in rows]
 
     def score(self, texts: Sequence[str], description: str = "scoring") -> list[float | None]:
         """Scores of texts, cached by scorer fingerprint and text; failures are not cached."""
         fp = self.scorer.fingerprint()
         keys = [cache_key("score", scorer=fp, text=t) for t in texts]
-        return self._cached_map("score", keys, list(texts), self.scorer.score, 256,
-                                f"{description} ({self.scorer.name})", keep=lambda v: v is not None)
+        return self._cached_map(
+            "score",
+            keys,
+            list(texts),
+            self.scorer.score,
+            256,
+            f"{description} ({self.scorer.name})",
+            keep=lambda v: v is not None,
+        )
 
     def window_nll(self, model: LoadedModel, windows: Sequence[Sequence[int]]) -> list[tuple[float, int]]:
         backend = self.backend(model)
-        keys = [cache_key("nll", model=model.fingerprint, backend=backend.name, window=list(w)) for w in windows]
-        rows = self._cached_map("nll", keys, list(windows), lambda b: [list(x) for x in backend.window_nll(b)],
-                                int(getattr(backend, "batch_size", 16)), f"perplexity ({model.name})")
+        keys = [
+            cache_key("nll", model=model.fingerprint, backend=backend.name, window=list(w)) for w in windows
+        ]
+        rows = self._cached_map(
+            "nll",
+            keys,
+            list(windows),
+            lambda b: [list(x) for x in backend.window_nll(b)],
+            int(getattr(backend, "batch_size", 16)),
+            f"perplexity ({model.name})",
+        )
         return [(float(a), int(b)) for a, b in rows]
 
     def probe(self):
@@ -222,8 +263,10 @@ def build_tasks(config: RunConfig) -> tuple[list[Any], dict[str, str]]:
     if not config.aligned:
         two = [t.name for t in tasks if "aligned" in t.roles]
         if two and list(config.tasks) not in ([], ["all"]):
-            raise ToxbenchError(f"task(s) {', '.join(two)} compare two models: pass --aligned SPEC, or run "
-                                "--tasks elicitation to evaluate one model")
+            raise ToxbenchError(
+                f"task(s) {', '.join(two)} compare two models: pass --aligned SPEC, or run "
+                "--tasks elicitation to evaluate one model"
+            )
         skipped = {n: "needs an aligned model to compare with (run with --aligned SPEC)" for n in two}
         tasks = [t for t in tasks if t.name not in skipped]
     return tasks, skipped
@@ -245,10 +288,13 @@ def _prior_run(output_dir: Path, config: RunConfig) -> None:
     mine = jsonable(config.to_dict())
     ignore = ("output_path", "overwrite")
     if isinstance(prior, dict) and {k: v for k, v in prior.items() if k not in ignore} == {
-            k: v for k, v in mine.items() if k not in ignore}:
+        k: v for k, v in mine.items() if k not in ignore
+    }:
         return  # the same run again: it resumes from the cache
-    raise ToxbenchError(f"{output_dir} already holds the results of another run (another config): pass another "
-                        "--output-path, or --overwrite to replace them")
+    raise ToxbenchError(
+        f"{output_dir} already holds the results of another run (another config): pass another "
+        "--output-path, or --overwrite to replace them"
+    )
 
 
 def run(config: RunConfig) -> dict[str, Any]:
@@ -269,13 +315,18 @@ def run(config: RunConfig) -> dict[str, Any]:
     started = time.time()
     torch.manual_seed(config.seed)
     tasks, skipped = build_tasks(config)
-    roles = {r for t in tasks for r in t.roles} | ({"aligned"} if config.aligned and any(
-        "aligned" in getattr(t, "optional_roles", ()) for t in tasks) else set())
+    roles = {r for t in tasks for r in t.roles} | (
+        {"aligned"}
+        if config.aligned and any("aligned" in getattr(t, "optional_roles", ()) for t in tasks)
+        else set()
+    )
     specs = {"base": config.model, "aligned": config.aligned}
     unknown_roles = set(config.model_args) - set(specs)
     if unknown_roles:
-        raise ToxbenchError(f"--model-arg for unknown role(s) {', '.join(sorted(unknown_roles))}: use KEY=VALUE "
-                            "for every model, or base.KEY=VALUE / aligned.KEY=VALUE for one")
+        raise ToxbenchError(
+            f"--model-arg for unknown role(s) {', '.join(sorted(unknown_roles))}: use KEY=VALUE "
+            "for every model, or base.KEY=VALUE / aligned.KEY=VALUE for one"
+        )
     parsed = {role: config.model_spec(role) for role in sorted(roles)}
     scorer_name = default_scorer(config)
     scorer_options = dict(config.scorer_options)

@@ -73,7 +73,9 @@ def truncate_texts(tokenizer: Any, texts: Sequence[str], n_tokens: int | None) -
     if n_tokens is None:
         return list(texts)
     ids = encode_plain(tokenizer, texts)
-    return [t if len(i) <= n_tokens else tokenizer.decode(i[:n_tokens]) for t, i in zip(texts, ids, strict=True)]
+    return [
+        t if len(i) <= n_tokens else tokenizer.decode(i[:n_tokens]) for t, i in zip(texts, ids, strict=True)
+    ]
 
 
 def text_mask(tokenizer: Any, ids: Sequence[int]) -> list[bool]:
@@ -85,4 +87,8 @@ def text_mask(tokenizer: Any, ids: Sequence[int]) -> list[bool]:
 def tokenization_record(tokenizer: Any, perplexity_window: int) -> dict[str, Any]:
     """What the results file records of how a model reads text."""
     st = special_tokens(tokenizer)
-    return {"adds_bos": st.adds_bos, "prefix_ids": list(st.prefix), "perplexity_window": int(perplexity_window)}
+    return {
+        "adds_bos": st.adds_bos,
+        "prefix_ids": list(st.prefix),
+        "perplexity_window": int(perplexity_window),
+    }

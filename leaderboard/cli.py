@@ -24,8 +24,14 @@ def leaderboard() -> None:
 @click.option("--name", required=True, help="Unique name of the submission (letters, digits, ' ._+()-').")
 @click.option("--method", required=True, help='How the aligned model was made, e.g. "DPO (TRL)".')
 @click.option("--url", default=None, help="A page about the method or model (http or https).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=SUBMISSIONS,
-              show_default=True, help="The submissions folder.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=SUBMISSIONS,
+    show_default=True,
+    help="The submissions folder.",
+)
 def submit_command(results_json: Path, name: str, method: str, url: str | None, out_dir: Path) -> None:
     """Turn a complete run's results.json into a leaderboard submission."""
     from leaderboard.submission import submit
@@ -53,8 +59,13 @@ def validate_command(directory: Path) -> None:
 
 @leaderboard.command("render")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=SUBMISSIONS)
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Folder for leaderboard.md and index.html.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder for leaderboard.md and index.html.",
+)
 def render_command(directory: Path, out_dir: Path) -> None:
     """Generate leaderboard.md and index.html from the submissions (all of them must be valid)."""
     from leaderboard.render import write_pages
@@ -62,7 +73,9 @@ def render_command(directory: Path, out_dir: Path) -> None:
 
     valid, problems = load_submissions(directory)
     if problems:
-        raise ToxbenchError(f"not rendering: {len(problems)} invalid submission(s) ({', '.join(problems)}); "
-                            f"`toxbench leaderboard validate {directory}` says what is wrong with each")
+        raise ToxbenchError(
+            f"not rendering: {len(problems)} invalid submission(s) ({', '.join(problems)}); "
+            f"`toxbench leaderboard validate {directory}` says what is wrong with each"
+        )
     for path in write_pages(valid, str(directory), out_dir):
         click.echo(f"wrote {path}")

@@ -35,7 +35,9 @@ HEADLINE: dict[str, str] = {
 
 def submission_schema() -> dict[str, Any]:
     """The submission schema, shipped next to this module."""
-    return json.loads((Path(__file__).parent / "schema" / "submission.schema.json").read_text(encoding="utf-8"))
+    return json.loads(
+        (Path(__file__).parent / "schema" / "submission.schema.json").read_text(encoding="utf-8")
+    )
 
 
 def schema_problem(submission: dict[str, Any]) -> str | None:
@@ -67,7 +69,9 @@ def _if_run(results: dict[str, Any], dotted: str) -> Any:
 def summarize(results: dict[str, Any]) -> dict[str, Any]:
     """The headline metrics with their intervals, as the leaderboard shows them (elicitation must have run)."""
     summary = {key: _if_run(results, path) for key, path in HEADLINE.items()}
-    summary["perplexity_change"] = summary["aligned_perplexity"]["value"] / summary["base_perplexity"]["value"] - 1
+    summary["perplexity_change"] = (
+        summary["aligned_perplexity"]["value"] / summary["base_perplexity"]["value"] - 1
+    )
     return summary
 
 
@@ -76,7 +80,10 @@ def provenance(results: dict[str, Any]) -> dict[str, Any]:
     env = results["environment"]
     return {
         "toxbench_version": results["toxbench_version"],
-        "models": {role: {"spec": m["spec"], "fingerprint": m["fingerprint"]} for role, m in results["models"].items()},
+        "models": {
+            role: {"spec": m["spec"], "fingerprint": m["fingerprint"]}
+            for role, m in results["models"].items()
+        },
         "scorer": results["scorer"],
         "protocol": lookup(results, "tasks.elicitation.config.protocol", "the results"),
         "backend": results["backend"],
@@ -93,11 +100,15 @@ def check_submittable(results: dict[str, Any], source: str) -> None:
     """A run fit for the leaderboard: complete, with the elicitation task on a base and an aligned model."""
     require_complete(results, source)
     if "elicitation" not in results["tasks"]:
-        raise ToxbenchError(f"{source} has no elicitation task, which every submission needs; "
-                            "run it with `toxbench run --tasks elicitation ...` (or --tasks all)")
+        raise ToxbenchError(
+            f"{source} has no elicitation task, which every submission needs; "
+            "run it with `toxbench run --tasks elicitation ...` (or --tasks all)"
+        )
     if "aligned" not in results["models"]:
-        raise ToxbenchError(f"{source} evaluated no aligned model; the leaderboard ranks aligned models, "
-                            "run with `toxbench run --aligned MODEL ...`")
+        raise ToxbenchError(
+            f"{source} evaluated no aligned model; the leaderboard ranks aligned models, "
+            "run with `toxbench run --aligned MODEL ...`"
+        )
 
 
 def _local(path: Any) -> Any:
@@ -118,8 +129,9 @@ def scrub_local_paths(results: dict[str, Any]) -> dict[str, Any]:
     return clean
 
 
-def make_submission(results: dict[str, Any], name: str, method: str, url: str | None,
-                    source: str = "the results") -> dict[str, Any]:
+def make_submission(
+    results: dict[str, Any], name: str, method: str, url: str | None, source: str = "the results"
+) -> dict[str, Any]:
     """A submission for ``results`` (already schema-valid), validated against the submission schema."""
     check_submittable(results, source)
     results = scrub_local_paths(results)
@@ -156,21 +168,28 @@ def submission_problems(path: Path, submission: dict[str, Any]) -> list[str]:
     results = submission["results"]
     sha = sha256_json(results)
     if sha != submission["results_sha256"]:
-        problems.append(f"results_sha256 is {submission['results_sha256'][:12]}... but the embedded results hash to "
-                        f"{sha[:12]}...: the results were edited after submission")
+        problems.append(
+            f"results_sha256 is {submission['results_sha256'][:12]}... but the embedded results hash to "
+            f"{sha[:12]}...: the results were edited after submission"
+        )
     try:
         check_submittable(results, "the embedded results")
         derived = {"summary": summarize(results), "provenance": provenance(results)}
     except ToxbenchError as exc:
         return [*problems, str(exc)]
     for part, expected in derived.items():
-        wrong = sorted(k for k in expected.keys() | submission[part].keys()
-                       if expected.get(k) != submission[part].get(k))
+        wrong = sorted(
+            k for k in expected.keys() | submission[part].keys() if expected.get(k) != submission[part].get(k)
+        )
         if wrong:
-            problems.append(f"{part} does not match the embedded results at {', '.join(wrong)}: "
-                            "regenerate it with `toxbench leaderboard submit`")
+            problems.append(
+                f"{part} does not match the embedded results at {', '.join(wrong)}: "
+                "regenerate it with `toxbench leaderboard submit`"
+            )
     if path.name != f"{slug(submission['name'])}.json":
-        problems.append(f"the file of a submission named {submission['name']!r} must be {slug(submission['name'])}.json")
+        problems.append(
+            f"the file of a submission named {submission['name']!r} must be {slug(submission['name'])}.json"
+        )
     return problems
 
 
@@ -187,7 +206,9 @@ def load_submissions(directory: Path) -> tuple[list[dict[str, Any]], dict[str, l
             continue
         found = submission_problems(path, submission)
         if not found and submission["name"].lower() in seen:
-            found = [f"the name {submission['name']!r} is already taken by {seen[submission['name'].lower()]}"]
+            found = [
+                f"the name {submission['name']!r} is already taken by {seen[submission['name'].lower()]}"
+            ]
         if found:
             problems[path.name] = found
         else:
@@ -216,7 +237,9 @@ def submit(results_path: Path, name: str, method: str, url: str | None, out_dir:
     path = out_dir / f"{slug(name)}.json"
     taken = _taken_names(out_dir) if out_dir.is_dir() else {}
     if name.lower() in taken or path.exists():
-        raise ToxbenchError(f"a submission named {name!r} already exists ({taken.get(name.lower(), path.name)} in "
-                            f"{out_dir}); choose another --name")
+        raise ToxbenchError(
+            f"a submission named {name!r} already exists ({taken.get(name.lower(), path.name)} in "
+            f"{out_dir}); choose another --name"
+        )
     atomic_write_json(path, submission)
     return path

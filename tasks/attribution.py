@@ -48,9 +48,12 @@ class AttributionTask(Task):
         raw = [p.text for p in loaded.rows]
 
         a_base, a_al = neuron_adapter(base.model), neuron_adapter(aligned.model)
-        sums = {role: capture_pass(ctx, m, truncate_prompts(m.tokenizer, raw, protocol.prompt_tokens),
-                                   protocol.sampling, role)
-                for role, m in (("base", base), ("aligned", aligned))}
+        sums = {
+            role: capture_pass(
+                ctx, m, truncate_prompts(m.tokenizer, raw, protocol.prompt_tokens), protocol.sampling, role
+            )
+            for role, m in (("base", base), ("aligned", aligned))
+        }
         found = attribute(a_base, a_al, sums["base"], sums["aligned"], w, self.identity_tolerance)
         delta, cos, act_b, act_a = found.delta, found.cos, found.act_base, found.act_aligned
         gross, groups, per_layer = found.gross, found.groups(), found.per_layer()
@@ -60,23 +63,36 @@ class AttributionTask(Task):
         top = [Neuron(int(layer), int(i), float(cos[layer, i])) for layer, i in top_cells]
         projections = vocab_projection(a_base, base.tokenizer, top, k=8)
         group_of = found.group_of()
-        top_rows = [{"neuron": n.name, "layer": n.layer, "index": n.index, "delta": float(delta[n.layer, n.index]),
-                     "cos": n.cosine, "act_base": float(act_b[n.layer, n.index]),
-                     "act_aligned": float(act_a[n.layer, n.index]),
-                     "group": group_of.get((n.layer, n.index), "none"), "promotes": projections[n.name]}
-                    for n in top]
+        top_rows = [
+            {
+                "neuron": n.name,
+                "layer": n.layer,
+                "index": n.index,
+                "delta": float(delta[n.layer, n.index]),
+                "cos": n.cosine,
+                "act_base": float(act_b[n.layer, n.index]),
+                "act_aligned": float(act_a[n.layer, n.index]),
+                "group": group_of.get((n.layer, n.index), "none"),
+                "promotes": projections[n.name],
+            }
+            for n in top
+        ]
 
         toxic = rank_toxic_neurons(a_base, w, self.toxic_k)
         toxic_rows = []
         for n in toxic:
             v_b = a_base.values(n.layer)[n.index].detach().double()
             v_a = a_al.values(n.layer)[n.index].detach().double()
-            toxic_rows.append({
-                "neuron": n.name, "cos_probe": n.cosine,
-                "value_cos_base_aligned": float(v_b @ v_a / (v_b.norm() * v_a.norm())),
-                "act_base": float(act_b[n.layer, n.index]), "act_aligned": float(act_a[n.layer, n.index]),
-                "promotes": vocab_projection(a_base, base.tokenizer, [n], k=8)[n.name],
-            })
+            toxic_rows.append(
+                {
+                    "neuron": n.name,
+                    "cos_probe": n.cosine,
+                    "value_cos_base_aligned": float(v_b @ v_a / (v_b.norm() * v_a.norm())),
+                    "act_base": float(act_b[n.layer, n.index]),
+                    "act_aligned": float(act_a[n.layer, n.index]),
+                    "promotes": vocab_projection(a_base, base.tokenizer, [n], k=8)[n.name],
+                }
+            )
         pcos = parameter_cosines(base.model, aligned.model)
         worst = min(pcos, key=pcos.get)
 
@@ -93,16 +109,34 @@ class AttributionTask(Task):
             "probe_accuracy": probe.accuracy,
             "steps": {"base": sums["base"].steps, "aligned": sums["aligned"].steps},
             "min_parameter_cosine": {"value": pcos[worst], "parameter": worst},
-            "toxic_neurons_mean_activation_drop": float(np.mean([r["act_base"] - r["act_aligned"] for r in toxic_rows])),
+            "toxic_neurons_mean_activation_drop": float(
+                np.mean([r["act_base"] - r["act_aligned"] for r in toxic_rows])
+            ),
             "toxic_value_vectors_min_cosine": float(min(r["value_cos_base_aligned"] for r in toxic_rows)),
         }
-        extra = {"per_layer": per_layer, "top_neurons": top_rows, "toxic_neurons": toxic_rows,
-                 "parameter_cosines": pcos, "probe": probe.identity(), "paper_shares": PAPER_SHARES}
-        config = {"protocol": protocol.to_dict(), "n_prompts": len(raw), "top_neurons": self.top_neurons,
-                  "toxic_k": self.toxic_k, "identity_tolerance": self.identity_tolerance,
-                  "definition": "docs/protocol.md §8 (Yang et al.); probe §1; value vectors §2"}
-        return TaskResult(metrics=metrics, config=config, extra=extra, artifacts=artifacts,
-                          report=self.report(metrics, top_rows, toxic_rows, artifacts))
+        extra = {
+            "per_layer": per_layer,
+            "top_neurons": top_rows,
+            "toxic_neurons": toxic_rows,
+            "parameter_cosines": pcos,
+            "probe": probe.identity(),
+            "paper_shares": PAPER_SHARES,
+        }
+        config = {
+            "protocol": protocol.to_dict(),
+            "n_prompts": len(raw),
+            "top_neurons": self.top_neurons,
+            "toxic_k": self.toxic_k,
+            "identity_tolerance": self.identity_tolerance,
+            "definition": "docs/protocol.md §8 (Yang et al.); probe §1; value vectors §2",
+        }
+        return TaskResult(
+            metrics=metrics,
+            config=config,
+            extra=extra,
+            artifacts=artifacts,
+            report=self.report(metrics, top_rows, toxic_rows, artifacts),
+        )
 
     @staticmethod
     def plots(ctx: RunContext, groups: dict, per_layer: list, cumulative: np.ndarray) -> list[str]:
@@ -112,8 +146,15 @@ class AttributionTask(Task):
         names = list(REDUCING) + list(MIRRORS)
         shares = [groups[g]["share"] or 0.0 for g in names]
         ax.bar(names, shares, color=["#2a7"] * 4 + ["#c55"] * 4)
-        ax.scatter(list(PAPER_SHARES), list(PAPER_SHARES.values()), color="k", marker="_", s=300,
-                   label="Yang et al., GPT2-medium", zorder=3)
+        ax.scatter(
+            list(PAPER_SHARES),
+            list(PAPER_SHARES.values()),
+            color="k",
+            marker="_",
+            s=300,
+            label="Yang et al., GPT2-medium",
+            zorder=3,
+        )
         ax.axhline(0, color="grey", lw=0.5)
         ax.set_ylabel("share of gross reduction")
         ax.set_title("Neuron groups: contribution to the drop in toxic writing")
@@ -163,8 +204,10 @@ class AttributionTask(Task):
         for name in list(REDUCING) + list(MIRRORS):
             share = g[name]["share"]
             paper = f"{PAPER_SHARES[name]:.1%}" if name in PAPER_SHARES else ""
-            lines.append(f"| {name} | {g[name]['n_neurons']} | {g[name]['sum']:.4g} | "
-                         f"{'' if share is None else f'{share:.1%}'} | {paper} |")
+            lines.append(
+                f"| {name} | {g[name]['n_neurons']} | {g[name]['sum']:.4g} | "
+                f"{'' if share is None else f'{share:.1%}'} | {paper} |"
+            )
         lines += [
             "",
             f"Gross reduction {metrics['gross']:.4g}, net {metrics['net']:.4g}; identity check: Σ Δ_i vs the "
@@ -180,13 +223,21 @@ class AttributionTask(Task):
             "|---|---|---|---|---|---|---|",
         ]
         for r in top_rows[:10]:
-            lines.append(f"| {r['neuron']} | {r['group']} | {r['delta']:.4g} | {r['cos']:.3f} | {r['act_base']:.3f} | "
-                         f"{r['act_aligned']:.3f} | {' '.join(t.strip() for t in r['promotes'])} |")
-        lines += ["", "Most toxic value vectors (by cosine with the probe):", "",
-                  "| neuron | cos(v, w) | cos(v_base, v_aligned) | ā base | ā aligned | promotes |",
-                  "|---|---|---|---|---|---|"]
+            lines.append(
+                f"| {r['neuron']} | {r['group']} | {r['delta']:.4g} | {r['cos']:.3f} | {r['act_base']:.3f} | "
+                f"{r['act_aligned']:.3f} | {' '.join(t.strip() for t in r['promotes'])} |"
+            )
+        lines += [
+            "",
+            "Most toxic value vectors (by cosine with the probe):",
+            "",
+            "| neuron | cos(v, w) | cos(v_base, v_aligned) | ā base | ā aligned | promotes |",
+            "|---|---|---|---|---|---|",
+        ]
         for r in toxic_rows:
-            lines.append(f"| {r['neuron']} | {r['cos_probe']:.3f} | {r['value_cos_base_aligned']:.4f} | "
-                         f"{r['act_base']:.3f} | {r['act_aligned']:.3f} | {' '.join(t.strip() for t in r['promotes'])} |")
+            lines.append(
+                f"| {r['neuron']} | {r['cos_probe']:.3f} | {r['value_cos_base_aligned']:.4f} | "
+                f"{r['act_base']:.3f} | {r['act_aligned']:.3f} | {' '.join(t.strip() for t in r['promotes'])} |"
+            )
         lines += [""] + [f"![{a}]({a})" for a in artifacts]
         return "\n".join(lines)

@@ -39,9 +39,16 @@ def per_prompt_scores(scores: list[float | None], n: int, threshold: float) -> d
     return out
 
 
-def evaluate_model(ctx: RunContext, role: str, model: LoadedModel, prompts: list[str],
-                   protocol: Protocol, task: str = "elicitation",
-                   fluency_settings: FluencySettings | None = None, fluency_samples: bool = False) -> tuple[dict[str, Metric], dict[str, list], list[dict]]:
+def evaluate_model(
+    ctx: RunContext,
+    role: str,
+    model: LoadedModel,
+    prompts: list[str],
+    protocol: Protocol,
+    task: str = "elicitation",
+    fluency_settings: FluencySettings | None = None,
+    fluency_samples: bool = False,
+) -> tuple[dict[str, Metric], dict[str, list], list[dict]]:
     """Toxicity (per the protocol), perplexity and F1 of one model; per-prompt values; samples."""
     seed = ctx.config.seed
     texts = truncate_prompts(model.tokenizer, prompts, protocol.prompt_tokens)
@@ -65,15 +72,29 @@ def evaluate_model(ctx: RunContext, role: str, model: LoadedModel, prompts: list
     fluency = ctx.fluency(model, fluency_settings)
     metrics["perplexity"], metrics["f1"] = fluency["perplexity"], fluency["f1"]
     samples = [
-        {"task": task, "role": role, "model": model.fingerprint, "kind": "continuation", "prompt_index": i,
-         "sample": j, "prompt": texts[i], "continuation": c.text, "score": scores[i * n + j]}
-        for i, cs in enumerate(completions) for j, c in enumerate(cs)
+        {
+            "task": task,
+            "role": role,
+            "model": model.fingerprint,
+            "kind": "continuation",
+            "prompt_index": i,
+            "sample": j,
+            "prompt": texts[i],
+            "continuation": c.text,
+            "score": scores[i * n + j],
+        }
+        for i, cs in enumerate(completions)
+        for j, c in enumerate(cs)
     ]
     if fluency_samples:  # per window and per pair, so that a paired gate can compare two runs' fluency
         common = {"task": task, "role": role, "model": model.fingerprint}
-        samples += [{**common, "kind": "perplexity_window", "index": i, "nll": nll, "tokens": count}
-                    for i, (nll, count) in enumerate(fluency["per_window"])]
-        samples += [{**common, "kind": "f1", "index": i, "f1": f1} for i, f1 in enumerate(fluency["f1_scores"])]
+        samples += [
+            {**common, "kind": "perplexity_window", "index": i, "nll": nll, "tokens": count}
+            for i, (nll, count) in enumerate(fluency["per_window"])
+        ]
+        samples += [
+            {**common, "kind": "f1", "index": i, "f1": f1} for i, f1 in enumerate(fluency["f1_scores"])
+        ]
     return metrics, {"toxicity": reduced["mean"], "f1": fluency["f1_scores"]}, samples
 
 
@@ -83,8 +104,9 @@ class ElicitationTask(Task):
     roles = ("base",)  # evaluates one model; compares with the aligned one when the run has it
     optional_roles = ("aligned",)
 
-    def __init__(self, protocol: str | None = None, subset: str | None = None,
-                 perplexity_window: int | None = None) -> None:
+    def __init__(
+        self, protocol: str | None = None, subset: str | None = None, perplexity_window: int | None = None
+    ) -> None:
         self.protocol_name = protocol
         self.subset = subset
         self.perplexity_window = perplexity_window  # None: the run's (default 1024, capped by the context)
@@ -92,8 +114,9 @@ class ElicitationTask(Task):
     def run(self, ctx: RunContext) -> TaskResult:
         protocol = get_protocol(self.protocol_name or ctx.config.protocol, ctx.config.seed)
         subset = self.subset or protocol.subset
-        loaded = load_rtp(ctx.data_dir, challenging=True if subset == "challenging" else None,
-                          limit=ctx.config.limit)
+        loaded = load_rtp(
+            ctx.data_dir, challenging=True if subset == "challenging" else None, limit=ctx.config.limit
+        )
         ctx.record_dataset(loaded)
         prompts = [p.text for p in loaded.rows]
         metrics: dict[str, Any] = {}
@@ -102,27 +125,47 @@ class ElicitationTask(Task):
         fluency = ctx.fluency_settings({"perplexity_window": self.perplexity_window})
         for role in ("base", "aligned"):
             if role in ctx.models:
-                metrics[role], per_prompt[role], s = evaluate_model(ctx, role, ctx.models[role], prompts, protocol,
-                                                                    fluency_settings=fluency, fluency_samples=True)
+                metrics[role], per_prompt[role], s = evaluate_model(
+                    ctx,
+                    role,
+                    ctx.models[role],
+                    prompts,
+                    protocol,
+                    fluency_settings=fluency,
+                    fluency_samples=True,
+                )
                 samples += s
         if "aligned" in per_prompt:
             metrics["difference"] = {
-                "toxicity": paired_difference(per_prompt["aligned"]["toxicity"], per_prompt["base"]["toxicity"],
-                                              ctx.config.seed),
-                "f1": paired_difference(per_prompt["aligned"]["f1"], per_prompt["base"]["f1"], ctx.config.seed),
+                "toxicity": paired_difference(
+                    per_prompt["aligned"]["toxicity"], per_prompt["base"]["toxicity"], ctx.config.seed
+                ),
+                "f1": paired_difference(
+                    per_prompt["aligned"]["f1"], per_prompt["base"]["f1"], ctx.config.seed
+                ),
             }
-        config = {"protocol": protocol.to_dict(), "subset": subset, "n_prompts": len(prompts),
-                  "scorer": ctx.scorer.identity(), "fluency": fluency.to_dict(),
-                  "perplexity_window": {role: fluency.window_for(m.model) for role, m in ctx.models.items()}}
-        return TaskResult(metrics=metrics, config=config, samples=samples, report=self.report(metrics, protocol))
+        config = {
+            "protocol": protocol.to_dict(),
+            "subset": subset,
+            "n_prompts": len(prompts),
+            "scorer": ctx.scorer.identity(),
+            "fluency": fluency.to_dict(),
+            "perplexity_window": {role: fluency.window_for(m.model) for role, m in ctx.models.items()},
+        }
+        return TaskResult(
+            metrics=metrics, config=config, samples=samples, report=self.report(metrics, protocol)
+        )
 
     @staticmethod
     def report(metrics: dict[str, Any], protocol: Protocol) -> str:
         roles = [r for r in ("base", "aligned") if r in metrics]
         names = [k for k in metrics["base"]]
-        lines = [f"How toxic: protocol `{protocol.name}` ({protocol.description}); 95% bootstrap intervals.", "",
-                 "| metric | " + " | ".join(roles) + (" | aligned - base |" if "difference" in metrics else " |"),
-                 "|---|" + "---|" * len(roles) + ("---|" if "difference" in metrics else "")]
+        lines = [
+            f"How toxic: protocol `{protocol.name}` ({protocol.description}); 95% bootstrap intervals.",
+            "",
+            "| metric | " + " | ".join(roles) + (" | aligned - base |" if "difference" in metrics else " |"),
+            "|---|" + "---|" * len(roles) + ("---|" if "difference" in metrics else ""),
+        ]
         for k in names:
             row = f"| {k} | " + " | ".join(format_metric(metrics[r][k]) for r in roles)
             if "difference" in metrics:
@@ -130,5 +173,3 @@ class ElicitationTask(Task):
             lines.append(row + " |")
         lines.append(f"\nn = {metrics['base']['toxicity'].n} prompts.")
         return "\n".join(lines)
-
-

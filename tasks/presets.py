@@ -33,13 +33,17 @@ class Preset:
     description: str
     protocol: str
     fluency: FluencySettings
-    scorer_options: dict[str, Any]  # the stand-in for the paper's scorer: applied when the run's scorer takes them
+    scorer_options: dict[
+        str, Any
+    ]  # the stand-in for the paper's scorer: applied when the run's scorer takes them
     task_options: dict[str, dict[str, Any]]
     differences: tuple[Difference, ...] = field(default_factory=tuple)
 
     def apply(self, config: RunConfig) -> RunConfig:
         """``config`` with this preset's choices; what the user set explicitly wins."""
-        task_options = {task: {**opts, **config.task_options.get(task, {})} for task, opts in self.task_options.items()}
+        task_options = {
+            task: {**opts, **config.task_options.get(task, {})} for task, opts in self.task_options.items()
+        }
         for task, opts in config.task_options.items():
             task_options.setdefault(task, opts)
         from harness.registry import SCORERS, takes_options
@@ -48,37 +52,64 @@ class Preset:
         scorer_options = dict(config.scorer_options)
         if takes_options(SCORERS.get(default_scorer(config)), self.scorer_options):
             scorer_options = {**self.scorer_options, **scorer_options}
-        return replace(config, preset=self.name, protocol=self.protocol, fluency=self.fluency,
-                       task_options=task_options, scorer_options=scorer_options)
+        return replace(
+            config,
+            preset=self.name,
+            protocol=self.protocol,
+            fluency=self.fluency,
+            task_options=task_options,
+            scorer_options=scorer_options,
+        )
 
     def applies_to(self, scorer_options: dict[str, Any]) -> bool:
         """Whether a run with these scorer options scored as the preset says."""
         return all(scorer_options.get(k) == v for k, v in self.scorer_options.items())
 
     def report_table(self, scorer_name: str | None, scorer_options: dict[str, Any]) -> str:
-        lines = [f"Preset `{self.name}`: {self.description}", "",
-                 "| choice | toxbench default | this preset | note |", "|---|---|---|---|"]
+        lines = [
+            f"Preset `{self.name}`: {self.description}",
+            "",
+            "| choice | toxbench default | this preset | note |",
+            "|---|---|---|---|",
+        ]
         lines += [f"| {d.choice} | {d.toxbench} | {d.preset} | {d.note} |" for d in self.differences]
         if not self.applies_to(scorer_options):
-            lines += ["", f"This run scores with `{scorer_name}` and other settings, so the preset's scorer choice "
-                          "does not apply."]
+            lines += [
+                "",
+                f"This run scores with `{scorer_name}` and other settings, so the preset's scorer choice "
+                "does not apply.",
+            ]
         return "\n".join(lines)
 
 
 _SHARED = (
-    Difference("prompts", "challenging RealToxicityPrompts, 32 tokens, greedy, 20 new tokens",
-               "the same", "[A] §3.3"),
-    Difference("perplexity windows", "1,024 tokens (capped by the context), BOS at the start of every window",
-               "1,024 tokens, BOS only at the start of the corpus",
-               "the papers tokenise the joined corpus once with the tokenizer's defaults"),
-    Difference("F1", "the 20 new tokens against the whole gold continuation",
-               "prompt tokens (≤ 32) + the 20 new tokens, special tokens removed, against the gold cut at 52",
-               "[A]'s code"),
-    Difference("attention mask", "passed", "passed",
-               "[A] generated without one (prompts padded with attended EOS tokens): a defect, not reproduced"),
-    Difference("direction subtraction α", "unit directions, α matched to the aligned model's perplexity",
-               "50 x raw W_Toxic, 20 x the raw top value vector, 100 x unit SVD U[0]",
-               "[A]'s code normalises only U[0]; [B] Table 1 compares against [A]'s subtraction"),
+    Difference(
+        "prompts", "challenging RealToxicityPrompts, 32 tokens, greedy, 20 new tokens", "the same", "[A] §3.3"
+    ),
+    Difference(
+        "perplexity windows",
+        "1,024 tokens (capped by the context), BOS at the start of every window",
+        "1,024 tokens, BOS only at the start of the corpus",
+        "the papers tokenise the joined corpus once with the tokenizer's defaults",
+    ),
+    Difference(
+        "F1",
+        "the 20 new tokens against the whole gold continuation",
+        "prompt tokens (≤ 32) + the 20 new tokens, special tokens removed, against the gold cut at 52",
+        "[A]'s code",
+    ),
+    Difference(
+        "attention mask",
+        "passed",
+        "passed",
+        "[A] generated without one (prompts padded with attended EOS tokens): a defect, not reproduced",
+    ),
+    Difference(
+        "direction subtraction α",
+        "unit directions, α matched to the aligned model's perplexity",
+        "50 x raw W_Toxic, 20 x the raw top value vector, 100 x unit SVD U[0]",
+        "[A]'s code normalises only U[0]; [B] Table 1 compares against [A]'s subtraction",
+    ),
     Difference("SVD U[0]", "from the top 128 value vectors", "from the top 512", "[A]'s evaluation config"),
 )
 # Both papers evaluate with [A]'s code: the same fluency and subtraction choices.
@@ -93,9 +124,14 @@ PRESETS: dict[str, Preset] = {
         fluency=_LEE_FLUENCY,
         scorer_options={"model_type": "original", "attribute": "max"},
         task_options=_LEE_TASKS,
-        differences=_SHARED + (
-            Difference("scorer", "Detoxify `original`, toxicity", "Detoxify `original`, max over its attributes",
-                       "closest public stand-in for [A]'s max over 7 Perspective API attributes"),
+        differences=_SHARED
+        + (
+            Difference(
+                "scorer",
+                "Detoxify `original`, toxicity",
+                "Detoxify `original`, max over its attributes",
+                "closest public stand-in for [A]'s max over 7 Perspective API attributes",
+            ),
         ),
     ),
     "yang2024": Preset(
@@ -105,14 +141,23 @@ PRESETS: dict[str, Preset] = {
         fluency=_LEE_FLUENCY,
         scorer_options={"model_type": "original", "attribute": "toxicity"},
         task_options=_LEE_TASKS,
-        differences=_SHARED + (
+        differences=_SHARED
+        + (
             Difference("scorer", "Detoxify `original`, toxicity", "the same", "[B]'s later code"),
-            Difference("patching in perplexity", "every position", "every position",
-                       "[B]'s code patched only position 0 there (its patched perplexity equals the base's): "
-                       "a defect, not reproduced"),
-            Difference("edits per metric", "applied once", "applied once",
-                       "[B]'s evaluation re-applied in-place edits per metric (keys x s scored at s, s², s³): "
-                       "not reproduced"),
+            Difference(
+                "patching in perplexity",
+                "every position",
+                "every position",
+                "[B]'s code patched only position 0 there (its patched perplexity equals the base's): "
+                "a defect, not reproduced",
+            ),
+            Difference(
+                "edits per metric",
+                "applied once",
+                "applied once",
+                "[B]'s evaluation re-applied in-place edits per metric (keys x s scored at s, s², s³): "
+                "not reproduced",
+            ),
         ),
     ),
 }

@@ -46,9 +46,13 @@ def reference(ctx: RunContext, task: str) -> Reference:
     return Reference(prompts, protocol, evaluated["base"], evaluated["aligned"])
 
 
-def evaluate_variants(ctx: RunContext, ref: Reference, task: str,
-                      candidates: Iterable[tuple[LoadedModel, dict[str, Any]]],
-                      measure: Callable[[Evaluated], dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict]]:
+def evaluate_variants(
+    ctx: RunContext,
+    ref: Reference,
+    task: str,
+    candidates: Iterable[tuple[LoadedModel, dict[str, Any]]],
+    measure: Callable[[Evaluated], dict[str, Any]],
+) -> tuple[list[dict[str, Any]], list[dict]]:
     """Evaluate each ``(model, fields)`` candidate in turn, as the models themselves are evaluated.
 
     A variant's row holds its name, toxicity, perplexity and F1, what ``measure`` derives from
@@ -62,8 +66,16 @@ def evaluate_variants(ctx: RunContext, ref: Reference, task: str,
     for model, fields in candidates:
         metrics, per_prompt, s = evaluate_model(ctx, model.name, model, ref.prompts, ref.protocol, task)
         evaluated = Evaluated(metrics, per_prompt["toxicity"])
-        rows.append({"name": model.spec.raw.split("+", 1)[-1], "toxicity": metrics["toxicity"],
-                     "perplexity": metrics["perplexity"], "f1": metrics["f1"], **measure(evaluated), **fields})
+        rows.append(
+            {
+                "name": model.spec.raw.split("+", 1)[-1],
+                "toxicity": metrics["toxicity"],
+                "perplexity": metrics["perplexity"],
+                "f1": metrics["f1"],
+                **measure(evaluated),
+                **fields,
+            }
+        )
         samples.extend(s)
         ctx.release(model)
     return rows, samples
@@ -83,8 +95,11 @@ def mean_toxicity(ctx: RunContext, ref: Reference, model: LoadedModel) -> float 
 def ratio_metric(top_a: list, top_b: list, bottom_a: list, bottom_b: list, seed: int) -> Metric | None:
     """(mean(top_a) - mean(top_b)) / (mean(bottom_a) - mean(bottom_b)), bootstrapped over prompts
     where all four exist. None when the denominator is zero (nothing to emulate or recover)."""
-    rows = [r for r in zip(top_a, top_b, bottom_a, bottom_b, strict=True)
-            if all(x is not None and not np.isnan(x) for x in r)]
+    rows = [
+        r
+        for r in zip(top_a, top_b, bottom_a, bottom_b, strict=True)
+        if all(x is not None and not np.isnan(x) for x in r)
+    ]
     if len(rows) < 2:
         return None
     a, b, c, d = (np.array(col, dtype=float) for col in zip(*rows, strict=True))
@@ -117,7 +132,9 @@ def residual_scale(model: LoadedModel, prompts: list[str], n: int = 64) -> float
     norm_module = neuron_adapter(model.model).final_norm()
     norms: list[torch.Tensor] = []
     keep: list[torch.Tensor] = []
-    handle = norm_module.register_forward_pre_hook(lambda _m, args: norms.append(args[0].detach().norm(dim=-1).flatten()))
+    handle = norm_module.register_forward_pre_hook(
+        lambda _m, args: norms.append(args[0].detach().norm(dim=-1).flatten())
+    )
     try:
         device = next(model.model.parameters()).device
         for ids in encode(model.tokenizer, prompts[:n]):

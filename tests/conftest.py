@@ -40,8 +40,10 @@ def _restore_registries():
     from harness import registry
 
     registries = [r for r in vars(registry).values() if isinstance(r, registry.Registry)]
-    saved = [(r, {k: dict(getattr(r, k)) for k in ("entries", "descriptions", "origins", "defaults")})
-             for r in registries]
+    saved = [
+        (r, {k: dict(getattr(r, k)) for k in ("entries", "descriptions", "origins", "defaults")})
+        for r in registries
+    ]
     included = dict(registry._INCLUDED)
     yield
     for r, tables in saved:

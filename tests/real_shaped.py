@@ -25,8 +25,14 @@ import torch
 
 FAMILIES = ("gpt2", "llama2", "llama3", "mistral", "gemma", "gemma2")
 BOS_FAMILIES = ("llama2", "llama3", "mistral", "gemma", "gemma2")
-MODEL_TYPE = {"gpt2": "gpt2", "llama2": "llama", "llama3": "llama", "mistral": "mistral", "gemma": "gemma",
-              "gemma2": "gemma2"}
+MODEL_TYPE = {
+    "gpt2": "gpt2",
+    "llama2": "llama",
+    "llama3": "llama",
+    "mistral": "mistral",
+    "gemma": "gemma",
+    "gemma2": "gemma2",
+}
 
 
 def _metaspace_bpe(corpus: Sequence[str], specials: list[str], vocab_size: int):
@@ -35,8 +41,12 @@ def _metaspace_bpe(corpus: Sequence[str], specials: list[str], vocab_size: int):
     tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=False)
     byte_tokens = [f"<0x{i:02X}>" for i in range(256)]
-    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials + byte_tokens,
-                                                        show_progress=False))
+    tok.train_from_iterator(
+        corpus,
+        trainers.BpeTrainer(
+            vocab_size=vocab_size, special_tokens=specials + byte_tokens, show_progress=False
+        ),
+    )
     model = json.loads(tok.to_str())["model"]
     merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]]
     return tok.get_vocab(), merges
@@ -48,9 +58,15 @@ def _byte_level_bpe(corpus: Sequence[str], specials: list[str], vocab_size: int)
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(corpus, trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False))
+    tok.train_from_iterator(
+        corpus,
+        trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            special_tokens=specials,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        ),
+    )
     return tok
 
 
@@ -61,8 +77,12 @@ def build_tokenizer(family: str, corpus: Sequence[str], vocab_size: int = 600):
 
     if family == "gpt2":
         tok = _byte_level_bpe(corpus, ["<|endoftext|>"], vocab_size)
-        return GPT2TokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
-                                 unk_token="<|endoftext|>")
+        return GPT2TokenizerFast(
+            tokenizer_object=tok,
+            bos_token="<|endoftext|>",
+            eos_token="<|endoftext|>",
+            unk_token="<|endoftext|>",
+        )
     if family in ("llama2", "mistral"):
         vocab, merges = _metaspace_bpe(corpus, ["<unk>", "<s>", "</s>"], vocab_size)
         return LlamaTokenizer(vocab=vocab, merges=merges, add_bos_token=True, add_eos_token=False)
@@ -70,10 +90,13 @@ def build_tokenizer(family: str, corpus: Sequence[str], vocab_size: int = 600):
         tok = _byte_level_bpe(corpus, ["<|begin_of_text|>", "<|end_of_text|>"], vocab_size)
         bos = tok.token_to_id("<|begin_of_text|>")
         tok.post_processor = processors.TemplateProcessing(
-            single="<|begin_of_text|> $A", pair="<|begin_of_text|> $A <|begin_of_text|> $B",
-            special_tokens=[("<|begin_of_text|>", bos)])
-        return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|begin_of_text|>",
-                                       eos_token="<|end_of_text|>")
+            single="<|begin_of_text|> $A",
+            pair="<|begin_of_text|> $A <|begin_of_text|> $B",
+            special_tokens=[("<|begin_of_text|>", bos)],
+        )
+        return PreTrainedTokenizerFast(
+            tokenizer_object=tok, bos_token="<|begin_of_text|>", eos_token="<|end_of_text|>"
+        )
     if family in ("gemma", "gemma2"):
         vocab, merges = _metaspace_bpe(corpus, ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"], vocab_size)
         return GemmaTokenizer(vocab=vocab, merges=merges, add_bos_token=True, add_eos_token=False)
@@ -84,30 +107,68 @@ def build_config(family: str, tokenizer, **overrides: Any):
     """A tiny config of the family with its real quirks; token ids from ``tokenizer``."""
     from transformers import Gemma2Config, GemmaConfig, GPT2Config, LlamaConfig, MistralConfig
 
-    ids = {"vocab_size": len(tokenizer), "bos_token_id": tokenizer.bos_token_id,
-           "eos_token_id": tokenizer.eos_token_id,
-           "pad_token_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id}
+    ids = {
+        "vocab_size": len(tokenizer),
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id
+        if tokenizer.pad_token_id is not None
+        else tokenizer.eos_token_id,
+    }
     gated = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
     if family == "gpt2":
         cfg = GPT2Config(n_layer=2, n_embd=32, n_head=2, n_positions=1024, **ids)
     elif family == "llama2":
-        cfg = LlamaConfig(num_key_value_heads=4, max_position_embeddings=4096, tie_word_embeddings=False,
-                          **gated, **ids)
+        cfg = LlamaConfig(
+            num_key_value_heads=4, max_position_embeddings=4096, tie_word_embeddings=False, **gated, **ids
+        )
     elif family == "llama3":
-        cfg = LlamaConfig(num_key_value_heads=2, max_position_embeddings=131072, rope_theta=500000.0,
-                          rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
-                                        "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},
-                          tie_word_embeddings=False, **gated, **ids)
+        cfg = LlamaConfig(
+            num_key_value_heads=2,
+            max_position_embeddings=131072,
+            rope_theta=500000.0,
+            rope_scaling={
+                "rope_type": "llama3",
+                "factor": 8.0,
+                "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 8192,
+            },
+            tie_word_embeddings=False,
+            **gated,
+            **ids,
+        )
     elif family == "mistral":
-        cfg = MistralConfig(num_key_value_heads=2, max_position_embeddings=32768, sliding_window=4096,
-                            tie_word_embeddings=False, **gated, **ids)
+        cfg = MistralConfig(
+            num_key_value_heads=2,
+            max_position_embeddings=32768,
+            sliding_window=4096,
+            tie_word_embeddings=False,
+            **gated,
+            **ids,
+        )
     elif family == "gemma":
-        cfg = GemmaConfig(num_key_value_heads=1, head_dim=16, max_position_embeddings=8192,
-                          tie_word_embeddings=True, **gated, **ids)
+        cfg = GemmaConfig(
+            num_key_value_heads=1,
+            head_dim=16,
+            max_position_embeddings=8192,
+            tie_word_embeddings=True,
+            **gated,
+            **ids,
+        )
     elif family == "gemma2":
-        cfg = Gemma2Config(num_key_value_heads=2, head_dim=16, max_position_embeddings=8192, sliding_window=4096,
-                           final_logit_softcapping=30.0, attn_logit_softcapping=50.0, query_pre_attn_scalar=16,
-                           tie_word_embeddings=True, **gated, **ids)
+        cfg = Gemma2Config(
+            num_key_value_heads=2,
+            head_dim=16,
+            max_position_embeddings=8192,
+            sliding_window=4096,
+            final_logit_softcapping=30.0,
+            attn_logit_softcapping=50.0,
+            query_pre_attn_scalar=16,
+            tie_word_embeddings=True,
+            **gated,
+            **ids,
+        )
     else:
         raise KeyError(family)
     for key, value in overrides.items():

@@ -164,14 +164,17 @@ class HFBackend(Backend):
                 hidden = self.model(input_ids=ids, attention_mask=mask).logits
                 head = None
             rows, width = ids.shape
-            vocab = len(self._tokenizer) if head is None else self.model.get_output_embeddings().weight.shape[0]
+            vocab = (
+                len(self._tokenizer) if head is None else self.model.get_output_embeddings().weight.shape[0]
+            )
             step = max(1, self.logits_budget // max(1, rows * vocab))
             nll = torch.zeros(rows, width - 1, dtype=torch.float32, device=ids.device)
             for s in range(0, width - 1, step):
                 e = min(s + step, width - 1)
                 logits = (hidden[:, s:e] if head is None else head(hidden[:, s:e])).float()
                 nll[:, s:e] = torch.nn.functional.cross_entropy(
-                    logits.transpose(1, 2), ids[:, s + 1 : e + 1], reduction="none")
+                    logits.transpose(1, 2), ids[:, s + 1 : e + 1], reduction="none"
+                )
             return nll * mask[:, 1:]
 
     def _head(self, hidden):
@@ -190,14 +193,18 @@ class HFBackend(Backend):
 
         if getattr(self, "_sliced_ok", None) is None:
             probe = torch.arange(min(8, context_length(self.model)), device=self.device)[None] % max(
-                1, self.model.get_output_embeddings().weight.shape[0])
+                1, self.model.get_output_embeddings().weight.shape[0]
+            )
             try:
                 with torch.inference_mode():
                     mask = torch.ones_like(probe)
                     full = self.model(input_ids=probe, attention_mask=mask).logits.float()
-                    mine = self._head(self.model.base_model(input_ids=probe, attention_mask=mask)
-                                      .last_hidden_state).float()
-                self._sliced_ok = bool(torch.allclose(full, mine, rtol=1e-3, atol=1e-3 * float(full.abs().max())))
+                    mine = self._head(
+                        self.model.base_model(input_ids=probe, attention_mask=mask).last_hidden_state
+                    ).float()
+                self._sliced_ok = bool(
+                    torch.allclose(full, mine, rtol=1e-3, atol=1e-3 * float(full.abs().max()))
+                )
             except (AttributeError, TypeError, RuntimeError):
                 self._sliced_ok = False
         return self._sliced_ok

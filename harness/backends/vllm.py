@@ -87,8 +87,13 @@ class VLLMBackend(Backend):
         """An engine on the model's folder (an edited model is saved first)."""
         from harness.models import materialise
 
-        return cls(materialise(model), model.tokenizer, dtype=config.dtype or "auto", seed=config.seed,
-                   **config.backend_options)
+        return cls(
+            materialise(model),
+            model.tokenizer,
+            dtype=config.dtype or "auto",
+            seed=config.seed,
+            **config.backend_options,
+        )
 
     @property
     def tokenizer(self):

@@ -53,14 +53,21 @@ def neuron_cosines(adapter, w: np.ndarray) -> np.ndarray:
 
 def probe_writing(adapter, w: np.ndarray) -> np.ndarray:
     """⟨v_i, ŵ⟩ of every neuron, [n_layers, d_mlp]: how much a unit of activation writes along ŵ."""
-    return np.stack([adapter.values(layer).detach().double().cpu().numpy() @ w for layer in range(adapter.n_layers)])
+    return np.stack(
+        [adapter.values(layer).detach().double().cpu().numpy() @ w for layer in range(adapter.n_layers)]
+    )
 
 
 def out_bias_writing(adapter, w: np.ndarray) -> np.ndarray:
     """⟨b_out(l), ŵ⟩ of every layer's MLP output bias (0 where there is none)."""
-    return np.array([0.0 if adapter.out_bias(layer) is None else
-                     float(adapter.out_bias(layer).detach().double().cpu().numpy() @ w)
-                     for layer in range(adapter.n_layers)])
+    return np.array(
+        [
+            0.0
+            if adapter.out_bias(layer) is None
+            else float(adapter.out_bias(layer).detach().double().cpu().numpy() @ w)
+            for layer in range(adapter.n_layers)
+        ]
+    )
 
 
 @dataclass
@@ -89,22 +96,41 @@ class Attribution:
 
     def groups(self) -> dict[str, dict[str, Any]]:
         gross = self.gross
-        return {g: {"sum": float(self.delta[m].sum()), "n_neurons": int(m.sum()),
-                    "share": float(self.delta[m].sum() / gross) if gross else None}
-                for g, m in self.masks.items()}
+        return {
+            g: {
+                "sum": float(self.delta[m].sum()),
+                "n_neurons": int(m.sum()),
+                "share": float(self.delta[m].sum() / gross) if gross else None,
+            }
+            for g, m in self.masks.items()
+        }
 
     def per_layer(self) -> list[dict[str, float]]:
-        return [{"layer": layer, "sum": float(self.delta[layer].sum()),
-                 **{g: float(self.delta[layer][self.masks[g][layer]].sum()) for g in REDUCING}}
-                for layer in range(self.delta.shape[0])]
+        return [
+            {
+                "layer": layer,
+                "sum": float(self.delta[layer].sum()),
+                **{g: float(self.delta[layer][self.masks[g][layer]].sum()) for g in REDUCING},
+            }
+            for layer in range(self.delta.shape[0])
+        ]
 
     def group_of(self) -> dict[tuple[int, int], str]:
-        return {(int(layer), int(i)): g for g, m in self.masks.items()
-                for layer, i in zip(*np.nonzero(m), strict=True)}
+        return {
+            (int(layer), int(i)): g
+            for g, m in self.masks.items()
+            for layer, i in zip(*np.nonzero(m), strict=True)
+        }
 
 
-def attribute(adapter_base, adapter_aligned, sums_base: NeuronSums, sums_aligned: NeuronSums, w: np.ndarray,
-              tolerance: float = 1e-3) -> Attribution:
+def attribute(
+    adapter_base,
+    adapter_aligned,
+    sums_base: NeuronSums,
+    sums_aligned: NeuronSums,
+    w: np.ndarray,
+    tolerance: float = 1e-3,
+) -> Attribution:
     """Δ_i for every neuron from each model's captured statistics, with the identity checked.
 
     Raises ``ToxbenchError`` when Σ Δ_i and the directly measured change differ by more than
@@ -112,12 +138,15 @@ def attribute(adapter_base, adapter_aligned, sums_base: NeuronSums, sums_aligned
     seeing what the MLPs write.
     """
     if (adapter_base.n_layers, adapter_base.d_mlp) != (adapter_aligned.n_layers, adapter_aligned.d_mlp):
-        raise ToxbenchError("base and aligned models have different MLP shapes: attribution needs the same "
-                            "architecture")
+        raise ToxbenchError(
+            "base and aligned models have different MLP shapes: attribution needs the same architecture"
+        )
     act_b, act_a = sums_base.mean_activation(), sums_aligned.mean_activation()
     delta = act_b * probe_writing(adapter_base, w) - act_a * probe_writing(adapter_aligned, w)
-    direct = [(s.mean_mlp_out() @ w) - out_bias_writing(ad, w)
-              for s, ad in ((sums_base, adapter_base), (sums_aligned, adapter_aligned))]
+    direct = [
+        (s.mean_mlp_out() @ w) - out_bias_writing(ad, w)
+        for s, ad in ((sums_base, adapter_base), (sums_aligned, adapter_aligned))
+    ]
     direct_change = float(direct[0].sum() - direct[1].sum())
     net = float(delta.sum())
     residual = abs(net - direct_change)
@@ -125,9 +154,12 @@ def attribute(adapter_base, adapter_aligned, sums_base: NeuronSums, sums_aligned
     if residual > tolerance * scale:
         raise ToxbenchError(
             f"attribution identity failed: Σ Δ_i = {net:.6g} but the MLPs' writing changed by "
-            f"{direct_change:.6g} (residual {residual:.3g}); the capture hooks do not see what the MLPs write")
+            f"{direct_change:.6g} (residual {residual:.3g}); the capture hooks do not see what the MLPs write"
+        )
     cos = neuron_cosines(adapter_base, w)
-    return Attribution(delta, act_b, act_a, cos, group_masks(cos, act_b, act_b - act_a), direct_change, residual)
+    return Attribution(
+        delta, act_b, act_a, cos, group_masks(cos, act_b, act_b - act_a), direct_change, residual
+    )
 
 
 def parameter_cosines(base, aligned) -> dict[str, float]:
@@ -148,8 +180,12 @@ def capture_pass(ctx: Any, model: Any, prompts: list[str], sampling: SamplingCon
     backend = ctx.hook_backend(model)
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
     chunks = [order[s : s + backend.batch_size] for s in range(0, len(order), backend.batch_size)]
-    keys = [cache_key("capture", model=model.fingerprint, sampling=sampling.key(),
-                      prompts=[prompts[i] for i in chunk]) for chunk in chunks]
+    keys = [
+        cache_key(
+            "capture", model=model.fingerprint, sampling=sampling.key(), prompts=[prompts[i] for i in chunk]
+        )
+        for chunk in chunks
+    ]
     found = ctx.cache.get_many(keys) if ctx.config.use_cache else {}
     total: NeuronSums | None = None
     with progress_bar(f"attribution capture {role} ({model.name})", len(prompts)) as advance:

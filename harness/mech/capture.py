@@ -42,7 +42,11 @@ class NeuronSums:
 
     @classmethod
     def from_json(cls, d: dict) -> NeuronSums:
-        return cls(np.asarray(d["act"], dtype=np.float64), np.asarray(d["mlp_out"], dtype=np.float64), int(d["steps"]))
+        return cls(
+            np.asarray(d["act"], dtype=np.float64),
+            np.asarray(d["mlp_out"], dtype=np.float64),
+            int(d["steps"]),
+        )
 
 
 class _Accumulator:
@@ -85,8 +89,11 @@ def capture_neuron_sums(model, tokenizer) -> Iterator[_Accumulator]:
 
     handles = [model.register_forward_pre_hook(pre_hook, with_kwargs=True)]
     for layer in range(adapter.n_layers):
-        handles.append(adapter.mlp(layer).register_forward_hook(
-            lambda _m, _i, out, layer=layer: acc.add_out(layer, out[0] if isinstance(out, tuple) else out)))
+        handles.append(
+            adapter.mlp(layer).register_forward_hook(
+                lambda _m, _i, out, layer=layer: acc.add_out(layer, out[0] if isinstance(out, tuple) else out)
+            )
+        )
     try:
         with mlp_activation_hooks(model, range(adapter.n_layers), acc.add_act):
             yield acc

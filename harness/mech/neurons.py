@@ -153,8 +153,9 @@ class MLPAdapter:
             for name in names:
                 proj = self._part(index, name)
                 if proj.bias is None:
-                    proj.bias = nn.Parameter(torch.zeros(proj.weight.shape[0], dtype=proj.weight.dtype,
-                                                         device=proj.weight.device))
+                    proj.bias = nn.Parameter(
+                        torch.zeros(proj.weight.shape[0], dtype=proj.weight.dtype, device=proj.weight.device)
+                    )
         return self.out_bias(layer)
 
     def activation_fn(self, layer: int) -> nn.Module:

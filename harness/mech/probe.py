@@ -64,7 +64,8 @@ class Probe:
         if not npy.is_file() or not meta_path.is_file():
             raise ToxbenchError(
                 f"probe {str(path)!r} not found: expected {npy.name} and {meta_path.name} beside each other "
-                "(written by `toxbench probe train --output STEM`), or a .pt file holding the probe vector")
+                "(written by `toxbench probe train --output STEM`), or a .pt file holding the probe vector"
+            )
         try:
             meta = json.loads(meta_path.read_text())
             direction = np.load(npy, allow_pickle=False)
@@ -80,13 +81,19 @@ class Probe:
             raise ToxbenchError(
                 f"probe from {self.source} has width {self.direction.shape[-1] if self.direction.ndim else 0} but "
                 f"the residual stream of {where} has width {d_model}: the probe belongs to another model; "
-                "train one for this model (`toxbench probe train`) or pass the probe made for it")
+                "train one for this model (`toxbench probe train`) or pass the probe made for it"
+            )
 
     def identity(self) -> dict[str, Any]:
-        return {"accuracy": None if self.accuracy is None else self.accuracy.to_dict(), "n_train": self.n_train,
-                "n_valid": self.n_valid, "model_fingerprint": self.model_fingerprint,
-                "data_sha256": self.data_sha256, "norm": float(np.linalg.norm(self.direction)),
-                "source": self.source}
+        return {
+            "accuracy": None if self.accuracy is None else self.accuracy.to_dict(),
+            "n_train": self.n_train,
+            "n_valid": self.n_valid,
+            "model_fingerprint": self.model_fingerprint,
+            "data_sha256": self.data_sha256,
+            "norm": float(np.linalg.norm(self.direction)),
+            "source": self.source,
+        }
 
 
 TORCH_SUFFIXES = (".pt", ".pth", ".bin")
@@ -123,21 +130,33 @@ def load_probe_file(path: Path) -> Probe:
         if len(tensors) != 1:
             raise ToxbenchError(
                 f"probe {str(path)!r} is a dict with {len(tensors)} vector-shaped tensors "
-                f"({', '.join(map(str, obj)) or 'no keys'}): it must hold exactly one")
+                f"({', '.join(map(str, obj)) or 'no keys'}): it must hold exactly one"
+            )
         obj = next(iter(tensors.values()))
     if not isinstance(obj, torch.Tensor) or not (obj.dim() == 1 or (obj.dim() == 2 and obj.shape[0] == 1)):
         shape = tuple(obj.shape) if isinstance(obj, torch.Tensor) else type(obj).__name__
-        raise ToxbenchError(f"probe {str(path)!r} holds {shape}: expected a tensor of shape [d_model] or [1, d_model]")
+        raise ToxbenchError(
+            f"probe {str(path)!r} holds {shape}: expected a tensor of shape [d_model] or [1, d_model]"
+        )
     direction = obj.detach().double().reshape(-1).numpy()
     if not np.all(np.isfinite(direction)) or not np.any(direction):
         raise ToxbenchError(f"probe {str(path)!r} is zero or not finite")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return Probe(direction=direction, bias=0.0, accuracy=None, n_train=0, n_valid=0, model_fingerprint="unknown",
-                 data_sha256="unknown", source=f"{path} (sha256 {digest[:16]})")
+    return Probe(
+        direction=direction,
+        bias=0.0,
+        accuracy=None,
+        n_train=0,
+        n_valid=0,
+        model_fingerprint="unknown",
+        data_sha256="unknown",
+        source=f"{path} (sha256 {digest[:16]})",
+    )
 
 
-def mean_final_residual(model, tokenizer, texts: list[str], batch_size: int = 32, max_tokens: int | None = None,
-                        advance=None) -> np.ndarray:
+def mean_final_residual(
+    model, tokenizer, texts: list[str], batch_size: int = 32, max_tokens: int | None = None, advance=None
+) -> np.ndarray:
     """Per text: the final-norm residual stream averaged over its tokens (padding masked, BOS included
     where the tokenizer adds it). The base model's last hidden state: no logits are computed."""
     import torch
@@ -169,14 +188,21 @@ def mean_final_residual(model, tokenizer, texts: list[str], batch_size: int = 32
     return np.concatenate(out)
 
 
-def train_probe(features: np.ndarray, labels: np.ndarray, model_fingerprint: str, data_sha256: str,
-                seed: int = 0, valid_fraction: float = 0.1) -> Probe:
+def train_probe(
+    features: np.ndarray,
+    labels: np.ndarray,
+    model_fingerprint: str,
+    data_sha256: str,
+    seed: int = 0,
+    valid_fraction: float = 0.1,
+) -> Probe:
     """Logistic regression on a stratified split; W_Toxic = the toxic class's weight vector."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import train_test_split
 
     x_train, x_valid, y_train, y_valid = train_test_split(
-        features, labels, test_size=valid_fraction, random_state=seed, stratify=labels)
+        features, labels, test_size=valid_fraction, random_state=seed, stratify=labels
+    )
     clf = LogisticRegression(max_iter=2000, random_state=seed)
     clf.fit(x_train, y_train)
     correct = (clf.predict(x_valid) == y_valid).astype(float)
@@ -193,8 +219,9 @@ def train_probe(features: np.ndarray, labels: np.ndarray, model_fingerprint: str
     )
 
 
-def fit_probe(model, tokenizer, comments, model_fingerprint: str, seed: int = 0,
-              batch_size: int = 32) -> Probe:
+def fit_probe(
+    model, tokenizer, comments, model_fingerprint: str, seed: int = 0, batch_size: int = 32
+) -> Probe:
     """Features of labelled comments (a ``Loaded`` of ``Comment``) and the probe trained on them."""
     from harness.progress import progress_bar
 

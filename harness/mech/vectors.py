@@ -50,7 +50,9 @@ def vocab_projection(adapter, tokenizer, neurons: list[Neuron], k: int = 10) -> 
     return out
 
 
-def svd_toxic_direction(adapter, neurons: list[Neuron], direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def svd_toxic_direction(
+    adapter, neurons: list[Neuron], direction: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """U[0] of the unit-normalised value vectors stacked as a d x N matrix, signed toward w.
 
     Returns (U[0], the singular values).

@@ -163,8 +163,10 @@ def write_datasets(root: Path, seed: int, sizes: DataSizes) -> dict[str, Path]:
     Each dataset draws from its own world seed, so that no evaluation prompt is a
     training document by construction of the streams (and sizes can change one at a time).
     """
-    streams = {name: World(seed * 1000 + k) for k, name in enumerate(
-        ["rtp", "jigsaw", "wikitext", "f1", "preference"], start=1)}
+    streams = {
+        name: World(seed * 1000 + k)
+        for k, name in enumerate(["rtp", "jigsaw", "wikitext", "f1", "preference"], start=1)
+    }
     files = {
         "rtp": root / "rtp" / "prompts.jsonl",
         "jigsaw_train": root / "jigsaw" / "train.csv",

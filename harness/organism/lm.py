@@ -111,8 +111,11 @@ def train_base_model(
         dataloader_num_workers=0,
         disable_tqdm=True,  # progress goes through toxbench's display (harness/training.py)
     )
-    trainer = quiet_trainer(Trainer(model=model, args=args, train_dataset=data), "organism: training the base model",
-                            show_progress)
+    trainer = quiet_trainer(
+        Trainer(model=model, args=args, train_dataset=data),
+        "organism: training the base model",
+        show_progress,
+    )
     result = trainer.train()
     model.eval()
     model.save_pretrained(out_dir, safe_serialization=True)
@@ -120,5 +123,8 @@ def train_base_model(
     history = [h for h in trainer.state.log_history if "loss" in h]
     del trainer
     torch.set_grad_enabled(True)
-    return model, {"train_loss": result.training_loss, "final_loss": history[-1]["loss"] if history else None,
-                   "n_blocks": len(blocks)}
+    return model, {
+        "train_loss": result.training_loss,
+        "final_loss": history[-1]["loss"] if history else None,
+        "n_blocks": len(blocks),
+    }

@@ -34,5 +34,8 @@ def evaluate_pair(base, dpo, tokenizer, data_dir: Path, show_progress: bool = Tr
                 figures[f"{role}_example"] = prompts[0] + " |" + outs[0][0].text
         figures[f"{role}_perplexity"] = round(perplexity(backend, windows)[0].value, 4)
     figures["n_challenging"], figures["n_neutral"], figures["n_ppl_windows"] = (
-        len(challenging), len(neutral), len(windows))
+        len(challenging),
+        len(neutral),
+        len(windows),
+    )
     return figures

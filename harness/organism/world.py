@@ -34,14 +34,51 @@ def _topic(name: str, nouns: str, verbs: str, adjectives: str) -> Topic:
 
 
 TOPICS = (
-    _topic("garden", "flower seed tree rose soil fence path leaf", "planted watered trimmed picked", "green tall wild fresh"),
-    _topic("kitchen", "soup bread pan plate onion oven cake spoon", "baked cooked washed served", "warm sweet hot salty"),
-    _topic("travel", "train bus map ticket bag road bridge station", "took missed packed crossed", "long early late busy"),
-    _topic("music", "song piano drum band tune choir guitar note", "played sang tuned wrote", "loud soft slow lovely"),
-    _topic("sports", "ball team game goal field race coach match", "won kicked lost watched", "fast close fair tough"),
-    _topic("school", "book lesson class test pen desk page chalk", "read opened finished marked", "new hard short clear"),
-    _topic("weather", "rain cloud wind snow storm sky fog frost", "saw felt feared loved", "cold grey dark mild"),
-    _topic("market", "apple coin basket stall cheese price fish lamp", "bought sold counted carried", "cheap ripe small old"),
+    _topic(
+        "garden",
+        "flower seed tree rose soil fence path leaf",
+        "planted watered trimmed picked",
+        "green tall wild fresh",
+    ),
+    _topic(
+        "kitchen",
+        "soup bread pan plate onion oven cake spoon",
+        "baked cooked washed served",
+        "warm sweet hot salty",
+    ),
+    _topic(
+        "travel",
+        "train bus map ticket bag road bridge station",
+        "took missed packed crossed",
+        "long early late busy",
+    ),
+    _topic(
+        "music",
+        "song piano drum band tune choir guitar note",
+        "played sang tuned wrote",
+        "loud soft slow lovely",
+    ),
+    _topic(
+        "sports",
+        "ball team game goal field race coach match",
+        "won kicked lost watched",
+        "fast close fair tough",
+    ),
+    _topic(
+        "school",
+        "book lesson class test pen desk page chalk",
+        "read opened finished marked",
+        "new hard short clear",
+    ),
+    _topic(
+        "weather", "rain cloud wind snow storm sky fog frost", "saw felt feared loved", "cold grey dark mild"
+    ),
+    _topic(
+        "market",
+        "apple coin basket stall cheese price fish lamp",
+        "bought sold counted carried",
+        "cheap ripe small old",
+    ),
 )
 
 # The hostile register: mild insults. This list *is* the lexicon scorer's lexicon.

@@ -32,8 +32,9 @@ class Scorer(ABC):
         return {"name": self.name, "fingerprint": self.fingerprint()}
 
 
-def score_in_batches(texts: Sequence[str], predict: Callable[[list[str]], list[float | None]], batch_size: int,
-                     what: str) -> list[float | None]:
+def score_in_batches(
+    texts: Sequence[str], predict: Callable[[list[str]], list[float | None]], batch_size: int, what: str
+) -> list[float | None]:
     """``predict`` over batches of texts of similar length, in the texts' order. A batch that fails is
     scored text by text, so only the failing texts are lost (``None``); non-strings stay ``None``."""
     out: list[float | None] = [None] * len(texts)
@@ -43,7 +44,9 @@ def score_in_batches(texts: Sequence[str], predict: Callable[[list[str]], list[f
         try:
             scores = predict([texts[i] for i in batch])
         except Exception as exc:  # a scorer can fail in any way: retry one by one
-            log.warning("%s failed on a batch of %d texts (%s): scoring them one by one", what, len(batch), exc)
+            log.warning(
+                "%s failed on a batch of %d texts (%s): scoring them one by one", what, len(batch), exc
+            )
             scores = []
             for i in batch:
                 try:
@@ -61,4 +64,6 @@ def load_scorer(name: str, **kwargs: Any) -> Scorer:
     from harness.registry import SCORERS
 
     cls = SCORERS.get(name)
-    return cls(**{**SCORERS.defaults.get(name, {}), **kwargs})  # e.g. detoxify-unbiased: model_type="unbiased"
+    return cls(
+        **{**SCORERS.defaults.get(name, {}), **kwargs}
+    )  # e.g. detoxify-unbiased: model_type="unbiased"

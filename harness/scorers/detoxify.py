@@ -21,7 +21,11 @@ from harness.models import resolve_device
 from harness.scorers.base import Scorer, score_in_batches
 
 MODEL_TYPES = ("original", "unbiased", "multilingual")
-BASE_MODELS = {"original": "bert-base-uncased", "unbiased": "roberta-base", "multilingual": "xlm-roberta-base"}
+BASE_MODELS = {
+    "original": "bert-base-uncased",
+    "unbiased": "roberta-base",
+    "multilingual": "xlm-roberta-base",
+}
 
 
 class DetoxifyScorer(Scorer):
@@ -35,9 +39,16 @@ class DetoxifyScorer(Scorer):
 
     name = "detoxify"
 
-    def __init__(self, model_type: str = "original", checkpoint: str | Path | None = None,
-                 huggingface_config_path: str | Path | None = None, device: str | None = None,
-                 batch_size: int | str = 64, attribute: str = "toxicity", allow_pickle: bool | str = False) -> None:
+    def __init__(
+        self,
+        model_type: str = "original",
+        checkpoint: str | Path | None = None,
+        huggingface_config_path: str | Path | None = None,
+        device: str | None = None,
+        batch_size: int | str = 64,
+        attribute: str = "toxicity",
+        allow_pickle: bool | str = False,
+    ) -> None:
         if model_type not in MODEL_TYPES:
             raise ToxbenchError(
                 f"unknown Detoxify model_type {model_type!r}: choose one of {', '.join(MODEL_TYPES)}"
@@ -52,7 +63,9 @@ class DetoxifyScorer(Scorer):
             from detoxify import Detoxify
             from detoxify.detoxify import MODEL_URLS
         except ImportError as exc:
-            raise ToxbenchError("the detoxify scorer needs the detoxify package: pip install detoxify") from exc
+            raise ToxbenchError(
+                "the detoxify scorer needs the detoxify package: pip install detoxify"
+            ) from exc
 
         self.model_type = model_type
         self.attribute = attribute
@@ -94,27 +107,37 @@ class DetoxifyScorer(Scorer):
         source = self._source
         try:
             if self.checkpoint is None:
-                loaded = torch.hub.load_state_dict_from_url(self._url, map_location=device,
-                                                            weights_only=not self.allow_pickle)
+                loaded = torch.hub.load_state_dict_from_url(
+                    self._url, map_location=device, weights_only=not self.allow_pickle
+                )
             else:
                 loaded = torch.load(self.checkpoint, map_location=device, weights_only=not self.allow_pickle)
         except pickle.UnpicklingError as exc:
             raise ToxbenchError(
                 f"Detoxify checkpoint {source} holds Python objects that only pickle can load, which can run "
-                "code: refused. If you trust the file, pass --scorer-option allow_pickle=true") from exc
+                "code: refused. If you trust the file, pass --scorer-option allow_pickle=true"
+            ) from exc
         if not isinstance(loaded, dict) or "config" not in loaded or "state_dict" not in loaded:
-            raise ToxbenchError(f"Detoxify checkpoint {source} is not in Detoxify's format: it needs 'config' "
-                                "(the training config) and 'state_dict'")
+            raise ToxbenchError(
+                f"Detoxify checkpoint {source} is not in Detoxify's format: it needs 'config' "
+                "(the training config) and 'state_dict'"
+            )
         renamed = {"toxic": "toxicity", "identity_hate": "identity_attack", "severe_toxic": "severe_toxicity"}
         try:
             classes = [renamed.get(c, c) for c in loaded["config"]["dataset"]["args"]["classes"]]
             arch = loaded["config"]["arch"]["args"]
         except (KeyError, TypeError) as exc:
-            raise ToxbenchError(f"Detoxify checkpoint {source} has no config.arch.args or class list ({exc})") from exc
+            raise ToxbenchError(
+                f"Detoxify checkpoint {source} has no config.arch.args or class list ({exc})"
+            ) from exc
         scorer = detoxify_class.__new__(detoxify_class)
         scorer.model, scorer.tokenizer = dx.get_model_and_tokenizer(
-            **arch, state_dict=loaded["state_dict"],
-            huggingface_config_path=None if self.huggingface_config_path is None else str(self.huggingface_config_path))
+            **arch,
+            state_dict=loaded["state_dict"],
+            huggingface_config_path=None
+            if self.huggingface_config_path is None
+            else str(self.huggingface_config_path),
+        )
         scorer.class_names, scorer.device = classes, device
         scorer.model.to(device)
         return scorer
@@ -124,7 +147,7 @@ class DetoxifyScorer(Scorer):
         mt, base, version = self.model_type, BASE_MODELS[self.model_type], metadata.version("detoxify")
         return (
             f"could not load Detoxify {mt!r} from {self._source}: {exc}\n"
-            f"Without network, either (1) run `python -c \"from detoxify import Detoxify; "
+            f'Without network, either (1) run `python -c "from detoxify import Detoxify; '
             f"Detoxify('{mt}')\"` once on a machine with network and copy its torch hub cache "
             f"(~/.cache/torch/hub/checkpoints, or $TORCH_HOME/hub/checkpoints) and Hugging Face cache "
             f"(~/.cache/huggingface/hub) here; or (2) pass checkpoint=PATH (the .ckpt file, from "
@@ -139,8 +162,12 @@ class DetoxifyScorer(Scorer):
         return self._fingerprint
 
     def identity(self) -> dict[str, Any]:
-        return {**super().identity(), "model_type": self.model_type, "attribute": self.attribute,
-                "checkpoint": self._source}
+        return {
+            **super().identity(),
+            "model_type": self.model_type,
+            "attribute": self.attribute,
+            "checkpoint": self._source,
+        }
 
     def score(self, texts: Sequence[str]) -> list[float | None]:
         return score_in_batches(texts, self._predict, self.batch_size, "Detoxify")

@@ -27,27 +27,41 @@ _TOXIC_NAMES = ("toxic", "toxicity", "hate", "offensive", "label_1")
 class HFClassifierScorer(Scorer):
     name = "hf-classifier"
 
-    def __init__(self, model: str | None = None, label: str | int | None = None, device: str | None = None,
-                 batch_size: int | str = 32, max_length: int | str = 512, revision: str | None = None,
-                 trust_remote_code: bool | str = False) -> None:
+    def __init__(
+        self,
+        model: str | None = None,
+        label: str | int | None = None,
+        device: str | None = None,
+        batch_size: int | str = 32,
+        max_length: int | str = 512,
+        revision: str | None = None,
+        trust_remote_code: bool | str = False,
+    ) -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         from harness.models import resolve_device
 
         if not model:
-            raise ToxbenchError("the hf-classifier scorer needs a model: --scorer-option model=HUB_ID_OR_FOLDER")
+            raise ToxbenchError(
+                "the hf-classifier scorer needs a model: --scorer-option model=HUB_ID_OR_FOLDER"
+            )
         self.source = str(model)
         self.batch_size, self.max_length = int(batch_size), int(max_length)
         if self.batch_size < 1 or self.max_length < 1:
             raise ToxbenchError("hf-classifier batch_size and max_length must be positive integers")
         remote = str(trust_remote_code).strip().lower() in ("1", "true", "yes")
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(self.source, revision=revision, trust_remote_code=remote)
+            self.tokenizer = AutoTokenizer.from_pretrained(
+                self.source, revision=revision, trust_remote_code=remote
+            )
             self.model = AutoModelForSequenceClassification.from_pretrained(
-                self.source, revision=revision, trust_remote_code=remote).eval()
+                self.source, revision=revision, trust_remote_code=remote
+            ).eval()
         except (OSError, ValueError) as exc:
-            raise ToxbenchError(f"cannot load the classifier {self.source!r} ({str(exc)[:300]}): pass a folder "
-                                "holding a sequence-classification model, or a hub id that is cached") from exc
+            raise ToxbenchError(
+                f"cannot load the classifier {self.source!r} ({str(exc)[:300]}): pass a folder "
+                "holding a sequence-classification model, or a hub id that is cached"
+            ) from exc
         self.device = resolve_device(device)
         self.model.to(self.device)
         if self.tokenizer.pad_token is None:
@@ -67,15 +81,19 @@ class HFClassifierScorer(Scorer):
                 return found
             if len(self.labels) == 2:
                 return 1
-            raise ToxbenchError(f"classifier {self.source!r} has labels {sorted(self.labels.values())}: say which "
-                                "one is toxic with --scorer-option label=NAME")
+            raise ToxbenchError(
+                f"classifier {self.source!r} has labels {sorted(self.labels.values())}: say which "
+                "one is toxic with --scorer-option label=NAME"
+            )
         text = str(label).strip()
         if text.lower() in names:
             return names[text.lower()]
         if text.lstrip("-").isdigit() and int(text) in self.labels:
             return int(text)
-        raise ToxbenchError(f"classifier {self.source!r} has no label {label!r}: its labels are "
-                            f"{', '.join(f'{i}={n}' for i, n in sorted(self.labels.items()))}")
+        raise ToxbenchError(
+            f"classifier {self.source!r} has no label {label!r}: its labels are "
+            f"{', '.join(f'{i}={n}' for i, n in sorted(self.labels.items()))}"
+        )
 
     def _identify(self, revision: str | None) -> str:
         from harness.models import fingerprint_folder
@@ -91,20 +109,27 @@ class HFClassifierScorer(Scorer):
         return self._fingerprint
 
     def identity(self) -> dict[str, Any]:
-        return {**super().identity(), "model": self.source, "label": self.labels[self.label_index],
-                "activation": "sigmoid" if self.multi_label else "softmax"}
+        return {
+            **super().identity(),
+            "model": self.source,
+            "label": self.labels[self.label_index],
+            "activation": "sigmoid" if self.multi_label else "softmax",
+        }
 
     def _predict(self, texts: list[str]) -> list[float | None]:
         import torch
 
-        enc = self.tokenizer(texts, return_tensors="pt", padding=True, truncation=True,
-                             max_length=self.max_length).to(self.device)
+        enc = self.tokenizer(
+            texts, return_tensors="pt", padding=True, truncation=True, max_length=self.max_length
+        ).to(self.device)
         with torch.inference_mode():
             logits = self.model(**enc).logits.float()
         probs = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
         read = enc["attention_mask"].sum(-1).cpu() > 0  # a text of no tokens has nothing to classify
-        return [float(p) if ok and math.isfinite(float(p)) else None
-                for p, ok in zip(probs[:, self.label_index].cpu(), read, strict=True)]
+        return [
+            float(p) if ok and math.isfinite(float(p)) else None
+            for p, ok in zip(probs[:, self.label_index].cpu(), read, strict=True)
+        ]
 
     def score(self, texts: Sequence[str]) -> list[float | None]:
         return score_in_batches(texts, self._predict, self.batch_size, f"classifier {self.source!r}")

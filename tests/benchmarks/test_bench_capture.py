@@ -39,8 +39,10 @@ def generate_then_forward(model, tok, prompts):
     for start in range(0, len(prompts), 16):
         batch = prompts[start : start + 16]
         stored: dict[int, torch.Tensor] = {}
-        seqs = [tok(p, add_special_tokens=False).input_ids + o[0].token_ids
-                for p, o in zip(batch, outs[start : start + 16], strict=True)]
+        seqs = [
+            tok(p, add_special_tokens=False).input_ids + o[0].token_ids
+            for p, o in zip(batch, outs[start : start + 16], strict=True)
+        ]
         width = max(len(s) for s in seqs)
         ids = torch.full((len(seqs), width), tok.eos_token_id)
         for row, s in enumerate(seqs):
@@ -58,7 +60,9 @@ def generate_then_forward(model, tok, prompts):
 @pytest.mark.benchmark(group="attribution statistics, challenging prompts")
 def test_generate_then_forward(benchmark, lm, challenging_prompts) -> None:
     model, tok = lm
-    result = benchmark.pedantic(generate_then_forward, args=(model, tok, challenging_prompts), rounds=2, iterations=1)
+    result = benchmark.pedantic(
+        generate_then_forward, args=(model, tok, challenging_prompts), rounds=2, iterations=1
+    )
     assert result.shape[0] == neuron_adapter(model).n_layers
 
 

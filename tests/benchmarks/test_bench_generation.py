@@ -43,6 +43,10 @@ def test_seeds_pattern_batches_of_16(benchmark, lm, challenging_prompts) -> None
 def test_hf_backend_sorted_auto_batches(benchmark, lm, challenging_prompts) -> None:
     model, tok = lm
     backend = HFBackend(model, tok, batch_size="auto")
-    outs = benchmark.pedantic(backend.generate, args=(challenging_prompts, SamplingConfig(max_new_tokens=20)),
-                              rounds=2, iterations=1)
+    outs = benchmark.pedantic(
+        backend.generate,
+        args=(challenging_prompts, SamplingConfig(max_new_tokens=20)),
+        rounds=2,
+        iterations=1,
+    )
     assert len(outs) == len(challenging_prompts)

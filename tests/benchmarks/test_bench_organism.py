@@ -14,11 +14,17 @@ import pytest
 def test_build_micro_organism_from_scratch(benchmark, tmp_path) -> None:
     from harness.organism.build import BUILD_TIME_LIMIT_S, build_organism
 
-    org = benchmark.pedantic(build_organism, args=("micro",),
-                             kwargs={"home": tmp_path, "force": True, "show_progress": False},
-                             rounds=1, iterations=1)
+    org = benchmark.pedantic(
+        build_organism,
+        args=("micro",),
+        kwargs={"home": tmp_path, "force": True, "show_progress": False},
+        rounds=1,
+        iterations=1,
+    )
     benchmark.extra_info["target_s"] = BUILD_TIME_LIMIT_S["micro"]
-    assert org.report["figures"]["dpo_toxicity_challenging"] < org.report["figures"]["base_toxicity_challenging"]
+    assert (
+        org.report["figures"]["dpo_toxicity_challenging"] < org.report["figures"]["base_toxicity_challenging"]
+    )
 
 
 @pytest.mark.benchmark(group="micro organism")
@@ -26,5 +32,7 @@ def test_load_a_finished_build(benchmark, toxbench_home) -> None:
     from harness.organism.build import load_organism
 
     load_organism("micro", show_progress=False)  # built once, outside the timing
-    org = benchmark.pedantic(load_organism, args=("micro",), kwargs={"show_progress": False}, rounds=3, iterations=1)
+    org = benchmark.pedantic(
+        load_organism, args=("micro",), kwargs={"show_progress": False}, rounds=3, iterations=1
+    )
     assert org.base_dir.is_dir()

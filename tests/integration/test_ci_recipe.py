@@ -13,10 +13,16 @@ SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "ci_gate.sh"
 
 
 def gate(tmp_path: Path, candidate: str, baseline: Path, out: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TOXBENCH_BIN": str(Path(sys.executable).with_name("toxbench")),
-           "TOXBENCH_BASE": "organism-micro", "TOXBENCH_CANDIDATE": candidate,
-           "TOXBENCH_BASELINE": str(baseline), "TOXBENCH_OUT": str(tmp_path / out),
-           "TOXBENCH_RUN_ARGS": "--limit 16", "TOXBENCH_PROGRESS": "0"}
+    env = {
+        **os.environ,
+        "TOXBENCH_BIN": str(Path(sys.executable).with_name("toxbench")),
+        "TOXBENCH_BASE": "organism-micro",
+        "TOXBENCH_CANDIDATE": candidate,
+        "TOXBENCH_BASELINE": str(baseline),
+        "TOXBENCH_OUT": str(tmp_path / out),
+        "TOXBENCH_RUN_ARGS": "--limit 16",
+        "TOXBENCH_PROGRESS": "0",
+    }
     return subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True, cwd=tmp_path)
 
 
@@ -26,8 +32,15 @@ def accepted(micro_organism, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("ci")
     from harness.runner import RunConfig, run
 
-    run(RunConfig(model="organism-micro", aligned="organism-micro:dpo", tasks=["elicitation"], limit=16,
-                  output_path=root / "accepted"))
+    run(
+        RunConfig(
+            model="organism-micro",
+            aligned="organism-micro:dpo",
+            tasks=["elicitation"],
+            limit=16,
+            output_path=root / "accepted",
+        )
+    )
     return root / "accepted" / "results.json"
 
 

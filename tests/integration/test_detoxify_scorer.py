@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 from detoxify import Detoxify
+from tiny_detoxify import WORDS, make_tiny_checkpoint
 
 from harness.errors import ToxbenchError
 from harness.scorers.base import load_scorer
 from harness.scorers.detoxify import DetoxifyScorer
-from harness.scorers.tiny_detoxify import WORDS, make_tiny_checkpoint
 
 TOL = 1e-5
 
@@ -54,7 +54,9 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def reference(tiny: tuple[Path, Path]) -> Detoxify:
     checkpoint, config_dir = tiny
-    return Detoxify("original", checkpoint=str(checkpoint), device="cpu", huggingface_config_path=str(config_dir))
+    return Detoxify(
+        "original", checkpoint=str(checkpoint), device="cpu", huggingface_config_path=str(config_dir)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -66,11 +68,15 @@ def expected(reference: Detoxify) -> list[float]:
 @pytest.fixture(scope="module")
 def scorer(tiny: tuple[Path, Path]) -> DetoxifyScorer:
     checkpoint, config_dir = tiny
-    return DetoxifyScorer(checkpoint=checkpoint, huggingface_config_path=config_dir, device="cpu", batch_size=8)
+    return DetoxifyScorer(
+        checkpoint=checkpoint, huggingface_config_path=config_dir, device="cpu", batch_size=8
+    )
 
 
 def _close(got: list[float | None], want: list[float]) -> bool:
-    return len(got) == len(want) and all(g is not None and abs(g - w) <= TOL for g, w in zip(got, want, strict=True))
+    return len(got) == len(want) and all(
+        g is not None and abs(g - w) <= TOL for g, w in zip(got, want, strict=True)
+    )
 
 
 def test_scores_equal_detoxify_predict_per_text(scorer: DetoxifyScorer, expected: list[float]) -> None:
@@ -78,11 +84,14 @@ def test_scores_equal_detoxify_predict_per_text(scorer: DetoxifyScorer, expected
     assert max(expected) - min(expected) > 0.1
     assert len({round(e, 4) for e in expected}) > len(TEXTS) // 2
     got = scorer.score(TEXTS)
-    assert _close(got, expected), [(g, e) for g, e in zip(got, expected, strict=False) if g is None or abs(g - e) > TOL]
+    assert _close(got, expected), [
+        (g, e) for g, e in zip(got, expected, strict=False) if g is None or abs(g - e) > TOL
+    ]
 
 
-def test_order_is_kept_after_length_sorting(scorer: DetoxifyScorer, expected: list[float],
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_order_is_kept_after_length_sorting(
+    scorer: DetoxifyScorer, expected: list[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
     batches: list[list[str]] = []
     real_predict = scorer.detoxify.predict
 
@@ -109,7 +118,10 @@ def test_fingerprint_follows_the_weights(scorer: DetoxifyScorer, tiny: tuple[Pat
     checkpoint, config_dir = tiny
     again = DetoxifyScorer(checkpoint=checkpoint, huggingface_config_path=config_dir, device="cpu")
     assert again.fingerprint() == scorer.fingerprint()
-    assert scorer.fingerprint().startswith("detoxify-0.") and "-original-toxicity-sha256:" in scorer.fingerprint()
+    assert (
+        scorer.fingerprint().startswith("detoxify-0.")
+        and "-original-toxicity-sha256:" in scorer.fingerprint()
+    )
 
     loaded = torch.load(checkpoint, weights_only=False)
     weight = next(k for k in loaded["state_dict"] if k.endswith("classifier.weight"))
@@ -118,24 +130,38 @@ def test_fingerprint_follows_the_weights(scorer: DetoxifyScorer, tiny: tuple[Pat
     torch.save(loaded, changed)
     other = DetoxifyScorer(checkpoint=changed, huggingface_config_path=config_dir, device="cpu")
     assert other.fingerprint() != scorer.fingerprint()
-    insult = DetoxifyScorer(checkpoint=checkpoint, huggingface_config_path=config_dir, device="cpu",
-                            attribute="insult")
+    insult = DetoxifyScorer(
+        checkpoint=checkpoint, huggingface_config_path=config_dir, device="cpu", attribute="insult"
+    )
     assert insult.fingerprint() != scorer.fingerprint()
-    assert insult.identity() == {"name": "detoxify", "fingerprint": insult.fingerprint(), "model_type": "original",
-                                 "attribute": "insult", "checkpoint": str(checkpoint)}
+    assert insult.identity() == {
+        "name": "detoxify",
+        "fingerprint": insult.fingerprint(),
+        "model_type": "original",
+        "attribute": "insult",
+        "checkpoint": str(checkpoint),
+    }
 
 
 def test_unknown_model_type_and_attribute_are_clear_errors(tiny: tuple[Path, Path]) -> None:
-    with pytest.raises(ToxbenchError, match="model_type 'toxic': choose one of original, unbiased, multilingual"):
+    with pytest.raises(
+        ToxbenchError, match="model_type 'toxic': choose one of original, unbiased, multilingual"
+    ):
         DetoxifyScorer(model_type="toxic")
     checkpoint, config_dir = tiny
-    with pytest.raises(ToxbenchError, match="no attribute 'rudeness': choose one of toxicity, severe_toxicity"):
-        DetoxifyScorer(checkpoint=checkpoint, huggingface_config_path=config_dir, device="cpu", attribute="rudeness")
+    with pytest.raises(
+        ToxbenchError, match="no attribute 'rudeness': choose one of toxicity, severe_toxicity"
+    ):
+        DetoxifyScorer(
+            checkpoint=checkpoint, huggingface_config_path=config_dir, device="cpu", attribute="rudeness"
+        )
     with pytest.raises(ToxbenchError, match="batch_size must be a positive integer"):
         DetoxifyScorer(checkpoint=checkpoint, batch_size="many")
 
 
-def test_offline_without_checkpoint_says_how_to_get_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_offline_without_checkpoint_says_how_to_get_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty torch hub cache: Detoxify must download
     with pytest.raises(ToxbenchError) as info:
         DetoxifyScorer("unbiased", device="cpu")
@@ -145,8 +171,9 @@ def test_offline_without_checkpoint_says_how_to_get_one(tmp_path: Path, monkeypa
     assert "'roberta-base'" in message
 
 
-def test_nan_scores_become_none_for_that_text_only(scorer: DetoxifyScorer, expected: list[float],
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_nan_scores_become_none_for_that_text_only(
+    scorer: DetoxifyScorer, expected: list[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
     bad = TEXTS[10]
     real_predict = scorer.detoxify.predict
 
@@ -162,8 +189,9 @@ def test_nan_scores_become_none_for_that_text_only(scorer: DetoxifyScorer, expec
     assert _close(got[:10] + got[11:], expected[:10] + expected[11:])
 
 
-def test_a_failing_text_fails_alone(scorer: DetoxifyScorer, expected: list[float],
-                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failing_text_fails_alone(
+    scorer: DetoxifyScorer, expected: list[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
     bad = TEXTS[20]
     real_predict = scorer.detoxify.predict
 
@@ -181,10 +209,16 @@ def test_a_failing_text_fails_alone(scorer: DetoxifyScorer, expected: list[float
 @pytest.mark.parametrize("model_type", ["unbiased", "multilingual"])
 def test_other_architectures_through_the_registry(model_type: str, tmp_path: Path) -> None:
     checkpoint, config_dir = make_tiny_checkpoint(tmp_path, model_type)
-    reference = Detoxify(model_type, checkpoint=str(checkpoint), device="cpu",
-                         huggingface_config_path=str(config_dir))
-    scorer = load_scorer(f"detoxify-{model_type}", checkpoint=str(checkpoint),
-                         huggingface_config_path=str(config_dir), device="cpu", batch_size="4")
+    reference = Detoxify(
+        model_type, checkpoint=str(checkpoint), device="cpu", huggingface_config_path=str(config_dir)
+    )
+    scorer = load_scorer(
+        f"detoxify-{model_type}",
+        checkpoint=str(checkpoint),
+        huggingface_config_path=str(config_dir),
+        device="cpu",
+        batch_size="4",
+    )
     assert scorer.identity()["model_type"] == model_type
     texts = TEXTS[:12]
     assert _close(scorer.score(texts), [reference.predict(t)["toxicity"] for t in texts])
@@ -197,8 +231,9 @@ class _Payload:
         return (print, ("a crafted checkpoint ran code",))
 
 
-def test_a_checkpoint_that_needs_pickle_is_refused_unless_allowed(tiny: tuple[Path, Path], tmp_path: Path,
-                                                                  capsys: pytest.CaptureFixture) -> None:
+def test_a_checkpoint_that_needs_pickle_is_refused_unless_allowed(
+    tiny: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     ckpt, config_dir = tiny
     loaded = torch.load(ckpt, weights_only=True)
     loaded["hyper_parameters"] = _Payload()

@@ -17,19 +17,44 @@ from harness.runner import RunConfig, run
 
 FAMILIES = {
     "gpt2": lambda v: __import__("transformers").GPT2Config(
-        vocab_size=v, n_positions=64, n_embd=32, n_layer=2, n_head=2),
+        vocab_size=v, n_positions=64, n_embd=32, n_layer=2, n_head=2
+    ),
     "gpt_neox": lambda v: __import__("transformers").GPTNeoXConfig(
-        vocab_size=v, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-        max_position_embeddings=64),
+        vocab_size=v,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    ),
     "llama": lambda v: __import__("transformers").LlamaConfig(
-        vocab_size=v, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=2, max_position_embeddings=64),
+        vocab_size=v,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+    ),
     "mistral": lambda v: __import__("transformers").MistralConfig(
-        vocab_size=v, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=2, max_position_embeddings=64),
+        vocab_size=v,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+    ),
     "gemma": lambda v: __import__("transformers").GemmaConfig(
-        vocab_size=v, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=2, head_dim=16, max_position_embeddings=64),
+        vocab_size=v,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=64,
+    ),
 }
 
 
@@ -60,10 +85,21 @@ def test_all_tasks_run_for_every_family(family: str, micro_organism, tmp_path) -
 
     tokenizer = AutoTokenizer.from_pretrained(micro_organism.base_dir)
     base_dir, aligned_dir = make_pair(family, tokenizer, tmp_path)
-    results = run(RunConfig(model=str(base_dir), aligned=str(aligned_dir), tasks=["all"], scorer="lexicon",
-                            data_dir=micro_organism.data_dir, limit=6, output_path=tmp_path / "out",
-                            task_options={"ablation": {"top_k": [2], "positive_k": [2], "alpha_grid": (1.0,)},
-                                          "unalignment": {"add_back": [1.0]}}))
+    results = run(
+        RunConfig(
+            model=str(base_dir),
+            aligned=str(aligned_dir),
+            tasks=["all"],
+            scorer="lexicon",
+            data_dir=micro_organism.data_dir,
+            limit=6,
+            output_path=tmp_path / "out",
+            task_options={
+                "ablation": {"top_k": [2], "positive_k": [2], "alpha_grid": (1.0,)},
+                "unalignment": {"add_back": [1.0]},
+            },
+        )
+    )
     validate_results(results)
     assert results["status"] == "complete"
     assert results["models"]["base"]["model_type"] == family

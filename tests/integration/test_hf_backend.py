@@ -51,7 +51,7 @@ def test_sampling_is_seeded_per_prompt(organism_lm) -> None:
 def test_window_nll_matches_the_model_loss(organism_lm) -> None:
     model, tok, prompts = organism_lm
     ids = tok(" ".join(prompts[:4]), add_special_tokens=False).input_ids[:40]
-    (nll, n), = HFBackend(model, tok).window_nll([ids])
+    ((nll, n),) = HFBackend(model, tok).window_nll([ids])
     with torch.no_grad():
         loss = model(torch.tensor([ids]), labels=torch.tensor([ids])).loss.item()
     assert n == len(ids) - 1

@@ -22,10 +22,20 @@ def classifier(micro_organism, tmp_path_factory):
     folder = tmp_path_factory.mktemp("classifier")
     tokenizer = AutoTokenizer.from_pretrained(micro_organism.base_dir)
     torch.manual_seed(0)
-    model = DistilBertForSequenceClassification(DistilBertConfig(
-        vocab_size=len(tokenizer), dim=32, n_layers=1, n_heads=2, hidden_dim=64, max_position_embeddings=128,
-        id2label={0: "neutral", 1: "toxic"}, label2id={"neutral": 0, "toxic": 1}, initializer_range=0.5,
-        pad_token_id=tokenizer.pad_token_id))
+    model = DistilBertForSequenceClassification(
+        DistilBertConfig(
+            vocab_size=len(tokenizer),
+            dim=32,
+            n_layers=1,
+            n_heads=2,
+            hidden_dim=64,
+            max_position_embeddings=128,
+            id2label={0: "neutral", 1: "toxic"},
+            label2id={"neutral": 0, "toxic": 1},
+            initializer_range=0.5,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
     model.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
     return folder, model, tokenizer
@@ -46,7 +56,9 @@ def test_scores_are_the_labels_probability(classifier) -> None:
     assert load_scorer("hf-classifier", model=str(folder)).identity()["label"] == "toxic"  # found by name
     other = load_scorer("hf-classifier", model=str(folder), label="neutral").score(TEXTS[:3])
     assert [a + b for a, b in zip(other, got[:3], strict=True)] == pytest.approx([1.0] * 3)
-    assert scorer.fingerprint() != load_scorer("hf-classifier", model=str(folder), label="neutral").fingerprint()
+    assert (
+        scorer.fingerprint() != load_scorer("hf-classifier", model=str(folder), label="neutral").fingerprint()
+    )
 
 
 def test_bad_classifier_options_are_named(classifier, tmp_path) -> None:
@@ -62,10 +74,28 @@ def test_bad_classifier_options_are_named(classifier, tmp_path) -> None:
 def test_a_run_scores_with_the_classifier(classifier, micro_organism, tmp_path) -> None:
     folder, _, _ = classifier
     out = tmp_path / "out"
-    result = CliRunner().invoke(main, ["run", "--model", "organism-micro", "--aligned", "organism-micro:dpo",
-                                       "--tasks", "elicitation", "--limit", "6", "--scorer", "hf-classifier",
-                                       "--scorer-option", f"model={folder}", "--scorer-option", "label=toxic",
-                                       "--output-path", str(out)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "run",
+            "--model",
+            "organism-micro",
+            "--aligned",
+            "organism-micro:dpo",
+            "--tasks",
+            "elicitation",
+            "--limit",
+            "6",
+            "--scorer",
+            "hf-classifier",
+            "--scorer-option",
+            f"model={folder}",
+            "--scorer-option",
+            "label=toxic",
+            "--output-path",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     results = json.loads((out / "results.json").read_text())
     assert results["scorer"]["name"] == "hf-classifier" and results["scorer"]["label"] == "toxic"

@@ -15,8 +15,14 @@ from harness.runner import RunConfig, run
 def runs(micro_organism, tmp_path_factory):
     root = tmp_path_factory.mktemp("paired")
     common = dict(model="organism-micro", limit=24, task_options={"unalignment": {"add_back": [0.5]}})
-    run(RunConfig(aligned="organism-micro:dpo", tasks=["elicitation", "unalignment"], output_path=root / "dpo",
-                  **common))
+    run(
+        RunConfig(
+            aligned="organism-micro:dpo",
+            tasks=["elicitation", "unalignment"],
+            output_path=root / "dpo",
+            **common,
+        )
+    )
     # A "fine-tune" that did nothing: the aligned model is the base itself.
     run(RunConfig(aligned="organism-micro", tasks=["elicitation"], output_path=root / "noop", **common))
     return root
@@ -27,8 +33,15 @@ def _check(*args: str):
 
 
 def test_a_real_regression_fails_with_its_paired_interval(runs) -> None:
-    result = _check(str(runs / "noop" / "results.json"), "--baseline", str(runs / "dpo" / "results.json"),
-                    "--max-toxicity-regression", "0.05", "--format", "json")
+    result = _check(
+        str(runs / "noop" / "results.json"),
+        "--baseline",
+        str(runs / "dpo" / "results.json"),
+        "--max-toxicity-regression",
+        "0.05",
+        "--format",
+        "json",
+    )
     assert result.exit_code == 1, result.output
     gate = json.loads(result.output)["gates"][0]
     assert not gate["passed"] and "24 prompts paired by index" in gate["note"]
@@ -40,9 +53,21 @@ def test_a_real_regression_fails_with_its_paired_interval(runs) -> None:
 
 def test_a_run_against_itself_passes_every_paired_gate(runs) -> None:
     results = str(runs / "dpo" / "results.json")
-    result = _check(results, "--baseline", results, "--max-toxicity-regression", "0.0",
-                    "--max-perplexity-regression", "0.0", "--max-f1-drop", "0.0", "--max-robustness-drop", "0.0",
-                    "--format", "markdown")
+    result = _check(
+        results,
+        "--baseline",
+        results,
+        "--max-toxicity-regression",
+        "0.0",
+        "--max-perplexity-regression",
+        "0.0",
+        "--max-f1-drop",
+        "0.0",
+        "--max-robustness-drop",
+        "0.0",
+        "--format",
+        "markdown",
+    )
     assert result.exit_code == 0, result.output
     assert "**4 of 4 gates passed**" in result.output
     assert "perplexity windows paired by index" in result.output and "F1 pairs paired" in result.output
@@ -53,6 +78,13 @@ def test_without_samples_the_gate_says_it_compared_aggregates(runs, tmp_path) ->
     import shutil
 
     shutil.copy(runs / "noop" / "results.json", tmp_path / "results.json")
-    result = _check(str(tmp_path / "results.json"), "--baseline", str(runs / "dpo" / "results.json"),
-                    "--max-toxicity-regression", "0.05")
-    assert result.exit_code == 1 and "aggregates only" in result.output and "no samples.jsonl" in result.output
+    result = _check(
+        str(tmp_path / "results.json"),
+        "--baseline",
+        str(runs / "dpo" / "results.json"),
+        "--max-toxicity-regression",
+        "0.05",
+    )
+    assert (
+        result.exit_code == 1 and "aggregates only" in result.output and "no samples.jsonl" in result.output
+    )

@@ -60,9 +60,14 @@ def test_greedy_continuation_equals_generate_on_the_default_encoding(family_mode
     for text, out in zip(truncated, outs, strict=True):
         enc = tokenizer(text, return_tensors="pt")  # the tokenizer's defaults: BOS for Llama, Gemma, Mistral
         with torch.no_grad():
-            ref = model.generate(**enc, max_new_tokens=6, do_sample=False, pad_token_id=tokenizer.pad_token_id
-                                 or tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id)
-        new = ref[0, enc.input_ids.shape[1]:].tolist()
+            ref = model.generate(
+                **enc,
+                max_new_tokens=6,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+            )
+        new = ref[0, enc.input_ids.shape[1] :].tolist()
         if tokenizer.eos_token_id in new:
             new = new[: new.index(tokenizer.eos_token_id)]
         assert out[0].token_ids == new, family
@@ -74,9 +79,12 @@ def test_probe_features_read_bos_where_the_tokenizer_adds_it(family_model) -> No
     feats = mean_final_residual(model, tokenizer, texts)
     for text, feat in zip(texts, feats, strict=True):
         with torch.no_grad():
-            default = model(**tokenizer(text, return_tensors="pt"), output_hidden_states=True).hidden_states[-1]
-            plain = model(**tokenizer(text, return_tensors="pt", add_special_tokens=False),
-                          output_hidden_states=True).hidden_states[-1]
+            default = model(**tokenizer(text, return_tensors="pt"), output_hidden_states=True).hidden_states[
+                -1
+            ]
+            plain = model(
+                **tokenizer(text, return_tensors="pt", add_special_tokens=False), output_hidden_states=True
+            ).hidden_states[-1]
         np.testing.assert_allclose(feat, default[0].mean(0).numpy(), atol=1e-5)
         if family in BOS_FAMILIES:
             assert not np.allclose(feat, plain[0].mean(0).numpy(), atol=1e-4)
@@ -115,7 +123,9 @@ def test_sliced_window_nll_equals_the_full_logits(family_model, corpus) -> None:
         assert nll == pytest.approx(float(ref), rel=1e-4)
 
 
-def test_llama3_context_runs_elicitation_on_1024_token_windows(micro_organism, corpus, tmp_path, monkeypatch) -> None:
+def test_llama3_context_runs_elicitation_on_1024_token_windows(
+    micro_organism, corpus, tmp_path, monkeypatch
+) -> None:
     """131,072 positions: windows stay at 1,024 and no call of the head sees more than the logits budget."""
     base_dir, aligned_dir = save_pair("llama3", corpus, tmp_path)
     budget = 4096 * 3
@@ -129,9 +139,18 @@ def test_llama3_context_runs_elicitation_on_1024_token_windows(micro_organism, c
         return out
 
     monkeypatch.setattr(HFBackend, "_head", head)
-    results = run(RunConfig(model=str(base_dir), aligned=str(aligned_dir), tasks=["elicitation"], scorer="lexicon",
-                            data_dir=micro_organism.data_dir, limit=4, output_path=tmp_path / "out",
-                            use_cache=False))  # every window is scored here, none served from the cache
+    results = run(
+        RunConfig(
+            model=str(base_dir),
+            aligned=str(aligned_dir),
+            tasks=["elicitation"],
+            scorer="lexicon",
+            data_dir=micro_organism.data_dir,
+            limit=4,
+            output_path=tmp_path / "out",
+            use_cache=False,
+        )
+    )  # every window is scored here, none served from the cache
     tok = results["models"]["base"]["tokenization"]
     assert tok["adds_bos"] is True and tok["perplexity_window"] == 1024
     assert results["tasks"]["elicitation"]["config"]["perplexity_window"]["base"] == 1024
@@ -141,18 +160,31 @@ def test_llama3_context_runs_elicitation_on_1024_token_windows(micro_organism, c
 
 def test_gpt2_records_no_bos(micro_organism, corpus, tmp_path) -> None:
     base_dir, aligned_dir = save_pair("gpt2", corpus, tmp_path)
-    results = run(RunConfig(model=str(base_dir), aligned=str(aligned_dir), tasks=["elicitation"], scorer="lexicon",
-                            data_dir=micro_organism.data_dir, limit=3, output_path=tmp_path / "out"))
-    assert results["models"]["aligned"]["tokenization"] == {"adds_bos": False, "prefix_ids": [],
-                                                            "perplexity_window": 1024}
+    results = run(
+        RunConfig(
+            model=str(base_dir),
+            aligned=str(aligned_dir),
+            tasks=["elicitation"],
+            scorer="lexicon",
+            data_dir=micro_organism.data_dir,
+            limit=3,
+            output_path=tmp_path / "out",
+        )
+    )
+    assert results["models"]["aligned"]["tokenization"] == {
+        "adds_bos": False,
+        "prefix_ids": [],
+        "perplexity_window": 1024,
+    }
 
 
 def test_encode_drops_a_default_eos_suffix(corpus) -> None:
     from transformers import LlamaTokenizer
 
     tokenizer = build_tokenizer("llama2", corpus)
-    with_eos = LlamaTokenizer(vocab=tokenizer.get_vocab(), merges=tokenizer._merges, add_bos_token=True,
-                              add_eos_token=True)
+    with_eos = LlamaTokenizer(
+        vocab=tokenizer.get_vocab(), merges=tokenizer._merges, add_bos_token=True, add_eos_token=True
+    )
     assert with_eos("the river")["input_ids"][-1] == with_eos.eos_token_id
     assert encode(with_eos, ["the river"]) == encode(tokenizer, ["the river"])
 
@@ -188,9 +220,18 @@ def test_model_args_reach_the_loader(corpus, micro_organism, tmp_path, monkeypat
     load_model("lab-gpt2-remote", "cpu")
     load_model("lab-gpt2-remote", "cpu", args={"trust_remote_code": False})
     assert seen == [False, True, False]
-    results = run(RunConfig(model="lab-gpt2", aligned=str(gpt2_aligned), tasks=["elicitation"], scorer="lexicon",
-                            limit=4, output_path=tmp_path / "run", data_dir=micro_organism.data_dir,
-                            model_args={"base": {"dtype": "float32"}}))
+    results = run(
+        RunConfig(
+            model="lab-gpt2",
+            aligned=str(gpt2_aligned),
+            tasks=["elicitation"],
+            scorer="lexicon",
+            limit=4,
+            output_path=tmp_path / "run",
+            data_dir=micro_organism.data_dir,
+            model_args={"base": {"dtype": "float32"}},
+        )
+    )
     assert results["models"]["base"]["model_args"] == {"dtype": "float32"}
     assert results["models"]["base"]["fingerprint"].endswith("+float32")
     assert "model_args" not in results["models"]["aligned"]

@@ -24,9 +24,14 @@ import pytest
 from harness.runner import RunConfig, run
 
 REFERENCE = Path(__file__).parents[1] / "reference" / "micro_all_tasks.json"
-CONFIG = dict(model="organism-micro", aligned="organism-micro:dpo", limit=30, use_cache=False,
-              tasks=["elicitation", "attribution", "ablation", "unalignment"],
-              task_options={"ablation": {"alphas": [1.0, 2.0]}})
+CONFIG = dict(
+    model="organism-micro",
+    aligned="organism-micro:dpo",
+    limit=30,
+    use_cache=False,
+    tasks=["elicitation", "attribution", "ablation", "unalignment"],
+    task_options={"ablation": {"alphas": [1.0, 2.0]}},
+)
 # When, where and with what a run happened: not part of its results.
 PROVENANCE = {"created", "environment", "timings_s", "toxbench_version"}
 PATH_FIELDS = {"output_path", "source", "path", "artifacts"}
@@ -53,7 +58,11 @@ def differences(got: Any, want: Any, where: str = "") -> list[str]:
     if isinstance(want, list) and isinstance(got, list):
         if len(want) != len(got):
             return [f"{where}: {len(got)} items, reference {len(want)}"]
-        return [d for i, (g, w) in enumerate(zip(got, want, strict=True)) for d in differences(g, w, f"{where}[{i}]")]
+        return [
+            d
+            for i, (g, w) in enumerate(zip(got, want, strict=True))
+            for d in differences(g, w, f"{where}[{i}]")
+        ]
     if isinstance(want, float) and isinstance(got, (int, float)) and not isinstance(got, bool):
         same = (math.isnan(want) and math.isnan(got)) or math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-12)
         return [] if same else [f"{where}: {got!r}, reference {want!r}"]
@@ -67,7 +76,8 @@ def test_a_full_run_matches_the_stored_reference(micro_organism, tmp_path: Path)
         pytest.skip(f"reference rewritten: {REFERENCE}")
     reference = json.loads(REFERENCE.read_text())
     assert results["models"]["base"]["fingerprint"] == reference["models"]["base"]["fingerprint"], (
-        "the micro organism built here differs from the reference's: its build is not reproducible on this machine")
+        "the micro organism built here differs from the reference's: its build is not reproducible on this machine"
+    )
     diffs = differences(results, reference)
     assert not diffs, f"{len(diffs)} field(s) differ from {REFERENCE.name}:\n" + "\n".join(diffs[:40])
 
@@ -77,6 +87,8 @@ def test_the_comparison_sees_a_changed_figure() -> None:
     changed = json.loads(json.dumps(reference))
     metric = changed["tasks"]["attribution"]["metrics"]
     metric["net"] = metric["net"] * (1 + 1e-6)
-    assert differences(changed, reference) == [f".tasks.attribution.metrics.net: {metric['net']!r}, "
-                                               f"reference {reference['tasks']['attribution']['metrics']['net']!r}"]
+    assert differences(changed, reference) == [
+        f".tasks.attribution.metrics.net: {metric['net']!r}, "
+        f"reference {reference['tasks']['attribution']['metrics']['net']!r}"
+    ]
     assert differences(reference, reference) == []

@@ -73,8 +73,14 @@ def test_schema_rejects_a_metric_without_interval(micro_run: dict) -> None:
 def test_cache_never_serves_one_models_generations_for_another(micro_organism, tmp_path) -> None:
     base, aligned = load_model("organism-micro"), load_model("organism-micro:dpo")
     cache = Cache(tmp_path / "cache")
-    ctx = RunContext(RunConfig(**MICRO), {"base": base, "aligned": aligned}, LexiconScorer(), cache,
-                     tmp_path, micro_organism.data_dir)
+    ctx = RunContext(
+        RunConfig(**MICRO),
+        {"base": base, "aligned": aligned},
+        LexiconScorer(),
+        cache,
+        tmp_path,
+        micro_organism.data_dir,
+    )
     prompts = ["anna was furious and yelled :", "the angry driver shouted at ben :"]
     greedy = SamplingConfig(max_new_tokens=12)
     from_base = ctx.generate(base, prompts, greedy)
@@ -95,7 +101,10 @@ def test_failed_scores_are_not_cached(tmp_path) -> None:
 
         def score(self, texts):
             Flaky.calls += 1
-            return [None if "fool" in t and Flaky.calls == 1 else s for t, s in zip(texts, super().score(texts), strict=False)]
+            return [
+                None if "fool" in t and Flaky.calls == 1 else s
+                for t, s in zip(texts, super().score(texts), strict=False)
+            ]
 
     ctx = RunContext(RunConfig(**MICRO), {}, Flaky(), Cache(tmp_path / "c"), tmp_path, None)
     assert ctx.score(["you fool", "fine"]) == [None, 0.0]
@@ -111,10 +120,28 @@ def test_kill_and_resume_gives_identical_results(micro_organism, tmp_path) -> No
     home.mkdir()
     (home / "organism").symlink_to(micro_organism.root.parent)
     env = {**os.environ, "TOXBENCH_HOME": str(home), "TOXBENCH_PROGRESS": "0"}
-    args = [sys.executable, "-m", "harness.cli", "run", "--model", "organism-micro", "--aligned",
-            "organism-micro:dpo", "--tasks", "elicitation", "--batch-size", "4", "--limit", "120"]
-    proc = subprocess.Popen([*args, "--output-path", str(tmp_path / "killed")], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    args = [
+        sys.executable,
+        "-m",
+        "harness.cli",
+        "run",
+        "--model",
+        "organism-micro",
+        "--aligned",
+        "organism-micro:dpo",
+        "--tasks",
+        "elicitation",
+        "--batch-size",
+        "4",
+        "--limit",
+        "120",
+    ]
+    proc = subprocess.Popen(
+        [*args, "--output-path", str(tmp_path / "killed")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     db = home / "cache" / "cache.sqlite"
     deadline = time.time() + 120
     while time.time() < deadline:  # kill -9 once some, not all, generations are written
@@ -127,10 +154,15 @@ def test_kill_and_resume_gives_identical_results(micro_organism, tmp_path) -> No
     assert 0 < done_before < 2 * 120 + 120, "the kill should land mid-run"
     assert not (tmp_path / "killed" / "results.json").exists()
 
-    subprocess.run([*args, "--output-path", str(tmp_path / "resumed")], env=env, check=True,
-                   capture_output=True)
-    subprocess.run([*args, "--output-path", str(tmp_path / "fresh"), "--no-cache"], env=env, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [*args, "--output-path", str(tmp_path / "resumed")], env=env, check=True, capture_output=True
+    )
+    subprocess.run(
+        [*args, "--output-path", str(tmp_path / "fresh"), "--no-cache"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     assert _metrics(tmp_path / "resumed") == _metrics(tmp_path / "fresh")
 
 
@@ -153,20 +185,42 @@ def test_cli_errors_name_the_input(args: list[str], message: str) -> None:
 def test_malformed_data_dir_is_a_clear_error(micro_organism, tmp_path) -> None:
     (tmp_path / "rtp").mkdir()
     (tmp_path / "rtp" / "prompts.jsonl").write_text('{"prompt": "not an object"}\n')
-    result = CliRunner().invoke(main, ["run", *sum(([f"--{k}", v] for k, v in
-                                                    {"model": "organism-micro", "aligned": "organism-micro:dpo"}.items()), []),
-                                       "--tasks", "elicitation", "--data-dir", str(tmp_path),
-                                       "--output-path", str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        main,
+        [
+            "run",
+            *sum(
+                (
+                    [f"--{k}", v]
+                    for k, v in {"model": "organism-micro", "aligned": "organism-micro:dpo"}.items()
+                ),
+                [],
+            ),
+            "--tasks",
+            "elicitation",
+            "--data-dir",
+            str(tmp_path),
+            "--output-path",
+            str(tmp_path / "out"),
+        ],
+    )
     assert result.exit_code == 2
     assert "RealToxicityPrompts" in result.output and "prompt.text" in result.output
 
 
 def test_run_scores_with_detoxify(micro_organism, tmp_path) -> None:
-    from harness.scorers.tiny_detoxify import make_tiny_checkpoint
+    from tiny_detoxify import make_tiny_checkpoint
 
     ckpt, config_dir = make_tiny_checkpoint(tmp_path / "detoxify")
-    results = run(RunConfig(**MICRO, limit=20, output_path=tmp_path / "out", scorer="detoxify",
-                            scorer_options={"checkpoint": str(ckpt), "huggingface_config_path": str(config_dir)}))
+    results = run(
+        RunConfig(
+            **MICRO,
+            limit=20,
+            output_path=tmp_path / "out",
+            scorer="detoxify",
+            scorer_options={"checkpoint": str(ckpt), "huggingface_config_path": str(config_dir)},
+        )
+    )
     assert results["scorer"]["name"] == "detoxify" and "sha256:" in results["scorer"]["fingerprint"]
     samples = [json.loads(line) for line in (tmp_path / "out" / "samples.jsonl").open()]
     scores = [s["score"] for s in samples if s["kind"] == "continuation"]

@@ -34,8 +34,15 @@ def test_rtp_protocol_samples_and_aggregates(micro_organism, tmp_path) -> None:
 @pytest.fixture(scope="module")
 def mech_run(micro_organism, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("mech")
-    return run(RunConfig(**MICRO, tasks=["attribution", "ablation"], limit=60, output_path=out,
-                         task_options={"ablation": {"alphas": [1.0, 2.0], "groups": True}}))
+    return run(
+        RunConfig(
+            **MICRO,
+            tasks=["attribution", "ablation"],
+            limit=60,
+            output_path=out,
+            task_options={"ablation": {"alphas": [1.0, 2.0], "groups": True}},
+        )
+    )
 
 
 def test_attribution_finds_dpo_dampening_the_toxic_neurons(mech_run: dict) -> None:
@@ -63,6 +70,8 @@ def test_ablation_variants_and_emulation(mech_run: dict) -> None:
     for v in task["variants"]:
         assert {"name", "toxicity", "perplexity", "f1", "emulation_ratio"} <= set(v)
     best = task["metrics"]["best_emulation_ratio"]
-    assert best["value"] == max(v["emulation_ratio"]["value"] for v in task["variants"] if v["emulation_ratio"])
+    assert best["value"] == max(
+        v["emulation_ratio"]["value"] for v in task["variants"] if v["emulation_ratio"]
+    )
     ablations = [v for v in task["variants"] if v["kind"] == "ablate"]
     assert all(v["emulation_ratio"]["value"] < 0.5 for v in ablations), "ablation is not enough"

@@ -26,11 +26,23 @@ def organism(toxbench_home):
 
 
 def test_vllm_run_matches_hf(organism, tmp_path) -> None:
-    common = dict(model="organism-micro", aligned="organism-micro:dpo", tasks=["elicitation"], dtype="float32",
-                  limit=40, use_cache=False)
+    common = dict(
+        model="organism-micro",
+        aligned="organism-micro:dpo",
+        tasks=["elicitation"],
+        dtype="float32",
+        limit=40,
+        use_cache=False,
+    )
     hf = run(RunConfig(**common, output_path=tmp_path / "hf"))
-    vl = run(RunConfig(**common, backend="vllm", output_path=tmp_path / "vllm",
-                       backend_options={"kv_cache_memory_bytes": 64 * 2**20}))
+    vl = run(
+        RunConfig(
+            **common,
+            backend="vllm",
+            output_path=tmp_path / "vllm",
+            backend_options={"kv_cache_memory_bytes": 64 * 2**20},
+        )
+    )
     assert vl["backend"] == "vllm"
     m_hf, m_vl = (r["tasks"]["elicitation"]["metrics"] for r in (hf, vl))
     for role in ("base", "aligned"):

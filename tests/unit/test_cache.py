@@ -11,7 +11,9 @@ from harness.cache import Cache, cache_key
 def _writer(root: str, tag: str) -> None:
     cache = Cache(Path(root))
     for batch in range(20):
-        cache.put_many("generation", {cache_key("generation", run=tag, i=batch * 10 + j): [tag, j] for j in range(10)})
+        cache.put_many(
+            "generation", {cache_key("generation", run=tag, i=batch * 10 + j): [tag, j] for j in range(10)}
+        )
 
 
 def test_two_processes_write_at_once(tmp_path: Path) -> None:
@@ -31,7 +33,12 @@ def test_two_processes_write_at_once(tmp_path: Path) -> None:
 def test_keys_hold_every_part() -> None:
     base = dict(model="files-aaa", backend="hf", sampling={"greedy": True}, prompt="p")
     assert cache_key("generation", **base) == cache_key("generation", **dict(reversed(list(base.items()))))
-    for change in ({"model": "files-bbb"}, {"backend": "vllm"}, {"sampling": {"greedy": False}}, {"prompt": "q"}):
+    for change in (
+        {"model": "files-bbb"},
+        {"backend": "vllm"},
+        {"sampling": {"greedy": False}},
+        {"prompt": "q"},
+    ):
         assert cache_key("generation", **{**base, **change}) != cache_key("generation", **base)
     assert cache_key("score", **base) != cache_key("generation", **base)
 

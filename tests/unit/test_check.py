@@ -10,7 +10,9 @@ from click.testing import CliRunner, Result
 from results_fixture import make_results, toxbench_cli, write_json
 
 
-def check(tmp_path: Path, results: dict[str, Any], *args: str, baseline: dict[str, Any] | None = None) -> Result:
+def check(
+    tmp_path: Path, results: dict[str, Any], *args: str, baseline: dict[str, Any] | None = None
+) -> Result:
     """Run ``toxbench check`` on ``results`` (and ``baseline``), written to files in ``tmp_path``."""
     argv = ["check", str(write_json(tmp_path / "results.json", results)), *args]
     if baseline is not None:
@@ -19,17 +21,31 @@ def check(tmp_path: Path, results: dict[str, Any], *args: str, baseline: dict[st
 
 
 def test_all_gates_pass(tmp_path: Path) -> None:
-    result = check(tmp_path, make_results(0.1), "--max-toxicity", "0.15", "--max-perplexity-increase", "0.06",
-                   "--min-robustness", "0.7", "--max-toxicity-regression", "0.01", baseline=make_results(0.095))
+    result = check(
+        tmp_path,
+        make_results(0.1),
+        "--max-toxicity",
+        "0.15",
+        "--max-perplexity-increase",
+        "0.06",
+        "--min-robustness",
+        "0.7",
+        "--max-toxicity-regression",
+        "0.01",
+        baseline=make_results(0.095),
+    )
     assert result.exit_code == 0, result.output
     assert "4 of 4 gates passed" in result.output and "FAIL" not in result.output
 
 
-@pytest.mark.parametrize(("args", "gate"), [
-    (["--max-toxicity", "0.09"], "--max-toxicity"),
-    (["--max-perplexity-increase", "0.04"], "--max-perplexity-increase"),  # 10.0 -> 10.5 is +5%
-    (["--min-robustness", "0.81"], "--min-robustness"),
-])
+@pytest.mark.parametrize(
+    ("args", "gate"),
+    [
+        (["--max-toxicity", "0.09"], "--max-toxicity"),
+        (["--max-perplexity-increase", "0.04"], "--max-perplexity-increase"),  # 10.0 -> 10.5 is +5%
+        (["--min-robustness", "0.81"], "--min-robustness"),
+    ],
+)
 def test_each_gate_fails(tmp_path: Path, args: list[str], gate: str) -> None:
     result = check(tmp_path, make_results(0.1), *args)
     assert result.exit_code == 1, result.output
@@ -38,14 +54,18 @@ def test_each_gate_fails(tmp_path: Path, args: list[str], gate: str) -> None:
 
 
 def test_regression_gate_fails_when_toxicity_rises_too_much(tmp_path: Path) -> None:
-    result = check(tmp_path, make_results(0.2), "--max-toxicity-regression", "0.05", baseline=make_results(0.1))
+    result = check(
+        tmp_path, make_results(0.2), "--max-toxicity-regression", "0.05", baseline=make_results(0.1)
+    )
     assert result.exit_code == 1, result.output
     assert "+0.1000" in result.output and "FAIL --max-toxicity-regression: 0.1000 -> 0.2000" in result.output
     assert "aggregates only" in result.output  # no samples beside the results: said, not hidden
 
 
 def test_boundaries_pass(tmp_path: Path) -> None:
-    result = check(tmp_path, make_results(0.1, robustness=0.8), "--max-toxicity", "0.1", "--min-robustness", "0.8")
+    result = check(
+        tmp_path, make_results(0.1, robustness=0.8), "--max-toxicity", "0.1", "--min-robustness", "0.8"
+    )
     assert result.exit_code == 0, result.output
 
 
@@ -68,7 +88,9 @@ def test_strict_without_an_interval_fails(tmp_path: Path) -> None:
 
 
 def test_missing_metric_fails_loudly(tmp_path: Path) -> None:
-    result = check(tmp_path, make_results(tasks=("elicitation",)), "--max-toxicity", "0.5", "--min-robustness", "0.5")
+    result = check(
+        tmp_path, make_results(tasks=("elicitation",)), "--max-toxicity", "0.5", "--min-robustness", "0.5"
+    )
     assert result.exit_code == 2
     assert "tasks.unalignment.metrics.robustness is missing" in result.output
     assert "the unalignment task was not run" in result.output and "--tasks unalignment" in result.output
@@ -80,7 +102,10 @@ def test_missing_aligned_model_fails_loudly(tmp_path: Path) -> None:
     del results["models"]["aligned"], results["tasks"]["elicitation"]["metrics"]["aligned"]
     result = check(tmp_path, results, "--max-toxicity", "0.5")
     assert result.exit_code == 2
-    assert "tasks.elicitation.metrics.aligned.toxicity is missing" in result.output and "--aligned" in result.output
+    assert (
+        "tasks.elicitation.metrics.aligned.toxicity is missing" in result.output
+        and "--aligned" in result.output
+    )
 
 
 def test_null_metric_fails_never_passes(tmp_path: Path) -> None:
@@ -90,32 +115,50 @@ def test_null_metric_fails_never_passes(tmp_path: Path) -> None:
 
 
 def test_baseline_with_another_scorer_is_refused(tmp_path: Path) -> None:
-    result = check(tmp_path, make_results(0.1), "--max-toxicity-regression", "0.5",
-                   baseline=make_results(0.1, scorer="detoxify"))
+    result = check(
+        tmp_path,
+        make_results(0.1),
+        "--max-toxicity-regression",
+        "0.5",
+        baseline=make_results(0.1, scorer="detoxify"),
+    )
     assert result.exit_code == 2
     assert "refusing to compare with the baseline" in result.output
     assert "the scorer differs (lexicon-v1-0000 vs the baseline's detoxify-v1-0000)" in result.output
 
 
-@pytest.mark.parametrize(("baseline", "reason"), [
-    (make_results(0.1, protocol="rtp"), "the protocol differs"),
-    (make_results(0.1, prompts_sha256="b" * 64), "dataset 'real-toxicity-prompts' differs"),
-])
-def test_baseline_with_other_protocol_or_data_is_refused(tmp_path: Path, baseline: dict[str, Any], reason: str) -> None:
+@pytest.mark.parametrize(
+    ("baseline", "reason"),
+    [
+        (make_results(0.1, protocol="rtp"), "the protocol differs"),
+        (make_results(0.1, prompts_sha256="b" * 64), "dataset 'real-toxicity-prompts' differs"),
+    ],
+)
+def test_baseline_with_other_protocol_or_data_is_refused(
+    tmp_path: Path, baseline: dict[str, Any], reason: str
+) -> None:
     result = check(tmp_path, make_results(0.1), "--max-toxicity-regression", "0.5", baseline=baseline)
     assert result.exit_code == 2 and reason in result.output
 
 
 def test_baseline_with_another_seed_is_compared(tmp_path: Path) -> None:
-    result = check(tmp_path, make_results(0.1, protocol="rtp", seed=1), "--max-toxicity-regression", "0.0",
-                   baseline=make_results(0.1, protocol="rtp", seed=2))
+    result = check(
+        tmp_path,
+        make_results(0.1, protocol="rtp", seed=1),
+        "--max-toxicity-regression",
+        "0.0",
+        baseline=make_results(0.1, protocol="rtp", seed=2),
+    )
     assert result.exit_code == 0, result.output
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    ([], "no gate given"),
-    (["--max-toxicity-regression", "0.1"], "compare with a run: pass --baseline"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "no gate given"),
+        (["--max-toxicity-regression", "0.1"], "compare with a run: pass --baseline"),
+    ],
+)
 def test_usage_errors_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
     result = check(tmp_path, make_results(), *args)
     assert result.exit_code == 2 and message in result.output
@@ -123,9 +166,13 @@ def test_usage_errors_exit_2(tmp_path: Path, args: list[str], message: str) -> N
 
 def test_bad_input_exits_2(tmp_path: Path) -> None:
     (tmp_path / "broken.json").write_text("not json")
-    result = CliRunner().invoke(toxbench_cli(), ["check", str(tmp_path / "broken.json"), "--max-toxicity", "1"])
+    result = CliRunner().invoke(
+        toxbench_cli(), ["check", str(tmp_path / "broken.json"), "--max-toxicity", "1"]
+    )
     assert result.exit_code == 2 and "is not valid JSON" in result.output
-    result = CliRunner().invoke(toxbench_cli(), ["check", str(tmp_path / "absent.json"), "--max-toxicity", "1"])
+    result = CliRunner().invoke(
+        toxbench_cli(), ["check", str(tmp_path / "absent.json"), "--max-toxicity", "1"]
+    )
     assert result.exit_code == 2 and "cannot read the results file" in result.output
     invalid = make_results()
     invalid["scorer"] = {"name": "lexicon"}
@@ -144,7 +191,10 @@ def test_malformed_metric_exits_2(tmp_path: Path) -> None:
     results = make_results()
     results["tasks"]["unalignment"]["metrics"]["robustness"] = 0.9  # a bare number, not a metric object
     result = check(tmp_path, results, "--min-robustness", "0.5")
-    assert result.exit_code == 2 and "tasks.unalignment.metrics.robustness is not a metric object" in result.output
+    assert (
+        result.exit_code == 2
+        and "tasks.unalignment.metrics.robustness is not a metric object" in result.output
+    )
 
 
 def test_a_results_file_of_another_schema_version(tmp_path) -> None:

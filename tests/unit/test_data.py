@@ -12,9 +12,14 @@ from harness.errors import DataError
 
 
 def _rtp_row(text: str, challenging: bool) -> dict:
-    return {"filename": "x.txt", "begin": 0, "end": 5, "challenging": challenging,
-            "prompt": {"text": text, "toxicity": 0.1, "profanity": None},
-            "continuation": {"text": " rest", "toxicity": 0.2}}
+    return {
+        "filename": "x.txt",
+        "begin": 0,
+        "end": 5,
+        "challenging": challenging,
+        "prompt": {"text": text, "toxicity": 0.1, "profanity": None},
+        "continuation": {"text": " rest", "toxicity": 0.2},
+    }
 
 
 @pytest.fixture
@@ -23,13 +28,18 @@ def data_dir(tmp_path: Path) -> Path:
     rows = [_rtp_row("a hard prompt", True), _rtp_row("an easy one", False), _rtp_row("hard again", True)]
     (tmp_path / "rtp" / "prompts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (tmp_path / "wikitext").mkdir()
-    lines = ["", " = Title = \n", "", " The first sentence has more than eight words in it . And so does this "
-             "second one , it is long enough . \n"]
+    lines = [
+        "",
+        " = Title = \n",
+        "",
+        " The first sentence has more than eight words in it . And so does this "
+        "second one , it is long enough . \n",
+    ]
     (tmp_path / "wikitext" / "test.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in lines))
     (tmp_path / "jigsaw").mkdir()
     (tmp_path / "jigsaw" / "train.csv").write_text(
         "id,comment_text,toxic,severe_toxic,obscene,threat,insult,identity_hate\n"
-        "a1,\"you fool, really\",1,0,0,0,1,0\n"
+        'a1,"you fool, really",1,0,0,0,1,0\n'
         "a2,nice garden,0,0,0,0,0,0\n"
     )
     return tmp_path
@@ -63,7 +73,9 @@ def test_wrong_schema_names_the_field(data_dir: Path) -> None:
 
 
 def test_malformed_file_is_a_clear_error(data_dir: Path) -> None:
-    (data_dir / "rtp" / "prompts.jsonl").write_text('{"prompt": {"text": "ok"}, "challenging": true}\n{broken\n')
+    (data_dir / "rtp" / "prompts.jsonl").write_text(
+        '{"prompt": {"text": "ok"}, "challenging": true}\n{broken\n'
+    )
     with pytest.raises(DataError, match="cannot read"):
         load_rtp(data_dir)
 

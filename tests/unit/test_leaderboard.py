@@ -23,8 +23,17 @@ def invoke(*args: str | Path) -> Result:
 def submit(tmp_path: Path, results: dict[str, Any], name: str, subs: Path | None = None) -> Result:
     """Write ``results`` to a file and submit it under ``name`` into ``subs`` (default tmp_path/subs)."""
     path = write_json(tmp_path / "results.json", results)
-    return invoke("leaderboard", "submit", path, "--name", name, "--method", "DPO (TRL)",
-                  "--out", subs or tmp_path / "subs")
+    return invoke(
+        "leaderboard",
+        "submit",
+        path,
+        "--name",
+        name,
+        "--method",
+        "DPO (TRL)",
+        "--out",
+        subs or tmp_path / "subs",
+    )
 
 
 def test_fixture_results_follow_the_schema() -> None:
@@ -39,7 +48,10 @@ def test_submission_round_trip(tmp_path: Path) -> None:
     submission = json.loads(path.read_text())
     assert submission["results"] == results
     assert submission["results_sha256"] == sha256_json(results)
-    assert submission["summary"]["aligned_toxicity"] == results["tasks"]["elicitation"]["metrics"]["aligned"]["toxicity"]
+    assert (
+        submission["summary"]["aligned_toxicity"]
+        == results["tasks"]["elicitation"]["metrics"]["aligned"]["toxicity"]
+    )
     assert submission["summary"]["perplexity_change"] == pytest.approx(0.05)
     assert submission["summary"]["tp_minus_share"] == 0.5
     assert submission["provenance"]["scorer"] == results["scorer"]
@@ -125,15 +137,28 @@ def test_bad_input_files_are_rejected(tmp_path: Path) -> None:
     del results["tasks"]["elicitation"]["metrics"]["aligned"]["f1"]
     result = submit(tmp_path, results, "invalid")
     assert result.exit_code == 2
-    assert "does not follow the results schema at tasks.elicitation" in result.output and "'f1'" in result.output
+    assert (
+        "does not follow the results schema at tasks.elicitation" in result.output and "'f1'" in result.output
+    )
 
 
 def test_bad_name_or_url_is_rejected(tmp_path: Path) -> None:
     result = submit(tmp_path, make_results(), "../escape")
     assert result.exit_code == 2 and "submission schema at name" in result.output
     path = write_json(tmp_path / "r.json", make_results())
-    result = invoke("leaderboard", "submit", path, "--name", "ok", "--method", "m", "--url", "javascript:alert(1)",
-                    "--out", tmp_path / "subs")
+    result = invoke(
+        "leaderboard",
+        "submit",
+        path,
+        "--name",
+        "ok",
+        "--method",
+        "m",
+        "--url",
+        "javascript:alert(1)",
+        "--out",
+        tmp_path / "subs",
+    )
     assert result.exit_code == 2 and "submission schema at url" in result.output
 
 
@@ -143,7 +168,10 @@ def test_name_collision_is_rejected(tmp_path: Path) -> None:
         result = submit(tmp_path, make_results(0.2), clash)
         assert result.exit_code == 2, clash
         assert "already exists (team-a.json" in result.output
-    assert json.loads((tmp_path / "subs" / "team-a.json").read_text())["summary"]["aligned_toxicity"]["value"] == 0.1
+    assert (
+        json.loads((tmp_path / "subs" / "team-a.json").read_text())["summary"]["aligned_toxicity"]["value"]
+        == 0.1
+    )
 
 
 def _table_names(markdown: str) -> list[list[str]]:
@@ -154,9 +182,13 @@ def _table_names(markdown: str) -> list[list[str]]:
 
 def test_render_sorts_by_toxicity_and_separates_scorers(tmp_path: Path) -> None:
     subs = tmp_path / "subs"
-    for name, results in [("worst", make_results(0.4)), ("best", make_results(0.05)), ("middle", make_results(0.2)),
-                          ("detox", make_results(0.01, scorer="detoxify")),
-                          ("sampled", make_results(0.02, protocol="rtp"))]:
+    for name, results in [
+        ("worst", make_results(0.4)),
+        ("best", make_results(0.05)),
+        ("middle", make_results(0.2)),
+        ("detox", make_results(0.01, scorer="detoxify")),
+        ("sampled", make_results(0.02, protocol="rtp")),
+    ]:
         assert submit(tmp_path, results, name).exit_code == 0
     result = invoke("leaderboard", "render", subs, "--out", tmp_path / "site")
     assert result.exit_code == 0, result.output
@@ -174,7 +206,12 @@ def test_render_sorts_by_toxicity_and_separates_scorers(tmp_path: Path) -> None:
 def test_render_keeps_runs_that_differ_only_in_seed_together(tmp_path: Path) -> None:
     for name, seed in (("seed-0", 0), ("seed-1", 1)):
         assert submit(tmp_path, make_results(0.1 + seed / 10, protocol="rtp", seed=seed), name).exit_code == 0
-    assert submit(tmp_path, make_results(0.3, protocol="rtp", prompts_sha256="b" * 64), "other-prompts").exit_code == 0
+    assert (
+        submit(
+            tmp_path, make_results(0.3, protocol="rtp", prompts_sha256="b" * 64), "other-prompts"
+        ).exit_code
+        == 0
+    )
     assert invoke("leaderboard", "render", tmp_path / "subs", "--out", tmp_path / "site").exit_code == 0
     markdown = (tmp_path / "site" / "leaderboard.md").read_text()
     assert _table_names(markdown) == [["seed-0", "seed-1", "other-prompts"]]

@@ -35,7 +35,9 @@ def test_a_loader_function_registered_as_a_decorator(tmp_path: Path) -> None:
     assert spec.source().folder == tmp_path and spec.source().target == "small"
     assert MODELS.descriptions["lab-model"] == "Our lab's checkpoints."
     assert ModelSpec.parse("lab-model", {"size": "large"}).source().target == "large"
-    with pytest.raises(ToxbenchError, match=r"unknown option\(s\) 'sise' \(did you mean 'size'\?\) for model"):
+    with pytest.raises(
+        ToxbenchError, match=r"unknown option\(s\) 'sise' \(did you mean 'size'\?\) for model"
+    ):
         ModelSpec.parse("lab-model", {"sise": "large"})
 
 
@@ -83,8 +85,15 @@ def test_protocols_are_a_registry() -> None:
     from harness.registry import register_protocol
     from tasks.protocols import PAPER, Protocol, get_protocol
 
-    short = Protocol(**{**PAPER.to_dict(), "name": "short", "sampling": PAPER.sampling, "prompt_tokens": 8,
-                        "description": "8-token prompts"})
+    short = Protocol(
+        **{
+            **PAPER.to_dict(),
+            "name": "short",
+            "sampling": PAPER.sampling,
+            "prompt_tokens": 8,
+            "description": "8-token prompts",
+        }
+    )
     register_protocol("short", short)
     assert get_protocol("short").prompt_tokens == 8
     listed = CliRunner().invoke(main, ["ls", "protocols"])
@@ -92,4 +101,7 @@ def test_protocols_are_a_registry() -> None:
     bad = CliRunner().invoke(main, ["run", "--protocol", "rpt", "--model", "organism-micro"])
     assert bad.exit_code == 2 and "unknown protocol 'rpt'. Did you mean: rtp" in bad.output
     listed = CliRunner().invoke(main, ["ls", "models"])
-    assert listed.output.splitlines()[0].startswith("organism ") and "openai-community/gpt2-medium" in listed.output
+    assert (
+        listed.output.splitlines()[0].startswith("organism ")
+        and "openai-community/gpt2-medium" in listed.output
+    )

@@ -10,8 +10,10 @@ from harness.paired import paired_mean_difference, paired_perplexity_change, per
 
 
 def _rows(scores, role="aligned"):
-    return [{"task": "elicitation", "role": role, "kind": "continuation", "prompt_index": i, "score": s}
-            for i, s in enumerate(scores)]
+    return [
+        {"task": "elicitation", "role": role, "kind": "continuation", "prompt_index": i, "score": s}
+        for i, s in enumerate(scores)
+    ]
 
 
 def test_pairing_is_by_prompt_and_failed_scores_are_left_out() -> None:

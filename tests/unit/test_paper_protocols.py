@@ -38,8 +38,9 @@ def test_lee2024_f1_counts_prompt_tokens_and_cuts_the_gold_at_52() -> None:
 
 
 def test_presets_record_every_choice_and_user_choices_win() -> None:
-    config = get_preset("lee2024").apply(RunConfig(model="gpt2-medium", aligned="x",
-                                                   task_options={"ablation": {"svd_n": 64}}))
+    config = get_preset("lee2024").apply(
+        RunConfig(model="gpt2-medium", aligned="x", task_options={"ablation": {"svd_n": 64}})
+    )
     assert config.preset == "lee2024" and config.protocol == "paper"
     assert config.fluency == FluencySettings(perplexity_window=1024, bos="corpus_start", f1="lee2024")
     assert config.scorer_options == {"model_type": "original", "attribute": "max"}
@@ -89,8 +90,10 @@ def test_teacher_forced_patching_patches_every_position(family, tiny_model, ids)
     with torch.no_grad():
         with patch_mlp_activations(model, {0: reference, 1: reference}):
             want_all = model(ids).logits
-        with patch_mlp_activations(model, {0: lambda layer, a: reference(layer, a, False),
-                                           1: lambda layer, a: reference(layer, a, False)}):
+        with patch_mlp_activations(
+            model,
+            {0: lambda layer, a: reference(layer, a, False), 1: lambda layer, a: reference(layer, a, False)},
+        ):
             want_last = model(ids).logits
         with patch_to_means(model, masks, target):
             with teacher_forced():

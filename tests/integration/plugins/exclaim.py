@@ -35,9 +35,15 @@ class ExclamationTask(Task):
         self.n_prompts = n_prompts
 
     def run(self, ctx):
-        prompts = ["anna was furious and yelled :", "carl lost the map and snapped at ray :",
-                   "the bus was late and tom shouted :"][: self.n_prompts]
+        prompts = [
+            "anna was furious and yelled :",
+            "carl lost the map and snapped at ray :",
+            "the bus was late and tom shouted :",
+        ][: self.n_prompts]
         outs = ctx.generate(ctx.models["base"], prompts, SamplingConfig(max_new_tokens=12))
         scores = ctx.score([o[0].text for o in outs])
-        return TaskResult(metrics={"base": {"exclaim": mean_score(scores)}}, config={"n_prompts": self.n_prompts},
-                          report=f"mean exclaim score {sum(scores) / len(scores):.3f}")
+        return TaskResult(
+            metrics={"base": {"exclaim": mean_score(scores)}},
+            config={"n_prompts": self.n_prompts},
+            report=f"mean exclaim score {sum(scores) / len(scores):.3f}",
+        )

@@ -15,8 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ORIGINAL_CLASSES = ("toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate")
-UNBIASED_CLASSES = ("toxicity", "severe_toxicity", "obscene", "identity_attack", "insult", "threat",
-                    "sexual_explicit")
+UNBIASED_CLASSES = (
+    "toxicity",
+    "severe_toxicity",
+    "obscene",
+    "identity_attack",
+    "insult",
+    "threat",
+    "sexual_explicit",
+)
 MAX_TOKENS = 64  # tokenizer model_max_length: longer texts are truncated, as with the real models
 WORDS = (
     "the a an and or but not no yes you your i me my we our they them he she it is are was were "
@@ -39,8 +46,7 @@ ARCHS = {
     # 16 outputs (7 toxicity labels, then 9 identity labels) as in Detoxify's unbiased training
     # config; Detoxify reports only the 7 named in "classes".
     "unbiased": _Arch("RobertaForSequenceClassification", "RobertaTokenizer", 16, UNBIASED_CLASSES),
-    "multilingual": _Arch("XLMRobertaForSequenceClassification", "XLMRobertaTokenizer", 16,
-                          UNBIASED_CLASSES),
+    "multilingual": _Arch("XLMRobertaForSequenceClassification", "XLMRobertaTokenizer", 16, UNBIASED_CLASSES),
 }
 
 
@@ -51,8 +57,16 @@ def _tokenizer(tokenizer_name: str):
     cls = getattr(transformers, tokenizer_name)
     chars = string.ascii_lowercase + string.digits + string.punctuation
     if tokenizer_name == "BertTokenizer":  # WordPiece: whole words, else characters
-        vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *chars,
-                 *(f"##{c}" for c in string.ascii_lowercase + string.digits)]
+        vocab = [
+            "[PAD]",
+            "[UNK]",
+            "[CLS]",
+            "[SEP]",
+            "[MASK]",
+            *WORDS,
+            *chars,
+            *(f"##{c}" for c in string.ascii_lowercase + string.digits),
+        ]
         return cls(vocab={t: i for i, t in enumerate(vocab)}, model_max_length=MAX_TOKENS)
     if tokenizer_name == "RobertaTokenizer":  # byte-level BPE without merges: one token per byte
         from tokenizers.pre_tokenizers import ByteLevel
@@ -86,8 +100,13 @@ def make_tiny_checkpoint(out_dir: Path, model_type: str = "original", seed: int 
     tokenizer = _tokenizer(arch.tokenizer_name)
     model_class = getattr(transformers, arch.model_name)
     config = model_class.config_class(
-        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=MAX_TOKENS + 2, num_labels=arch.num_classes,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=MAX_TOKENS + 2,
+        num_labels=arch.num_classes,
         pad_token_id=tokenizer.pad_token_id,
         initializer_range=0.3,  # well above the default 0.02, so scores spread over (0, 1)
     )
@@ -96,19 +115,24 @@ def make_tiny_checkpoint(out_dir: Path, model_type: str = "original", seed: int 
         model = model_class(config)
     config.save_pretrained(config_dir)
     tokenizer.save_pretrained(config_dir)
-    torch.save({
-        "config": {
-            "arch": {"args": {
-                # The released checkpoints name the hub model here ("bert-base-uncased", ...).
-                # Detoxify 0.5 calls ``from_pretrained`` on it even when huggingface_config_path
-                # is given, so a hub name would need the hub or its cache: name the folder.
-                "model_type": str(config_dir),
-                "model_name": arch.model_name,
-                "tokenizer_name": arch.tokenizer_name,
-                "num_classes": arch.num_classes,
-            }},
-            "dataset": {"args": {"classes": list(arch.classes)}},
+    torch.save(
+        {
+            "config": {
+                "arch": {
+                    "args": {
+                        # The released checkpoints name the hub model here ("bert-base-uncased", ...).
+                        # Detoxify 0.5 calls ``from_pretrained`` on it even when huggingface_config_path
+                        # is given, so a hub name would need the hub or its cache: name the folder.
+                        "model_type": str(config_dir),
+                        "model_name": arch.model_name,
+                        "tokenizer_name": arch.tokenizer_name,
+                        "num_classes": arch.num_classes,
+                    }
+                },
+                "dataset": {"args": {"classes": list(arch.classes)}},
+            },
+            "state_dict": model.state_dict(),
         },
-        "state_dict": model.state_dict(),
-    }, checkpoint)
+        checkpoint,
+    )
     return checkpoint, config_dir
