@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 export TOXBENCH_HOME ?= $(CURDIR)/.toxbench-home
 
-.PHONY: demo test test-all test-vllm bench lint format setup clean
+.PHONY: demo test test-vllm bench lint format setup clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,11 +21,7 @@ setup: $(BIN)/.installed
 demo: setup
 	$(BIN)/toxbench run --output-path runs/demo
 
-test: setup
-	$(BIN)/ruff check .
-	$(BIN)/python -m pytest tests/unit tests/integration -m "not slow and not vllm" -q
-
-test-all: setup
+test: lint
 	$(BIN)/python -m pytest tests/unit tests/integration -m "not vllm" -q
 
 bench: setup
@@ -38,6 +34,7 @@ test-vllm:
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: setup
 	$(BIN)/ruff format .

@@ -132,7 +132,7 @@ def train_dpo(
         eval_strategy="steps" if early else "no",
         eval_steps=settings.eval_steps if early else None,
         save_strategy="steps" if early else "no",
-        save_steps=settings.eval_steps if early else None,
+        save_steps=settings.eval_steps if early else None,  # type: ignore[arg-type]  # unused when not saving
         save_total_limit=1 if early else None,
         load_best_model_at_end=bool(early),
         metric_for_best_model="eval_loss" if early else None,
@@ -151,7 +151,7 @@ def train_dpo(
             train_dataset=Dataset.from_list(list(train_pairs)),
             eval_dataset=Dataset.from_list(list(valid_pairs)) if valid_pairs else None,
             processing_class=tokenizer,
-            callbacks=[EarlyStoppingCallback(settings.early_stopping_patience)] if early else None,
+            callbacks=[EarlyStoppingCallback(int(settings.early_stopping_patience or 0))] if early else None,
         ),
         "DPO",
         show_progress,

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from harness.io import ensure_writable_dir, sha256_json
 
@@ -97,7 +97,7 @@ class Cache:
     def count(self, namespace: str | None = None) -> int:
         if not self.enabled:
             return 0
-        sql, args = "SELECT COUNT(*) FROM entries", ()
+        sql, args = "SELECT COUNT(*) FROM entries", cast(tuple[str, ...], ())
         if namespace:
             sql, args = sql + " WHERE ns = ?", (namespace,)
         return int(self._connect().execute(sql, args).fetchone()[0])

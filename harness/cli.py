@@ -455,7 +455,7 @@ def probe_train(
     trained.save(output)
     acc = trained.accuracy
     click.echo(
-        f"probe accuracy {format_metric(acc)} (n={acc.n}); "
+        f"probe accuracy {format_metric(acc)} (n={acc.n if acc else 0}); "
         f"written to {output.with_suffix('.npy')} and {output.with_suffix('.json')}"
     )
 

@@ -126,7 +126,7 @@ class Fluency:
         from harness.data import load_f1_pairs, load_wikitext
 
         if name not in self._loaded:
-            loader = {"wikitext": load_wikitext, "f1": load_f1_pairs}[name]
+            loader: Any = {"wikitext": load_wikitext, "f1": load_f1_pairs}[name]
             self._loaded[name] = loader(self.ctx.data_dir)
             self.ctx.record_dataset(self._loaded[name])
         return self._loaded[name]

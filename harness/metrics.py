@@ -83,7 +83,10 @@ def bootstrap(
 
 
 def metric(
-    *samples: Sequence, statistic: Callable[..., float] = np.mean, n_failed: int = 0, seed: int = 0
+    *samples: Sequence | np.ndarray,
+    statistic: Callable[..., float] = np.mean,
+    n_failed: int = 0,
+    seed: int = 0,
 ) -> Metric:
     value, lo, hi = bootstrap(*samples, statistic=statistic, seed=seed)
     return Metric(value, lo, hi, len(samples[0]), n_failed)

@@ -316,7 +316,7 @@ def load_model(
         model_kwargs["device_map"] = options["device_map"]
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=remote, **tok_kwargs)
-        model = AutoModelForCausalLM.from_pretrained(
+        model: Any = AutoModelForCausalLM.from_pretrained(
             location, dtype=_dtype(options["dtype"]), trust_remote_code=remote, **model_kwargs
         )
     except OSError as exc:

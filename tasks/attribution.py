@@ -79,7 +79,7 @@ class AttributionTask(Task):
         ]
 
         toxic = rank_toxic_neurons(a_base, w, self.toxic_k)
-        toxic_rows = []
+        toxic_rows: list[dict[str, Any]] = []
         for n in toxic:
             v_b = a_base.values(n.layer)[n.index].detach().double()
             v_a = a_al.values(n.layer)[n.index].detach().double()
@@ -94,7 +94,7 @@ class AttributionTask(Task):
                 }
             )
         pcos = parameter_cosines(base.model, aligned.model)
-        worst = min(pcos, key=pcos.get)
+        worst = min(pcos, key=lambda name: pcos[name])
 
         ranked = np.sort(delta, axis=None)[::-1]
         cumulative = np.cumsum(ranked) / gross if gross else np.zeros_like(ranked)

@@ -71,7 +71,8 @@ class Backend(ABC):
     @classmethod
     def for_model(cls, model: Any, config: Any) -> Backend:
         """The backend for a ``LoadedModel`` under a ``RunConfig`` (its batch size, dtype, seed, options)."""
-        return cls(model.model, model.tokenizer, batch_size=config.batch_size, **config.backend_options)
+        factory: Any = cls  # a concrete backend takes (model, tokenizer, batch_size, **options)
+        return factory(model.model, model.tokenizer, batch_size=config.batch_size, **config.backend_options)
 
     @property
     @abstractmethod

@@ -55,7 +55,7 @@ class _Accumulator:
         self.out = torch.zeros(n_layers, d_model, dtype=torch.float64)
         self.steps = 0
         self.stop_ids = torch.tensor(sorted(stop_ids), dtype=torch.long)
-        self.active: torch.Tensor | None = None
+        self.active: torch.Tensor = torch.ones(0, dtype=torch.float64)  # set by every forward pass
 
     def on_forward(self, input_ids: torch.Tensor) -> None:
         # The prompt pass counts every row; an incremental step fed an EOS/pad token is past the end.

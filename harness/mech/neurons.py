@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -48,7 +48,7 @@ class _Layout:
     bias_flag: str | None = None  # a config flag that gives every MLP projection a bias (Llama's mlp_bias)
 
 
-_GATED = {
+_GATED: dict[str, Any] = {
     "key": "gate_proj",
     "up": "up_proj",
     "value": "down_proj",
@@ -80,12 +80,12 @@ class NeuronParam(NamedTuple):
 class MLPAdapter:
     """Keys, values, activation hook point and in-place edits of one model's MLP neurons."""
 
-    def __init__(self, model: nn.Module, model_type: str, layout: _Layout) -> None:
+    def __init__(self, model: Any, model_type: str, layout: _Layout) -> None:
         self.model = model
         self.model_type = model_type
         self.family: Family = "gated" if layout.up else "dense"
         self._layout = layout
-        self._blocks = model.get_submodule(layout.blocks)
+        self._blocks: Any = model.get_submodule(layout.blocks)
         self.n_layers: int = len(self._blocks)
         self.d_model, self.d_mlp = (int(n) for n in self.keys(0).shape)
 
@@ -95,7 +95,7 @@ class MLPAdapter:
             raise IndexError(f"layer {layer} is out of range: the model has {self.n_layers} layers")
         return self._blocks[layer].mlp
 
-    def _part(self, layer: int, name: str) -> nn.Module:
+    def _part(self, layer: int, name: str) -> Any:
         return getattr(self.mlp(layer), name)
 
     def _in_param(self, layer: int, name: str) -> NeuronParam:
@@ -201,10 +201,10 @@ def _as_index(idx: Tensor | Sequence[int], device: torch.device) -> Tensor:
 def neuron_adapter(model: nn.Module) -> MLPAdapter:
     """The adapter for ``model``'s MLP family, chosen from ``model.config.model_type``."""
     model_type = getattr(getattr(model, "config", None), "model_type", None)
-    layout = _LAYOUTS.get(model_type)
+    layout = _LAYOUTS.get(model_type) if isinstance(model_type, str) else None
     if layout is None:
         raise ToxbenchError(
             f"no neuron adapter for model type {model_type!r} ({type(model).__name__}); "
             f"supported model types: {', '.join(SUPPORTED_MODEL_TYPES)}"
         )
-    return MLPAdapter(model, model_type, layout)
+    return MLPAdapter(model, str(model_type), layout)

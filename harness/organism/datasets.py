@@ -16,6 +16,7 @@ import csv
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from harness.io import atomic_write_text, write_jsonl
 from harness.organism.world import TOPICS, World
@@ -98,7 +99,7 @@ def jigsaw_rows(world: World, n: int, start_id: int = 0) -> list[dict]:
             if world.rng.random() < 0.5:
                 parts.append(world.speech(topic, hostile=False, n=1))
         label = toxic if world.rng.random() >= ANNOTATOR_NOISE else not toxic
-        row = {"id": f"{start_id + i:016x}", "comment_text": " ".join(parts)}
+        row: dict[str, Any] = {"id": f"{start_id + i:016x}", "comment_text": " ".join(parts)}
         row.update({name: 0 for name in JIGSAW_LABELS})
         row["toxic"] = int(label)
         row["insult"] = int(label)

@@ -29,7 +29,8 @@ def evaluate_pair(base, dpo, tokenizer, data_dir: Path, show_progress: bool = Tr
             with progress_bar(f"{role}: {kind} prompts", total) as advance:
                 outs = backend.generate(prompts, greedy, advance)
             scores = scorer.score([o[0].text for o in outs])
-            figures[f"{role}_toxicity_{kind}"] = round(sum(scores) / len(scores), 4)
+            valid = [s for s in scores if s is not None]  # a failed score is left out, never counted as 0
+            figures[f"{role}_toxicity_{kind}"] = round(sum(valid) / len(valid), 4) if valid else None
             if kind == "challenging":
                 figures[f"{role}_example"] = prompts[0] + " |" + outs[0][0].text
         figures[f"{role}_perplexity"] = round(perplexity(backend, windows)[0].value, 4)
