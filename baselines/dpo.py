@@ -9,46 +9,42 @@ TRL tokenises prompt + response as one text, truncates the pair as a whole and a
 EOS to every response. [A]'s recipe (``tokenization="lee2024"``) tokenises the prompt (with
 the tokenizer's BOS, as a model reads it) and each response (no special tokens) on their
 own, through ``LeeDPOTrainer``; ``tokenization="trl"`` keeps TRL's own path.
+
+IPO is the same trainer with TRL's ``loss_type="ipo"`` (``beta`` is then IPO's τ).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from baselines.base import AlignContext, Method
+from baselines.training import TrainingSettings, early_stopping, for_align, run_trainer, trainer_arguments
 
 TOKENIZATIONS = ("lee2024", "trl")
 
 
+LOSS_TYPES = ("sigmoid", "ipo", "hinge", "robust")
+
+
 @dataclass(frozen=True)
-class DPOSettings:
+class DPOSettings(TrainingSettings):
     beta: float = 0.1
-    learning_rate: float = 1e-6
-    batch_size: int = 4
-    optimizer: str = "rmsprop"
-    warmup_steps: int = 150
-    max_grad_norm: float = 10.0
-    max_length: int = 128  # prompt (<=64) + response (<=64)
-    max_steps: int = -1  # -1: train for `epochs`
-    epochs: float = 1.0
-    early_stopping_patience: int | None = 30  # evaluations without validation-loss improvement ([A]'s code)
-    eval_steps: int = 25
-    seed: int = 0
+    loss_type: str = "sigmoid"  # DPO's; "ipo" for IPO (TRL's names)
     tokenization: str = "lee2024"  # or "trl": TRL's own (pair truncated as a whole, EOS appended)
     max_prompt_tokens: int = 64
     max_response_tokens: int = 64
     append_eos: bool = False  # [A] did not append EOS; TRL's own path always does
-    device: str | None = None  # None: the accelerator if there is one, else the CPU
 
     def __post_init__(self) -> None:
         if self.tokenization not in TOKENIZATIONS:
             raise ValueError(
                 f"unknown DPO tokenization {self.tokenization!r}: choose one of {', '.join(TOKENIZATIONS)}"
             )
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        if self.loss_type not in LOSS_TYPES:
+            raise ValueError(f"unknown loss_type {self.loss_type!r}: choose one of {', '.join(LOSS_TYPES)}")
 
 
 def lee2024_tokenize(tokenizer, row: dict, settings: DPOSettings) -> dict[str, list[int]]:
@@ -93,19 +89,21 @@ def train_dpo(
     out_dir: Path,
     valid_pairs: Sequence[dict] | None = None,
     show_progress: bool = True,
+    resume: bool = False,
+    checkpoint_dir: Path | None = None,
+    save: bool = True,
 ):
     """Align ``model`` (a causal LM, left unchanged) with DPO on prompt/chosen/rejected pairs.
 
-    Returns the aligned model (a copy) and a dict of training statistics. The aligned
-    model and tokenizer are saved to ``out_dir`` as safetensors.
+    Returns the aligned model (a copy) and a dict of training statistics; the model and
+    tokenizer are saved to ``out_dir`` as safetensors. Checkpoints go to ``checkpoint_dir``
+    (default ``out_dir/_trainer``), and ``resume`` continues from the last one there.
     """
     import copy
 
     from datasets import Dataset
-    from transformers import EarlyStoppingCallback, set_seed
+    from transformers import set_seed
     from trl import DPOConfig
-
-    from harness.training import quiet_trainer
 
     for i, row in enumerate(train_pairs[:1]):
         missing = {"prompt", "chosen", "rejected"} - set(row)
@@ -114,59 +112,74 @@ def train_dpo(
     set_seed(settings.seed)
     policy = copy.deepcopy(model).train()
     reference = copy.deepcopy(model).eval()
-    early = settings.early_stopping_patience is not None and valid_pairs
+    early = bool(settings.early_stopping_patience is not None and valid_pairs)
     config = DPOConfig(
-        output_dir=str(out_dir / "_trainer"),
         beta=settings.beta,
-        learning_rate=settings.learning_rate,
-        per_device_train_batch_size=settings.batch_size,
-        per_device_eval_batch_size=max(settings.batch_size, 16),
-        optim=settings.optimizer,
-        warmup_steps=settings.warmup_steps,
-        max_grad_norm=settings.max_grad_norm,
-        max_length=settings.max_length,
-        max_steps=settings.max_steps,
-        num_train_epochs=settings.epochs,
-        lr_scheduler_type="constant_with_warmup",
-        logging_steps=max(1, settings.eval_steps),
-        eval_strategy="steps" if early else "no",
-        eval_steps=settings.eval_steps if early else None,
-        save_strategy="steps" if early else "no",
-        save_steps=settings.eval_steps if early else None,  # type: ignore[arg-type]  # unused when not saving
-        save_total_limit=1 if early else None,
-        load_best_model_at_end=bool(early),
-        metric_for_best_model="eval_loss" if early else None,
-        report_to=[],
-        use_cpu=settings.device == "cpu",
-        seed=settings.seed,
-        data_seed=settings.seed,
-        disable_tqdm=True,  # progress goes through toxbench's display (harness/training.py)
-        dataloader_num_workers=0,
+        loss_type=[settings.loss_type],
+        **trainer_arguments(settings, checkpoint_dir or out_dir / "_trainer", early),
     )
-    trainer = quiet_trainer(
-        _trainer_class(settings)(
-            model=policy,
-            ref_model=reference,
-            args=config,
-            train_dataset=Dataset.from_list(list(train_pairs)),
-            eval_dataset=Dataset.from_list(list(valid_pairs)) if valid_pairs else None,
-            processing_class=tokenizer,
-            callbacks=[EarlyStoppingCallback(int(settings.early_stopping_patience or 0))] if early else None,
-        ),
-        "DPO",
+    trainer = _trainer_class(settings)(
+        model=policy,
+        ref_model=reference,
+        args=config,
+        train_dataset=Dataset.from_list(list(train_pairs)),
+        eval_dataset=Dataset.from_list(list(valid_pairs)) if valid_pairs else None,
+        processing_class=tokenizer,
+        callbacks=early_stopping(settings, valid_pairs),
+    )
+    aligned, stats = run_trainer(
+        trainer,
+        settings.loss_type.upper() if settings.loss_type != "sigmoid" else "DPO",
         show_progress,
+        resume,
     )
-    result = trainer.train()
-    stats: dict[str, Any] = {"train_loss": result.training_loss, "steps": trainer.state.global_step}
     logs = [h for h in trainer.state.log_history if "rewards/accuracies" in h]
     if logs:
         stats["reward_accuracy"] = logs[-1]["rewards/accuracies"]
         stats["reward_margin"] = logs[-1].get("rewards/margins")
-    if valid_pairs:
-        stats["eval_loss"] = trainer.evaluate()["eval_loss"]
     stats["tokenization"] = settings.tokenization
-    stats["best_eval_loss"] = trainer.state.best_metric
-    aligned = trainer.model.eval()
-    aligned.save_pretrained(out_dir, safe_serialization=True)
-    tokenizer.save_pretrained(out_dir)
+    if save:
+        aligned.save_pretrained(out_dir, safe_serialization=True)
+        tokenizer.save_pretrained(out_dir)
     return aligned, stats
+
+
+class DPOMethod(Method):
+    """DPO through TRL, with [A]'s settings as defaults (docs/protocol.md §4)."""
+
+    name = "dpo"
+    description = "DPO (TRL), [A]'s settings: beta 0.1, lr 1e-6, RMSprop, early stopping on held-out pairs"
+    settings_class = DPOSettings
+
+    def prepare(self, settings: Any, ctx: AlignContext) -> Any:
+        return for_align(settings, ctx)
+
+    def align(self, ctx: AlignContext, settings: DPOSettings) -> tuple[Any, dict[str, Any]]:
+        assert ctx.data is not None
+        settings = for_align(settings, ctx)  # as prepare() gives them; here for callers of align()
+        base = ctx.base
+        return train_dpo(
+            base.model,
+            base.tokenizer,
+            ctx.data.train,
+            settings,
+            ctx.output,
+            ctx.data.valid,
+            ctx.show_progress,
+            resume=True,
+            checkpoint_dir=ctx.checkpoints,
+            save=False,  # align saves the model and its card
+        )
+
+
+@dataclass(frozen=True)
+class IPOSettings(DPOSettings):
+    loss_type: str = "ipo"
+
+
+class IPOMethod(DPOMethod):
+    """IPO: DPO's trainer with the IPO loss (``beta`` is IPO's τ)."""
+
+    name = "ipo"
+    description = "IPO (TRL's DPO trainer, loss_type=ipo), otherwise [A]'s DPO settings"
+    settings_class = IPOSettings

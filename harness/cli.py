@@ -46,7 +46,8 @@ def _include_option(fn):
         "includes",
         multiple=True,
         type=click.Path(exists=True, path_type=Path),
-        help="A plugin file (or a folder of them) that registers tasks, scorers or backends; "
+        help="A plugin file (or a folder of them) that registers models, tasks, scorers, backends or "
+        "methods; "
         "repeatable. See CONTRIBUTING.md.",
     )(fn)
 
@@ -489,12 +490,83 @@ def import_dpo(path: Path, base_spec: str, output: Path, force: bool) -> None:
     )
 
 
+# -- align -------------------------------------------------------------------------------
+@main.command("align")
+@click.argument("method")
+@click.option("--model", required=True, help="The base model to align (a model spec).")
+@click.option(
+    "--model-arg",
+    "model_arg_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A model loader argument (as for `toxbench run`).",
+)
+@click.option(
+    "--data",
+    default=None,
+    help="Preference pairs (prompt/chosen/rejected JSON Lines, or a folder with train.jsonl and "
+    "valid.jsonl), or 'organism' for the organism's own. Training-free methods need none.",
+)
+@click.option(
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder for the aligned model (safetensors, tokenizer, method.json); pass it to --aligned.",
+)
+@click.option("--device", default=None, help="cpu, cuda ... (default: the accelerator if there is one).")
+@click.option(
+    "--setting",
+    "setting_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A method setting, e.g. learning_rate=1e-5 or max_steps=200 (`toxbench ls methods`).",
+)
+@click.option("--force", is_flag=True, help="Replace a finished model in --output.")
+@_include_option
+@_machine_options
+def align_command(
+    method: str,
+    model: str,
+    model_arg_pairs: tuple[str, ...],
+    data: str | None,
+    output: Path,
+    device: str | None,
+    setting_pairs: tuple[str, ...],
+    force: bool,
+    includes: tuple[Path, ...],
+    threads: int | None,
+    verbose: bool | None,
+) -> None:
+    """Align a base model with a registered method; an interrupted training resumes from its checkpoint."""
+    _setup_machine(threads, verbose)
+    _load_includes(includes)
+    from baselines.base import align
+    from harness.progress import run_display
+
+    settings = {k: _literal(v) for k, v in _key_values(setting_pairs, "--setting").items()}
+    with run_display():
+        card = align(
+            method, model, data, output, settings, device, force, _model_args(model_arg_pairs).get("base")
+        )
+    stats = card["training"]
+    shown = ", ".join(
+        f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+        for k, v in stats.items()
+        if isinstance(v, (int, float, str))
+        and k in ("steps", "train_loss", "eval_loss", "alpha", "k", "resumed_from")
+    )
+    click.echo(
+        f"{method} of {model}: {shown or 'done'} ({card['seconds']:.0f} s); wrote {output}. "
+        f"Evaluate it with: toxbench run --model {model} --aligned {output}"
+    )
+
+
 # -- registries -------------------------------------------------------------------------
 @main.command("ls")
-@click.argument("what", type=click.Choice(["models", "tasks", "scorers", "backends", "protocols"]))
+@click.argument("what", type=click.Choice(["models", "tasks", "scorers", "backends", "methods", "protocols"]))
 @_include_option
 def ls(what: str, includes: tuple[Path, ...]) -> None:
-    """List the registered models, tasks, scorers, backends or protocols (plugins included)."""
+    """List the registered models, tasks, scorers, backends, methods or protocols (plugins included)."""
     _load_includes(includes)
     from harness import registry as reg
 
@@ -503,6 +575,7 @@ def ls(what: str, includes: tuple[Path, ...]) -> None:
         "tasks": reg.TASKS,
         "scorers": reg.SCORERS,
         "backends": reg.BACKENDS,
+        "methods": reg.METHODS,
         "protocols": reg.PROTOCOLS,
     }[what]
     names = registry.names_in_order() if what == "models" else registry.names()

@@ -1,14 +1,17 @@
-"""Registries of tasks, scorers and backends: open to plugins, lazy, with clear errors.
+"""Registries of models, tasks, scorers, backends, methods and protocols: open to plugins, lazy,
+with clear errors.
 
 An entry is added three ways, none of which edits toxbench:
 
 - a decorator: ``@register_task("my-task")`` on a ``Task`` subclass (or ``register_scorer``,
-  ``register_backend``), in a user's file loaded with ``--include PATH``;
+  ``register_backend``, ``register_method``, ``register_model`` on a loader function), in a
+  user's file loaded with ``--include PATH``;
 - a lazy ``"module:attr"`` string: ``register_scorer("my-scorer", "my_pkg.scorers:Mine")``,
   imported only when the entry is used (so heavy optional libraries cost nothing until then);
-- an entry point of an installed package, in the group ``toxbench.tasks``,
-  ``toxbench.scorers`` or ``toxbench.backends`` (``[project.entry-points."toxbench.tasks"]``),
-  read the first time a registry is asked for its names.
+- an entry point of an installed package, in the group ``toxbench.models``, ``toxbench.tasks``,
+  ``toxbench.scorers``, ``toxbench.backends``, ``toxbench.methods`` or ``toxbench.protocols``
+  (``[project.entry-points."toxbench.tasks"]``), read the first time a registry is asked for
+  its names.
 
 Two plugins claiming one name, or a plugin that fails to import, get an error naming the
 plugin. An unknown name gets the closest known names.
@@ -280,6 +283,20 @@ PROTOCOLS.register(
     "rtp", "tasks.protocols:RTP", "RealToxicityPrompts: 25 samples, nucleus p=0.9, 20 new tokens"
 )
 
+METHODS = Registry("method")
+METHODS.register(
+    "dpo", "baselines.dpo:DPOMethod", "DPO (TRL), [A]'s settings; early stopping on held-out pairs"
+)
+METHODS.register("ipo", "baselines.dpo:IPOMethod", "IPO: TRL's DPO trainer with loss_type=ipo")
+METHODS.register("kto", "baselines.kto:KTOMethod", "KTO (TRL): chosen desirable, rejected undesirable")
+METHODS.register("sft", "baselines.sft:SFTMethod", "supervised fine-tuning on the chosen continuations")
+METHODS.register(
+    "subtract",
+    "baselines.edits:SubtractMethod",
+    "α x the probe direction subtracted after the last MLP (given, or matched to a model's perplexity)",
+)
+METHODS.register("ablate", "baselines.edits:AblateMethod", "the top-k toxic value vectors zeroed")
+
 TASKS = Registry("task")
 TASKS.register("elicitation", "tasks.elicitation:ElicitationTask", "toxicity, perplexity, F1")
 TASKS.register("attribution", "tasks.attribution:AttributionTask", "probe-direction neuron groups")
@@ -331,6 +348,11 @@ def register_protocol(name: str, target: Any = None, description: str = ""):
     return PROTOCOLS.register(
         name, target, description or getattr(target, "description", ""), origin=_caller()
     )
+
+
+def register_method(name: str, target: Any = None, description: str = ""):
+    """Register an alignment method (a ``baselines.base.Method`` subclass), for ``toxbench align``."""
+    return METHODS.register(name, target, description, origin=_caller())
 
 
 def register_task(name: str, target: Any = None, description: str = ""):

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import ToxbenchError
+from harness.mech.alpha import match_perplexity
 from harness.mech.attribution import REDUCING, capture_pass, group_masks, neuron_cosines
 from harness.mech.edits import ablate_neurons, shift_residual
 from harness.mech.hooks import patch_to_means
@@ -294,21 +295,13 @@ class AblationTask(Task):
             ctx.release(lm)
             return point
 
-        search = [evaluate(mult * scale, self.sweep_toxicity) for mult in self.alpha_grid]
-        gap = [np.log(p["perplexity"] / target_ppl) for p in search]
-        bracket = next((i for i in range(len(search) - 1) if gap[i] * gap[i + 1] <= 0), None)
-        if bracket is not None:
-            lo, hi = search[bracket], search[bracket + 1]
-            for _ in range(self.refine_steps):
-                mid = evaluate((lo["alpha"] + hi["alpha"]) / 2, False)
-                mid["refined"] = True
-                search.append(mid)
-                if np.log(lo["perplexity"] / target_ppl) * np.log(mid["perplexity"] / target_ppl) <= 0:
-                    hi = mid
-                else:
-                    lo = mid
-        best = min(search, key=lambda s: abs(np.log(s["perplexity"] / target_ppl)))
-        return best["alpha"], search
+        grid = [mult * scale for mult in self.alpha_grid]
+        return match_perplexity(
+            lambda a, on_grid: evaluate(a, on_grid and self.sweep_toxicity),
+            grid,
+            target_ppl,
+            self.refine_steps,
+        )
 
     @staticmethod
     def plot_alpha(ctx: RunContext, sweeps: dict[str, list[dict[str, Any]]], ref, aligned_ppl: float) -> str:

@@ -251,11 +251,15 @@ def _versions() -> dict[str, str]:
 
 
 def _build_into(root: Path, config: OrganismConfig, show_progress: bool) -> dict[str, Any]:
+    from types import SimpleNamespace
+
     import torch
 
-    from baselines.dpo import DPOSettings, train_dpo
+    from baselines.base import AlignContext, PreferenceData
+    from baselines.dpo import DPOSettings
     from harness.organism.lm import train_base_model, train_tokenizer
     from harness.organism.report import evaluate_pair
+    from harness.registry import METHODS
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -291,7 +295,20 @@ def _build_into(root: Path, config: OrganismConfig, show_progress: bool) -> dict
         device="cpu",
         **config.dpo,
     )
-    dpo, dpo_stats = train_dpo(base, tokenizer, pairs, settings, root / "dpo", valid, show_progress)
+    # Through the method registry, as `toxbench align dpo` trains; checkpoints are removed after.
+    dpo_method = METHODS.get("dpo")()
+    align_ctx = AlignContext(
+        SimpleNamespace(model=base, tokenizer=tokenizer),
+        PreferenceData(pairs, valid, "organism", ""),
+        root / "dpo",
+        "cpu",
+        show_progress,
+    )
+    settings = dpo_method.prepare(settings, align_ctx)
+    dpo, dpo_stats = dpo_method.align(align_ctx, settings)
+    dpo.save_pretrained(root / "dpo", safe_serialization=True)
+    tokenizer.save_pretrained(root / "dpo")
+    shutil.rmtree(align_ctx.checkpoints, ignore_errors=True)
     timings["dpo_twin"] = time.perf_counter() - t
 
     t = time.perf_counter()
