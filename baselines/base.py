@@ -157,6 +157,22 @@ def _read_pairs(path: Path) -> list[dict[str, str]]:
     return out
 
 
+def base_probe(base: Any, path: str | Path | None, seed: int = 0):
+    """The toxicity probe of ``base``: the one at ``path`` (its width checked), or one trained now on
+    the comments data that come with the model (the organism's) or the hub's Jigsaw."""
+    from harness.data import load_comments
+    from harness.mech.neurons import neuron_adapter
+    from harness.mech.probe import Probe, fit_probe
+
+    if path:
+        probe = Probe.load(Path(path))
+        probe.check_width(neuron_adapter(base.model).d_model, f"model {base.name!r}")
+        return probe
+    return fit_probe(
+        base.model, base.tokenizer, load_comments(base.data_dir, "train"), base.fingerprint, seed
+    )
+
+
 def read_card(folder: Path) -> dict[str, Any] | None:
     path = Path(folder) / CARD
     if not path.is_file():

@@ -8,26 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from baselines.base import AlignContext, Method
+from baselines.base import AlignContext, Method, base_probe
 from harness.errors import ToxbenchError
 
 DIRECTIONS = ("probe", "mean-diff")
-
-
-def _probe(ctx: AlignContext, path: str | None, seed: int):
-    from pathlib import Path
-
-    from harness.data import load_comments
-    from harness.mech.neurons import neuron_adapter
-    from harness.mech.probe import Probe, fit_probe
-
-    base = ctx.base
-    if path:
-        probe = Probe.load(Path(path))
-        probe.check_width(neuron_adapter(base.model).d_model, f"model {base.name!r}")
-        return probe
-    comments = load_comments(base.data_dir, "train")
-    return fit_probe(base.model, base.tokenizer, comments, base.fingerprint, seed)
 
 
 @dataclass(frozen=True)
@@ -62,7 +46,7 @@ class SubtractMethod(Method):
     def align(self, ctx: AlignContext, settings: SubtractSettings) -> tuple[Any, dict[str, Any]]:
         from harness.mech.edits import shift_residual
 
-        probe = _probe(ctx, settings.probe, settings.seed)
+        probe = base_probe(ctx.base, settings.probe, settings.seed)
         vector = probe.direction if settings.direction == "probe" else probe.mean_difference
         if vector is None:
             raise ToxbenchError(
@@ -144,7 +128,7 @@ class AblateMethod(Method):
         from harness.mech.vectors import rank_toxic_neurons
         from tasks.variants import scaled_count
 
-        probe = _probe(ctx, settings.probe, settings.seed)
+        probe = base_probe(ctx.base, settings.probe, settings.seed)
         adapter = neuron_adapter(ctx.base.model)
         n_neurons = adapter.n_layers * adapter.d_mlp
         k = settings.k or scaled_count(100, n_neurons)

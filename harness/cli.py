@@ -561,6 +561,110 @@ def align_command(
     )
 
 
+# -- pairs -------------------------------------------------------------------------------
+@main.group(cls=_Group)
+def pairs() -> None:
+    """Preference pairs for the trained methods (prompt/chosen/rejected JSON Lines)."""
+
+
+@pairs.command("build")
+@click.option("--model", required=True, help="The base model whose continuations make the pairs.")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="JSON Lines file of pairs; its card is written beside it (OUTPUT.card.json).",
+)
+@click.option(
+    "--n",
+    "n",
+    type=click.IntRange(min=1),
+    default=24_576,
+    show_default=True,
+    help="Number of prompts ([A] used 24,576).",
+)
+@click.option(
+    "--probe",
+    "probe_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The probe whose direction steers the rejected continuations (default: trained now).",
+)
+@click.option(
+    "--steer",
+    type=float,
+    default=2.0,
+    show_default=True,
+    help="α for the rejected continuations, in units of the mean residual norm.",
+)
+@click.option(
+    "--split", default="train", show_default=True, help="The Wikitext-2 split the prompts come from."
+)
+@click.option("--prompt-tokens", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option(
+    "--response-tokens",
+    type=click.IntRange(1, 64),
+    default=64,
+    show_default=True,
+    help="The longest continuation ([A]: 64).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Local Wikitext-2 (and comments, for the probe) in the real schemas; default: the model's own "
+    "data (the organism's) or the hub.",
+)
+@click.option("--device", default=None)
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--force", is_flag=True, help="Rebuild an existing OUTPUT.")
+@_include_option
+@_machine_options
+def pairs_build(
+    model: str,
+    output: Path,
+    n: int,
+    probe_path: Path | None,
+    steer: float,
+    split: str,
+    prompt_tokens: int,
+    response_tokens: int,
+    data_dir: Path | None,
+    device: str | None,
+    batch_size: int,
+    seed: int,
+    force: bool,
+    includes: tuple[Path, ...],
+    threads: int | None,
+    verbose: bool | None,
+) -> None:
+    """[A]'s recipe: chosen = the greedy continuation, rejected = the probe-steered one (a PPLM stand-in)."""
+    _setup_machine(threads, verbose)
+    _load_includes(includes)
+    from baselines.pairs import PairRecipe, build_pairs
+    from harness.progress import run_display
+
+    try:
+        recipe = PairRecipe(
+            n=n,
+            prompt_tokens=prompt_tokens,
+            response_tokens=response_tokens,
+            steer=steer,
+            split=split,
+            seed=seed,
+            batch_size=batch_size,
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    with run_display():
+        card = build_pairs(model, output, recipe, probe_path, data_dir, device, force)
+    click.echo(
+        f"wrote {card['n_pairs']} pairs to {output} (card: {output}.card.json); "
+        f"train on them with: toxbench align dpo --model {model} --data {output} --output DIR"
+    )
+
+
 # -- registries -------------------------------------------------------------------------
 @main.command("ls")
 @click.argument("what", type=click.Choice(["models", "tasks", "scorers", "backends", "methods", "protocols"]))

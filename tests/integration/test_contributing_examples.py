@@ -34,9 +34,16 @@ def test_every_example_registers_its_entry(examples) -> None:
     from harness.models import ModelSpec
     from harness.registry import BACKENDS, METHODS, MODELS, PROTOCOLS, SCORERS, TASKS
 
-    for registry, name in ((MODELS, "lab-llama"), (MODELS, "lab-local"), (MODELS, "lab-run"), (SCORERS, "exclaim"),
-                           (TASKS, "exclamations"), (BACKENDS, "fp16-copy"), (METHODS, "shrink-mlp-out"),
-                           (PROTOCOLS, "paper-64")):
+    for registry, name in (
+        (MODELS, "lab-llama"),
+        (MODELS, "lab-local"),
+        (MODELS, "lab-run"),
+        (SCORERS, "exclaim"),
+        (TASKS, "exclamations"),
+        (BACKENDS, "fp16-copy"),
+        (METHODS, "shrink-mlp-out"),
+        (PROTOCOLS, "paper-64"),
+    ):
         assert name in registry, name
     assert ModelSpec.parse("lab-llama").source().revision == "3f2a9c1"
     assert ModelSpec.parse("lab-llama").load_args() == {"dtype": "bfloat16"}
@@ -51,15 +58,31 @@ def test_the_method_backend_and_protocol_examples_run(examples, micro_organism, 
     from harness.models import load_model
     from harness.runner import RunConfig, run
 
-    card = align("shrink-mlp-out", "organism-micro", None, tmp_path / "shrink", {"factor": 0.5}, device="cpu",
-                 show_progress=False)
+    card = align(
+        "shrink-mlp-out",
+        "organism-micro",
+        None,
+        tmp_path / "shrink",
+        {"factor": 0.5},
+        device="cpu",
+        show_progress=False,
+    )
     assert card["training"] == {"factor": 0.5}
     base, shrunk = load_model("organism-micro", "cpu"), load_model(str(tmp_path / "shrink"), "cpu")
     a, b = neuron_adapter(base.model), neuron_adapter(shrunk.model)
     assert torch.allclose(b.values(0), 0.5 * a.values(0))
-    results = run(RunConfig(model="organism-micro", aligned=str(tmp_path / "shrink"), tasks=["elicitation"],
-                            backend="fp16-copy", protocol="paper-64", limit=4, output_path=tmp_path / "run",
-                            dtype="float32"))
+    results = run(
+        RunConfig(
+            model="organism-micro",
+            aligned=str(tmp_path / "shrink"),
+            tasks=["elicitation"],
+            backend="fp16-copy",
+            protocol="paper-64",
+            limit=4,
+            output_path=tmp_path / "run",
+            dtype="float32",
+        )
+    )
     assert results["backend"] == "fp16-copy"
     assert results["tasks"]["elicitation"]["config"]["protocol"]["prompt_tokens"] == 64
     assert json.loads((tmp_path / "run" / "results.json").read_text())["status"] == "complete"
