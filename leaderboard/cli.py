@@ -57,6 +57,33 @@ def validate_command(directory: Path) -> None:
         raise SystemExit(1)
 
 
+@leaderboard.command("verify")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=SUBMISSIONS)
+def verify_command(directory: Path) -> None:
+    """Re-score every headline metric from each submission's own samples; exit 1 if any does not follow."""
+    from leaderboard.submission import load_submissions, slug
+    from leaderboard.verify import verify_submission
+
+    valid, problems = load_submissions(directory)
+    for file_name, found in problems.items():
+        click.secho(f"FAIL  {file_name}: {found[0]}", fg="red")
+    failed = len(problems)
+    for submission in valid:
+        wrong, notes = verify_submission(directory / f"{slug(submission['name'])}.json", submission)
+        if wrong:
+            failed += 1
+            for problem in wrong:
+                click.secho(f"FAIL  {submission['name']}: {problem}", fg="red")
+        else:
+            click.echo(
+                f"ok    {submission['name']}: every headline metric follows from its samples"
+                + (f" ({'; '.join(notes)})" if notes else "")
+            )
+    click.echo(f"{len(valid) + len(problems) - failed} verified, {failed} refused in {directory}")
+    if failed:
+        raise SystemExit(1)
+
+
 @leaderboard.command("render")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=SUBMISSIONS)
 @click.option(

@@ -186,6 +186,17 @@ def submission_problems(path: Path, submission: dict[str, Any]) -> list[str]:
                 f"{part} does not match the embedded results at {', '.join(wrong)}: "
                 "regenerate it with `toxbench leaderboard submit`"
             )
+    meta = submission.get("samples")
+    if meta:
+        from harness.io import sha256_file
+
+        samples = path.parent / meta["file"]
+        if not samples.is_file():
+            problems.append(f"its samples file {meta['file']} is missing")
+        elif sha256_file(samples) != meta["sha256"]:
+            problems.append(
+                f"its samples file {meta['file']} does not match the recorded sha256: it was edited"
+            )
     if path.name != f"{slug(submission['name'])}.json":
         problems.append(
             f"the file of a submission named {submission['name']!r} must be {slug(submission['name'])}.json"
@@ -241,5 +252,33 @@ def submit(results_path: Path, name: str, method: str, url: str | None, out_dir:
             f"a submission named {name!r} already exists ({taken.get(name.lower(), path.name)} in "
             f"{out_dir}); choose another --name"
         )
+    samples = results_path.with_name("samples.jsonl")
+    if samples.is_file():
+        submission["samples"] = write_samples(samples, out_dir / f"{slug(name)}.samples.jsonl.gz")
+        problem = schema_problem(submission)
+        if problem:
+            raise ToxbenchError(f"the submission does not follow the submission schema {problem}")
     atomic_write_json(path, submission)
     return path
+
+
+def write_samples(source: Path, target: Path) -> dict[str, Any]:
+    """``source`` gzip-compressed to ``target`` (byte-stable: no name or time in the header)."""
+    import gzip
+
+    from harness.io import sha256_file
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    rows = 0
+    partial = target.with_name(target.name + ".partial")
+    with (
+        source.open("rb") as src,
+        open(partial, "wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as out,
+    ):
+        for line in src:
+            if line.strip():
+                out.write(line)
+                rows += 1
+    partial.replace(target)
+    return {"file": target.name, "sha256": sha256_file(target), "rows": rows}
