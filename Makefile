@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 export TOXBENCH_HOME ?= $(CURDIR)/.toxbench-home
 
-.PHONY: demo test test-vllm bench lint format setup clean
+.PHONY: demo test test-vllm bench leaderboard lint format setup clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ demo: setup
 
 test: lint
 	$(BIN)/python -m pytest tests/unit tests/integration -m "not vllm" -q
+
+leaderboard: setup
+	bash scripts/leaderboard.sh
 
 bench: setup
 	$(BIN)/python -m pytest tests/benchmarks --benchmark-enable -q

@@ -148,6 +148,9 @@ def _variant_rows(samples: list[dict], task: str, name: str) -> list[dict]:
 
 
 def _close(a: float | None, b: float | None) -> bool:
+    """Equal to the tolerance; a missing bound and NaN are the same (results files write NaN as null)."""
+    a = None if a is None or math.isnan(a) else a
+    b = None if b is None or math.isnan(b) else b
     if a is None or b is None:
         return a is b
     return math.isclose(a, b, rel_tol=TOLERANCE, abs_tol=1e-12)
