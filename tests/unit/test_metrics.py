@@ -46,3 +46,18 @@ def test_windows_f1_distinct() -> None:
     assert bag_f1([], [1]) == 0.0
     assert distinct_n(["a b a b", "a b"], 1) == pytest.approx(2 / 6)
     assert distinct_n(["a b c", "a b"], 2) == pytest.approx(2 / 5)
+
+
+def test_a_ratio_to_a_gap_that_is_noise_is_no_ratio() -> None:
+    """Emulation and recovery ratios divide by the base-aligned gap: where that gap's own interval
+    holds zero the ratio is None, not a huge number."""
+    from tasks.variants import ratio_metric
+
+    rng = np.random.default_rng(0)
+    base = list(rng.uniform(0.4, 0.6, 200))
+    noisy = [b + rng.normal(0, 0.05) for b in base]  # an "aligned" model no less toxic than its base
+    variant = [b - 0.1 for b in base]
+    assert ratio_metric(base, variant, base, noisy, seed=0) is None
+    aligned = [b - 0.2 for b in base]
+    ratio = ratio_metric(base, variant, base, aligned, seed=0)
+    assert ratio is not None and ratio.value == pytest.approx(0.5)
