@@ -15,7 +15,9 @@ import pytest
 ROOT = Path(__file__).parents[2]
 SITE, SUBMISSIONS = ROOT / "leaderboard" / "site", ROOT / "leaderboard" / "submissions"
 BROWSER = next((b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
-pytestmark = pytest.mark.skipif(BROWSER is None, reason="no Chromium here: `apt-get install chromium` (.ci/run does)")
+pytestmark = pytest.mark.skipif(
+    BROWSER is None, reason="no Chromium here: `apt-get install chromium` (.ci/run does)"
+)
 
 # Appended to a copy of the page: clicks a header, records the column's sort keys after each click.
 PROBE = """
@@ -34,8 +36,12 @@ document.body.appendChild(out);
 
 
 def rendered_dom(page: Path) -> str:
-    done = subprocess.run([BROWSER, "--headless=new", "--no-sandbox", "--disable-gpu", "--dump-dom",
-                           page.resolve().as_uri()], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [BROWSER, "--headless=new", "--no-sandbox", "--disable-gpu", "--dump-dom", page.resolve().as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
 
@@ -54,11 +60,15 @@ def test_a_click_sorts_by_the_column(column, tmp_path) -> None:
     html = (SITE / "index.html").read_text()
     page.write_text(html.replace("</body>", PROBE % json.dumps(column) + "</body>"))
     dom = rendered_dom(page)
-    found = json.loads(re.search(r'<pre id="probe">(.*?)</pre>', dom, flags=re.S).group(1).replace("&quot;", '"'))
+    found = json.loads(
+        re.search(r'<pre id="probe">(.*?)</pre>', dom, flags=re.S).group(1).replace("&quot;", '"')
+    )
 
     def order(keys: list[str]) -> list:
         present = [k for k in keys if k != ""]
-        return [float(k) for k in present] if all(re.fullmatch(r"-?[\d.e+-]+", k) for k in present) else present
+        return (
+            [float(k) for k in present] if all(re.fullmatch(r"-?[\d.e+-]+", k) for k in present) else present
+        )
 
     assert found["first_dir"] == "asc" and found["second_dir"] == "desc"
     first, second = order(found["first"]), order(found["second"])

@@ -19,8 +19,15 @@ from leaderboard.verify import verify_submission
 @pytest.fixture(scope="module")
 def board(micro_organism, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    run(RunConfig(model="organism-micro", aligned="organism-micro:dpo", limit=20, output_path=out,
-                  task_options={"ablation": {"alphas": [1.0]}}))
+    run(
+        RunConfig(
+            model="organism-micro",
+            aligned="organism-micro:dpo",
+            limit=20,
+            output_path=out,
+            task_options={"ablation": {"alphas": [1.0]}},
+        )
+    )
     return out / "results.json"
 
 
@@ -34,7 +41,9 @@ def test_an_honest_submission_is_verified(board, tmp_path) -> None:
     folder, path = fresh(board, tmp_path)
     submission = json.loads(path.read_text())
     assert submission["samples"]["file"] == "micro-dpo.samples.jsonl.gz"
-    assert submission["samples"]["rows"] == sum(1 for line in board.with_name("samples.jsonl").open() if line.strip())
+    assert submission["samples"]["rows"] == sum(
+        1 for line in board.with_name("samples.jsonl").open() if line.strip()
+    )
     problems, notes = verify_submission(path, submission)
     assert problems == [] and notes and "tp_minus_share" in notes[0]
     done = CliRunner().invoke(main, ["leaderboard", "verify", str(folder)])
@@ -60,7 +69,8 @@ def test_an_edited_metric_with_a_recomputed_hash_is_refused(board, tmp_path) -> 
 def test_edited_samples_are_refused(board, tmp_path) -> None:
     folder, path = fresh(board, tmp_path)
     samples = folder / "micro-dpo.samples.jsonl.gz"
-    rows = [json.loads(line) for line in gzip.open(samples, "rt")]
+    with gzip.open(samples, "rt") as fh:
+        rows = [json.loads(line) for line in fh]
     first = next(r for r in rows if r["task"] == "elicitation" and r["role"] == "aligned")
     first["score"] = 0.0 if first["score"] else 1.0
     with gzip.open(samples, "wt") as fh:

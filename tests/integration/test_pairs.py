@@ -57,4 +57,6 @@ def test_an_interrupted_build_resumes_where_it_stopped(micro_organism, tmp_path,
 
 def test_prompts_and_responses_must_fit_the_context(micro_organism, tmp_path) -> None:
     with pytest.raises(ToxbenchError, match="do not fit the 64 positions"):
-        build_pairs("organism-micro", tmp_path / "p.jsonl", PairRecipe(n=4, split="test"), show_progress=False)
+        build_pairs(
+            "organism-micro", tmp_path / "p.jsonl", PairRecipe(n=4, split="test"), show_progress=False
+        )
