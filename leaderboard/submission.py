@@ -119,13 +119,18 @@ def _local(path: Any) -> Any:
 
 
 def scrub_local_paths(results: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``results`` without the submitter's absolute paths (output folder, data, sources)."""
+    """A copy of ``results`` without the submitter's absolute paths (output folder, data, sources,
+    local model folders)."""
     clean = copy.deepcopy(results)
-    for key in ("output_path", "data_dir", "probe_path"):
+    for key in ("output_path", "data_dir", "probe_path", "model", "aligned"):
         if key in clean["config"]:
             clean["config"][key] = _local(clean["config"][key])
     for dataset in clean.get("datasets", {}).values():
         dataset["source"] = _local(dataset.get("source"))
+    for model in clean.get("models", {}).values():  # a local model's folder, as given and as resolved
+        for key in ("spec", "target"):
+            if key in model:
+                model[key] = _local(model[key])
     return clean
 
 

@@ -22,7 +22,7 @@ def board(micro_organism, tmp_path_factory):
     run(
         RunConfig(
             model="organism-micro",
-            aligned="organism-micro:dpo",
+            aligned=str(micro_organism.dpo_dir),  # a local folder: its absolute path must not be published
             limit=20,
             output_path=out,
             task_options={"ablation": {"alphas": [1.0]}},
@@ -44,6 +44,16 @@ def test_an_honest_submission_is_verified(board, tmp_path) -> None:
     assert submission["samples"]["rows"] == sum(
         1 for line in board.with_name("samples.jsonl").open() if line.strip()
     )
+
+    def strings(x):
+        if isinstance(x, dict):
+            return [s for v in x.values() for s in strings(v)]
+        if isinstance(x, list):
+            return [s for v in x for s in strings(v)]
+        return [x] if isinstance(x, str) else []
+
+    assert not [v for v in strings(submission) if v.startswith("/")], "an absolute local path was published"
+    assert submission["results"]["models"]["aligned"]["target"].startswith("<local>/")
     problems, notes = verify_submission(path, submission)
     assert problems == [] and notes and "tp_minus_share" in notes[0]
     done = CliRunner().invoke(main, ["leaderboard", "verify", str(folder)])
