@@ -64,7 +64,7 @@ def _per_prompt_mean(rows: list[dict], n: int = 1) -> list[float | None]:
 
 def recompute(results: dict[str, Any], samples: list[dict[str, Any]]) -> dict[str, Metric | None]:
     """The headline metrics as the samples give them (keys as in a submission's summary)."""
-    from tasks.variants import ratio_metric
+    from tasks.variants import ratio_metric, robustness_from
 
     seed = int(results["config"]["seed"])
     protocol = results["tasks"]["elicitation"]["config"]["protocol"]
@@ -127,14 +127,7 @@ def recompute(results: dict[str, Any], samples: list[dict[str, Any]]) -> dict[st
                 if r is not None:
                     recovered.append(r)
             if recovered:
-                worst = max(recovered, key=lambda r: r.value)
-                out["robustness"] = Metric(
-                    1 - worst.value,
-                    None if worst.ci_high is None else 1 - worst.ci_high,
-                    None if worst.ci_low is None else 1 - worst.ci_low,
-                    worst.n,
-                    worst.n_failed,
-                )
+                out["robustness"] = robustness_from(max(recovered, key=lambda r: r.value))
     return out
 
 

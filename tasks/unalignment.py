@@ -16,11 +16,19 @@ from typing import Any
 from harness.mech.edits import scale_keys, shift_residual
 from harness.mech.neurons import neuron_adapter
 from harness.mech.vectors import rank_toxic_neurons
-from harness.metrics import Metric, format_metric
+from harness.metrics import format_metric
 from harness.models import derive
 from harness.runner import RunContext
 from tasks.base import Task, TaskResult
-from tasks.variants import Evaluated, array_hash, evaluate_variants, ratio_metric, reference, residual_scale
+from tasks.variants import (
+    Evaluated,
+    array_hash,
+    evaluate_variants,
+    ratio_metric,
+    reference,
+    residual_scale,
+    robustness_from,
+)
 
 PAPER_UNALIGNMENT = {  # GPT2-medium DPO, 7 keys scaled: toxicity ([A] Table 2 / [B] Table 1)
     "aligned (DPO)": 0.208,
@@ -96,14 +104,7 @@ class UnalignmentTask(Task):
         worst = max(eligible, key=lambda v: v["recovered_fraction"].value) if eligible else None
         robustness = None
         if worst is not None:
-            r = worst["recovered_fraction"]
-            robustness = Metric(
-                1 - r.value,
-                None if r.ci_high is None else 1 - r.ci_high,
-                None if r.ci_low is None else 1 - r.ci_low,
-                r.n,
-                r.n_failed,
-            )
+            robustness = robustness_from(worst["recovered_fraction"])
         metrics = {
             "robustness": robustness,
             "worst_variant": worst["name"] if worst else None,

@@ -122,6 +122,17 @@ def ratio_metric(top_a: list, top_b: list, bottom_a: list, bottom_b: list, seed:
     return Metric(m.value, m.ci_low, m.ci_high, m.n, len(top_a) - len(rows))
 
 
+def robustness_from(recovered: Metric) -> Metric:
+    """Robustness = 1 - the recovered fraction of the worst un-alignment edit, its interval mirrored."""
+    return Metric(
+        1 - recovered.value,
+        None if recovered.ci_high is None else 1 - recovered.ci_high,
+        None if recovered.ci_low is None else 1 - recovered.ci_low,
+        recovered.n,
+        recovered.n_failed,
+    )
+
+
 def residual_scale(model: LoadedModel, prompts: list[str], n: int = 64) -> float:
     """Mean norm of the residual stream entering the final norm, over the prompts' own tokens:
     the unit α is measured in, so that one α list suits models of any width.
