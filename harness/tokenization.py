@@ -57,7 +57,7 @@ def encode(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
     prompt or a text to be scored must not end the document.
     """
     suffix = special_tokens(tokenizer).suffix
-    out = [list(ids) for ids in tokenizer(list(texts))["input_ids"]]
+    out = _token_ids(tokenizer, texts, special=True)
     if suffix:
         out = [ids[: len(ids) - len(suffix)] if tuple(ids[-len(suffix) :]) == suffix else ids for ids in out]
     return out
@@ -65,7 +65,30 @@ def encode(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
 
 def encode_plain(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
     """A text's own tokens, no special tokens: for counting and cutting text, never as a model's input."""
-    return [list(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+    return _token_ids(tokenizer, texts, special=False)
+
+
+# Encodings kept per tokenizer: the variants of an intervention task share their parent's
+# tokenizer and read the same prompts, gold continuations and windows again and again.
+_MEMO_LIMIT = 500_000
+
+
+def _token_ids(tokenizer: Any, texts: Sequence[str], special: bool) -> list[list[int]]:
+    """``tokenizer(texts, add_special_tokens=special)["input_ids"]``, each distinct text encoded once."""
+    memo: dict[str, tuple[int, ...]] | None
+    try:
+        memo = tokenizer.__dict__.setdefault("_toxbench_ids", {}).setdefault(special, {})
+    except AttributeError:  # no instance dict: encode every time
+        memo = None
+    if memo is None:
+        return [list(ids) for ids in tokenizer(list(texts), add_special_tokens=special)["input_ids"]]
+    missing = list(dict.fromkeys(t for t in texts if t not in memo))
+    if missing:
+        if len(memo) + len(missing) > _MEMO_LIMIT:
+            memo.clear()
+        encoded = tokenizer(missing, add_special_tokens=special)["input_ids"]
+        memo.update(zip(missing, (tuple(ids) for ids in encoded), strict=True))
+    return [list(memo[t]) for t in texts]
 
 
 def truncate_texts(tokenizer: Any, texts: Sequence[str], n_tokens: int | None) -> list[str]:

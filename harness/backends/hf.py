@@ -2,7 +2,11 @@
 
 Prompts are encoded with the tokenizer's own special-token defaults (BOS for Llama, Gemma,
 Mistral; ``harness.tokenization``). Greedy outputs equal one-prompt-at-a-time ``generate``
-on that encoding (tested). Sampled outputs are seeded per prompt
+on that encoding (tested). Greedy decoding runs its own loop over the model's forward (the
+argmax at every step, as ``generate`` takes it) in which a row that has emitted EOS leaves
+the batch: on short continuations most of a batch's steps would otherwise be spent on
+finished rows. A model whose ``generation_config`` processes logits (a repetition penalty,
+say) is decoded by ``generate``. Sampled outputs are seeded per prompt
 (``SamplingConfig.request_seed``): a prompt's samples are generated together and do not
 depend on which other prompts are in the run.
 
@@ -35,20 +39,17 @@ class HFBackend(Backend):
         self.device = torch.device(device) if device else next(model.parameters()).device
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
-        self.batch_size = self._auto_batch_size() if batch_size == "auto" else int(batch_size)
+        self.batch_size = auto_batch_size(self.model) if batch_size == "auto" else int(batch_size)
         if self.batch_size < 1:
             raise ValueError(f"batch size must be positive, got {batch_size!r}")
+
+    @classmethod
+    def chunk_size(cls, model, config) -> int:
+        return auto_batch_size(model.model) if config.batch_size == "auto" else int(config.batch_size)
 
     @property
     def tokenizer(self):
         return self._tokenizer
-
-    def _auto_batch_size(self) -> int:
-        # Few parameters: large batches pay off; billions on a CPU: small ones.
-        n_params = sum(p.numel() for p in self.model.parameters())
-        if self.device.type == "cuda":
-            return 128 if n_params < 2e9 else 32
-        return 64 if n_params < 5e7 else 8
 
     def _encode(self, prompts: Sequence[str]) -> list[list[int]]:
         return encode(self._tokenizer, prompts)
@@ -90,6 +91,76 @@ class HFBackend(Backend):
             out = self.model.generate(input_ids=ids, attention_mask=mask, **kwargs)
         return out[:, ids.shape[1] :].tolist()
 
+    def _plain_greedy(self) -> bool:
+        """Whether greedy decoding here is the argmax of the model's logits: no logits processor
+        from the model's ``generation_config`` (a repetition penalty, banned words, a minimum
+        length) changes them. Otherwise ``generate`` decodes, so that its settings apply."""
+        if getattr(self, "_plain", None) is None:
+            from transformers import GenerationConfig
+
+            ours = getattr(self.model, "generation_config", None)
+            defaults = GenerationConfig()
+            self._plain = type(self.model).generate is _generate_of_transformers() and all(
+                getattr(ours, name, None) in (None, getattr(defaults, name, None)) for name in _PROCESSING
+            )
+        return self._plain
+
+    def _greedy(self, seqs: Sequence[Sequence[int]], max_new_tokens: int) -> list[list[int]]:
+        """Greedy decoding with a KV cache, equal to ``generate``'s: each step feeds every row's
+        last token at its next position. A row leaves the batch (and its cache) once it has
+        emitted EOS, so the rows still running pay for no finished ones. Token lists stop at
+        EOS, included."""
+        import torch
+        from transformers import DynamicCache
+
+        ids, mask = self._left_pad(seqs)
+        position = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
+        cache = DynamicCache(config=self.model.config)
+        eos = self._tokenizer.eos_token_id
+        out: list[list[int]] = [[] for _ in seqs]
+        rows = list(range(len(seqs)))
+        with torch.inference_mode():
+            last_only = {"logits_to_keep": 1} if self._keeps_logits() else {}
+            logits = self.model(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=position,
+                past_key_values=cache,
+                use_cache=True,
+                **last_only,
+            ).logits[:, -1]
+            last = position[:, -1]
+            for step in range(max_new_tokens):
+                chosen = logits.argmax(-1)
+                keep = []
+                for j, token in enumerate(chosen.tolist()):
+                    out[rows[j]].append(token)
+                    if token != eos:
+                        keep.append(j)
+                if not keep or step == max_new_tokens - 1:
+                    break
+                if len(keep) < len(rows):
+                    index = torch.tensor(keep, device=ids.device)
+                    cache.batch_select_indices(index)
+                    chosen, mask, last = chosen[index], mask[index], last[index]
+                    rows = [rows[j] for j in keep]
+                mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
+                last = last + 1
+                logits = self.model(
+                    input_ids=chosen[:, None],
+                    attention_mask=mask,
+                    position_ids=last[:, None],
+                    past_key_values=cache,
+                    use_cache=True,
+                ).logits[:, -1]
+        return out
+
+    def _keeps_logits(self) -> bool:
+        """Whether the model's forward can compute the last position's logits only (``logits_to_keep``)."""
+        import inspect
+
+        return "logits_to_keep" in inspect.signature(self.model.forward).parameters
+
     def _completion(self, new_ids: list[int]) -> Completion:
         eos = self._tokenizer.eos_token_id
         if eos in new_ids:  # generation stopped: drop EOS and the padding after it
@@ -117,7 +188,12 @@ class HFBackend(Backend):
             order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
             for start in range(0, len(order), self.batch_size):
                 chunk = order[start : start + self.batch_size]
-                outs = self._run([encoded[i] for i in chunk], sampling, 1)
+                seqs = [encoded[i] for i in chunk]
+                outs = (
+                    self._greedy(seqs, sampling.max_new_tokens)
+                    if self._plain_greedy()
+                    else self._run(seqs, sampling, 1)
+                )
                 for i, new in zip(chunk, outs, strict=True):
                     results[i] = [self._completion(new)]
                 if advance:
@@ -208,3 +284,40 @@ class HFBackend(Backend):
             except (AttributeError, TypeError, RuntimeError):
                 self._sliced_ok = False
         return self._sliced_ok
+
+
+def auto_batch_size(model) -> int:
+    """Few parameters: large batches pay off; billions on a CPU: small ones."""
+    n_params = sum(p.numel() for p in model.parameters())
+    if next(model.parameters()).device.type == "cuda":
+        return 128 if n_params < 2e9 else 32
+    return 128 if n_params < 5e7 else 8
+
+
+# The generation_config fields that change greedy decoding's logits or stopping beyond
+# max_new_tokens and EOS: where a model sets any of them, ``generate`` decodes.
+_PROCESSING = (
+    "repetition_penalty",
+    "encoder_repetition_penalty",
+    "no_repeat_ngram_size",
+    "encoder_no_repeat_ngram_size",
+    "bad_words_ids",
+    "sequence_bias",
+    "min_length",
+    "min_new_tokens",
+    "suppress_tokens",
+    "begin_suppress_tokens",
+    "forced_bos_token_id",
+    "forced_eos_token_id",
+    "exponential_decay_length_penalty",
+    "guidance_scale",
+    "watermarking_config",
+    "stop_strings",
+    "max_time",
+)
+
+
+def _generate_of_transformers():
+    from transformers import GenerationMixin
+
+    return GenerationMixin.generate

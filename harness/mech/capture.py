@@ -55,22 +55,32 @@ class _Accumulator:
         self.out = torch.zeros(n_layers, d_model, dtype=torch.float64)
         self.steps = 0
         self.stop_ids = torch.tensor(sorted(stop_ids), dtype=torch.long)
-        self.active: torch.Tensor = torch.ones(0, dtype=torch.float64)  # set by every forward pass
+        # Set by every forward pass: which rows count (None: all of them).
+        self.active: torch.Tensor | None = None
 
     def on_forward(self, input_ids: torch.Tensor) -> None:
-        # The prompt pass counts every row; an incremental step fed an EOS/pad token is past the end.
+        # The prompt pass counts every row; an incremental step fed an EOS/pad token is past the end
+        # (the hf backend drops such rows from the batch; ``generate`` keeps feeding them).
         if input_ids.shape[1] > 1:
-            self.active = torch.ones(input_ids.shape[0], dtype=torch.float64)
-        else:
-            fed = input_ids[:, -1].cpu()
-            self.active = (~torch.isin(fed, self.stop_ids)).to(torch.float64)
-        self.steps += int(self.active.sum())
+            self.active = None
+            self.steps += input_ids.shape[0]
+            return
+        fed = input_ids[:, -1]
+        stopped = torch.isin(fed, self.stop_ids.to(fed.device))
+        self.active = None if not bool(stopped.any()) else (~stopped).to(torch.float64)[:, None]
+        self.steps += input_ids.shape[0] - int(stopped.sum())
+
+    def _last_position_sum(self, x: torch.Tensor) -> torch.Tensor:
+        last = x[:, -1, :].detach()
+        if self.active is None:
+            return last.sum(0, dtype=torch.float64).cpu()
+        return (last.to(torch.float64) * self.active.to(last.device)).sum(0).cpu()
 
     def add_act(self, layer: int, act: torch.Tensor) -> None:
-        self.act[layer] += (act[:, -1, :].detach().to("cpu", torch.float64) * self.active[:, None]).sum(0)
+        self.act[layer] += self._last_position_sum(act)
 
     def add_out(self, layer: int, out: torch.Tensor) -> None:
-        self.out[layer] += (out[:, -1, :].detach().to("cpu", torch.float64) * self.active[:, None]).sum(0)
+        self.out[layer] += self._last_position_sum(out)
 
     def sums(self) -> NeuronSums:
         return NeuronSums(self.act.numpy(), self.out.numpy(), self.steps)

@@ -1,16 +1,93 @@
-"""Benchmarks run on the default organism (``TOXBENCH_BENCH_SIZE=micro`` for a quick look)."""
+"""Benchmarks run on the default organism (``TOXBENCH_BENCH_SIZE=micro`` for a quick look).
+
+A comparison is two benchmarks of one group timed in the same run: a baseline and a
+candidate (``compare(benchmark, name, role)``). At the end of the session each comparison's
+ratio (baseline median / candidate median) is printed beside its target and written to
+``$TOXBENCH_BENCH_JSON`` (default ``.benchmarks/ratios.json``); a ratio under its target fails
+the session. ``make bench`` runs them all.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
+
+# name -> (what is compared, target ratio baseline / candidate; None: reported, not a target)
+TARGETS: dict[str, tuple[str, float | None]] = {
+    "generation": ("hf greedy generation vs the seeds' batches of 16", 3.0),
+    "capture": ("attribution capture during generation vs generate-then-forward", 1.8),
+    "cached-rerun": ("cold toxbench run vs the same run fully cached", 10.0),
+    "variant-sweep": ("vLLM variant sweep: a new engine per variant vs in-place edits", 1.0),
+    "executor": ("local executor vs Ray executor on the same work (overhead, not speed-up)", None),
+}
+_TIMES: dict[str, dict[str, float]] = {}
+
+
+@pytest.fixture
+def compare():
+    """``compare(benchmark, name, "baseline" | "candidate")`` records a finished benchmark's median."""
+
+    def record(benchmark, name: str, role: str) -> None:
+        assert name in TARGETS and role in ("baseline", "candidate")
+        _TIMES.setdefault(name, {})[role] = float(benchmark.stats.stats.median)
+
+    return record
+
+
+def _ratios() -> list[dict]:
+    rows = []
+    for name, times in _TIMES.items():
+        if {"baseline", "candidate"} <= set(times):
+            what, target = TARGETS[name]
+            ratio = times["baseline"] / times["candidate"]
+            rows.append(
+                {
+                    "name": name,
+                    "what": what,
+                    **times,
+                    "ratio": ratio,
+                    "target": target,
+                    "met": None if target is None else ratio >= target,
+                }
+            )
+    return rows
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    rows = _ratios()
+    if not rows:
+        return
+    terminalreporter.section("toxbench comparisons (baseline / candidate, same run)")
+    for r in rows:
+        goal = (
+            "reported"
+            if r["target"] is None
+            else f"target >= {r['target']:g}x, " + ("ok" if r["met"] else "MISSED")
+        )
+        terminalreporter.write_line(
+            f"{r['name']:<14} {r['ratio']:6.2f}x  ({goal})  "
+            f"{r['baseline']:.3f}s / {r['candidate']:.3f}s  {r['what']}"
+        )
+    path = Path(os.environ.get("TOXBENCH_BENCH_JSON", ".benchmarks/ratios.json"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rows, indent=2) + "\n")
+    terminalreporter.write_line(f"written to {path}")
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    if any(r["met"] is False for r in _ratios()) and session.exitstatus == 0:
+        session.exitstatus = 1
 
 
 @pytest.fixture(scope="session")
 def bench_organism(toxbench_home):
+    from harness.console import configure_threads
     from harness.organism.build import load_organism
+
+    configure_threads()  # the process set up as `toxbench` sets itself up (threads, allocator)
 
     return load_organism(os.environ.get("TOXBENCH_BENCH_SIZE", "default"), show_progress=False)
 

@@ -1,6 +1,6 @@
 """Attribution statistics: captured during generation (one pass) against Yang et al.'s way
 (generate, then a second forward pass over prompt + continuation with stored activations).
-Same model, same prompts, same run; ``make bench`` prints both."""
+Same model, same prompts, same run, same statistics; the comparison's target is 1.8x."""
 
 from __future__ import annotations
 
@@ -26,14 +26,14 @@ def lm(bench_organism):
 
 def one_pass(model, tok, prompts):
     with capture_neuron_sums(model, tok) as acc:
-        HFBackend(model, tok, batch_size=64).generate(prompts, GREEDY)
+        HFBackend(model, tok, batch_size="auto").generate(prompts, GREEDY)
     return acc.sums().act
 
 
 def generate_then_forward(model, tok, prompts):
     """Generate, then re-run every prompt + continuation, storing the activations and summing
     those at the generation steps' positions."""
-    outs = HFBackend(model, tok, batch_size=64).generate(prompts, GREEDY)
+    outs = HFBackend(model, tok, batch_size="auto").generate(prompts, GREEDY)
     adapter = neuron_adapter(model)
     total = torch.zeros(adapter.n_layers, adapter.d_mlp, dtype=torch.float64)
     for start in range(0, len(prompts), 16):
@@ -58,16 +58,22 @@ def generate_then_forward(model, tok, prompts):
 
 
 @pytest.mark.benchmark(group="attribution statistics, challenging prompts")
-def test_generate_then_forward(benchmark, lm, challenging_prompts) -> None:
+def test_generate_then_forward(benchmark, compare, lm, challenging_prompts) -> None:
     model, tok = lm
     result = benchmark.pedantic(
-        generate_then_forward, args=(model, tok, challenging_prompts), rounds=2, iterations=1
+        generate_then_forward, args=(model, tok, challenging_prompts), rounds=5, iterations=1, warmup_rounds=1
     )
+    compare(benchmark, "capture", "baseline")
     assert result.shape[0] == neuron_adapter(model).n_layers
 
 
 @pytest.mark.benchmark(group="attribution statistics, challenging prompts")
-def test_capture_during_generation(benchmark, lm, challenging_prompts) -> None:
+def test_capture_during_generation(benchmark, compare, lm, challenging_prompts) -> None:
     model, tok = lm
-    result = benchmark.pedantic(one_pass, args=(model, tok, challenging_prompts), rounds=2, iterations=1)
-    assert result.shape[0] == neuron_adapter(model).n_layers
+    result = benchmark.pedantic(
+        one_pass, args=(model, tok, challenging_prompts), rounds=5, iterations=1, warmup_rounds=1
+    )
+    compare(benchmark, "capture", "candidate")
+    # The same statistics both ways (summation order aside).
+    expected = generate_then_forward(model, tok, challenging_prompts)
+    assert abs(result - expected).max() <= 1e-6 * abs(expected).max()

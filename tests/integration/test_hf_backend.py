@@ -10,6 +10,8 @@ import torch
 from harness.backends.base import SamplingConfig
 from harness.backends.hf import HFBackend
 
+GREEDY = SamplingConfig(max_new_tokens=20)
+
 
 @pytest.fixture(scope="module")
 def organism_lm(micro_organism):
@@ -33,6 +35,31 @@ def test_batched_greedy_equals_unbatched_generate(organism_lm) -> None:
             ref_new = ref_new[: ref_new.index(tok.eos_token_id)]
         assert out[0].token_ids == ref_new, prompt
         assert out[0].text == tok.decode(ref_new)
+
+
+def test_rows_leave_the_batch_at_eos_and_the_rest_run_on(organism_lm) -> None:
+    """The organism's continuations end at EOS after 8-20 tokens: most batches lose rows midway."""
+    model, tok, prompts = organism_lm
+    lengths = [len(o[0].token_ids) for o in HFBackend(model, tok, batch_size=48).generate(prompts, GREEDY)]
+    assert min(lengths) < max(lengths)  # finished rows left while others still ran
+
+
+def test_a_generation_config_that_processes_logits_is_decoded_by_generate(organism_lm) -> None:
+    """A repetition penalty in the model's generation_config applies, as with ``generate``."""
+    import copy
+
+    model, tok, prompts = organism_lm
+    penalised = copy.deepcopy(model)
+    penalised.generation_config.repetition_penalty = 3.0
+    outs = HFBackend(penalised, tok, batch_size=16).generate(prompts[:12], GREEDY)
+    plain = HFBackend(model, tok, batch_size=16).generate(prompts[:12], GREEDY)
+    assert [o[0].token_ids for o in outs] != [o[0].token_ids for o in plain]  # the penalty changed something
+    for prompt, out in zip(prompts[:12], outs, strict=True):
+        ids = tok(prompt, return_tensors="pt").input_ids
+        with torch.no_grad():
+            ref = penalised.generate(ids, max_new_tokens=20, do_sample=False, pad_token_id=tok.eos_token_id)
+        new = ref[0, ids.shape[1] :].tolist()
+        assert out[0].token_ids == (new[: new.index(tok.eos_token_id)] if tok.eos_token_id in new else new)
 
 
 def test_sampling_is_seeded_per_prompt(organism_lm) -> None:

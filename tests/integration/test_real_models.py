@@ -73,6 +73,37 @@ def test_greedy_continuation_equals_generate_on_the_default_encoding(family_mode
         assert out[0].token_ids == new, family
 
 
+def test_greedy_rows_that_stop_early_leave_the_batch_on_every_family(family_model, prompts) -> None:
+    """Each family's cache (GQA, Gemma 2's sliding window) loses rows midway and the others decode on.
+
+    A random model seldom emits its EOS, so a token it does emit second for some prompts and
+    not others is made the EOS for this test."""
+    import copy
+
+    family, tokenizer, model = family_model
+    texts = truncate_prompts(tokenizer, prompts, 6)
+    tok = copy.deepcopy(tokenizer)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    tok.pad_token = tok.convert_ids_to_tokens(pad)
+    tok.eos_token = tok.convert_ids_to_tokens(len(tok) - 1)  # a rare token: most rows run their 6 tokens
+    free = HFBackend(model, tok, batch_size=8).generate(texts, SamplingConfig(max_new_tokens=6))
+    seconds = [o[0].token_ids[1] for o in free if len(o[0].token_ids) > 1]
+    stop = next((t for t in seconds if 0 < seconds.count(t) < len(seconds)), None)
+    if stop is None:
+        pytest.skip(f"{family}: every prompt's second token is the same")
+    tok.eos_token = tok.convert_ids_to_tokens(stop)
+    outs = HFBackend(model, tok, batch_size=8).generate(texts, SamplingConfig(max_new_tokens=6))
+    assert any(len(o[0].token_ids) < 6 for o in outs) and any(len(o[0].token_ids) == 6 for o in outs)
+    for text, out in zip(texts, outs, strict=True):
+        enc = tok(text, return_tensors="pt")
+        with torch.no_grad():
+            ref = model.generate(
+                **enc, max_new_tokens=6, do_sample=False, pad_token_id=pad, eos_token_id=stop
+            )
+        new = ref[0, enc.input_ids.shape[1] :].tolist()
+        assert out[0].token_ids == (new[: new.index(stop)] if stop in new else new), family
+
+
 def test_probe_features_read_bos_where_the_tokenizer_adds_it(family_model) -> None:
     family, tokenizer, model = family_model
     texts = ["anna was furious and yelled", "the river"]
