@@ -243,6 +243,20 @@ def _batch_size(value: str) -> int | str:
     metavar="KEY=VALUE",
     help="Backend argument, e.g. gpu_memory_utilization=0.5 or max_model_len=2048 for vLLM.",
 )
+@click.option(
+    "--executor",
+    default="local",
+    show_default=True,
+    help="Where generation, perplexity and scoring run: local, or ray (pip install 'toxbench[ray]').",
+)
+@click.option(
+    "--executor-option",
+    "executor_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Executor argument, e.g. replicas=4, gpus_per_replica=1, scorer_replicas=2 for ray.",
+)
+@click.option("--ray-address", default=None, help="A running Ray cluster (ray://HOST:10001, auto).")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available).")
 @click.option("--dtype", default=None, help="auto, float32, float16 or bfloat16.")
 @click.option("--batch-size", default="auto", show_default=True, callback=lambda c, p, v: _batch_size(v))
@@ -309,6 +323,9 @@ def run_command(
     scorer_options: tuple[str, ...],
     backend: str,
     backend_options: tuple[str, ...],
+    executor: str,
+    executor_options: tuple[str, ...],
+    ray_address: str | None,
     device: str | None,
     dtype: str | None,
     batch_size: int | str,
@@ -330,10 +347,15 @@ def run_command(
     """Evaluate a base model and its aligned version; with no options, the organism pair."""
     _setup_machine(threads, verbose)
     _load_includes(includes)
-    from harness.registry import BACKENDS, PROTOCOLS, SCORERS
+    from harness.registry import BACKENDS, EXECUTORS, PROTOCOLS, SCORERS, check_options
     from harness.runner import RunConfig, run
 
     BACKENDS.check(backend)
+    EXECUTORS.check(executor)
+    executor_args = {k: _literal(v) for k, v in _key_values(executor_options, "--executor-option").items()}
+    if ray_address:
+        executor_args["address"] = ray_address
+    check_options(EXECUTORS.get(executor), executor_args, f"executor {executor!r}")
     PROTOCOLS.check(protocol)
     if scorer:
         SCORERS.check(scorer)
@@ -348,6 +370,8 @@ def run_command(
         scorer_options=_key_values(scorer_options, "--scorer-option"),
         backend=backend,
         backend_options={k: _literal(v) for k, v in _key_values(backend_options, "--backend-option").items()},
+        executor=executor,
+        executor_options=executor_args,
         device=device,
         dtype=dtype,
         batch_size=batch_size,
@@ -667,10 +691,12 @@ def pairs_build(
 
 # -- registries -------------------------------------------------------------------------
 @main.command("ls")
-@click.argument("what", type=click.Choice(["models", "tasks", "scorers", "backends", "methods", "protocols"]))
+@click.argument(
+    "what", type=click.Choice(["models", "tasks", "scorers", "backends", "executors", "methods", "protocols"])
+)
 @_include_option
 def ls(what: str, includes: tuple[Path, ...]) -> None:
-    """List the registered models, tasks, scorers, backends, methods or protocols (plugins included)."""
+    """List the registered models, tasks, scorers, backends, executors, methods or protocols (plugins included)."""
     _load_includes(includes)
     from harness import registry as reg
 
@@ -679,6 +705,7 @@ def ls(what: str, includes: tuple[Path, ...]) -> None:
         "tasks": reg.TASKS,
         "scorers": reg.SCORERS,
         "backends": reg.BACKENDS,
+        "executors": reg.EXECUTORS,
         "methods": reg.METHODS,
         "protocols": reg.PROTOCOLS,
     }[what]

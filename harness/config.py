@@ -26,6 +26,8 @@ class RunConfig:
     scorer_options: dict[str, Any] = field(default_factory=dict)
     backend: str = "hf"
     backend_options: dict[str, Any] = field(default_factory=dict)  # e.g. vLLM engine arguments
+    executor: str = "local"  # where the work runs: local, or ray (harness.executors)
+    executor_options: dict[str, Any] = field(default_factory=dict)  # e.g. replicas, address
     device: str | None = None
     dtype: str | None = None
     batch_size: int | str = "auto"

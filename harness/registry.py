@@ -242,6 +242,12 @@ BACKENDS = Registry("backend")
 BACKENDS.register("hf", "harness.backends.hf:HFBackend", "transformers, batched and length-sorted")
 BACKENDS.register("vllm", "harness.backends.vllm:VLLMBackend", "vLLM engine (optional extra)")
 
+EXECUTORS = Registry("executor")
+EXECUTORS.register("local", "harness.executors:Executor", "in this process, one chunk after another")
+EXECUTORS.register(
+    "ray", "harness.executors.ray_actors:RayExecutor", "persistent Ray actors (optional extra)"
+)
+
 MODELS = ModelRegistry("model")
 
 
@@ -363,6 +369,11 @@ def register_task(name: str, target: Any = None, description: str = ""):
 def register_scorer(name: str, target: Any = None, description: str = ""):
     """Register a scorer (a ``harness.scorers.base.Scorer`` subclass)."""
     return SCORERS.register(name, target, description, origin=_caller())
+
+
+def register_executor(name: str, target: Any = None, description: str = ""):
+    """Register an executor class (``harness.executors.Executor``): where a run's work is done."""
+    return EXECUTORS.register(name, target, description, origin=_caller())
 
 
 def register_backend(name: str, target: Any = None, description: str = ""):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from harness.cache import Cache, cache_key
 from harness.config import RunConfig
 from harness.data import Loaded
 from harness.errors import RunInterrupted, ToxbenchError
+from harness.executors import make_executor
 from harness.fluency import Fluency, FluencySettings
 from harness.io import toxbench_home
 from harness.models import LoadedModel, load_model
@@ -48,6 +49,7 @@ class RunContext:
         self._backends: dict[str, Backend] = {}
         self._probe = None
         self._fluency_of = Fluency(self)
+        self.executor = make_executor(config.executor, config.executor_options)
 
     # -- models and backends -------------------------------------------------------------
     def backend(self, model: LoadedModel) -> Backend:
@@ -66,6 +68,16 @@ class RunContext:
             self._backends[model.fingerprint] = backend
         return self._backends[model.fingerprint]
 
+    def backend_class(self, model: LoadedModel) -> type[Backend]:
+        """The class of the backend ``backend(model)`` builds, without building it (for cache keys
+        and chunk sizes: a run served from the cache starts no engine)."""
+        from harness.backends import hooks_backend_class
+
+        cls = _backend_class(self.config)
+        if not model.notes.get("saveable", True) and not cls.runs_hooks:
+            return hooks_backend_class()
+        return cls
+
     def hook_backend(self, model: LoadedModel) -> Backend:
         """A backend on which hooks registered on ``model.model`` see every pass (the run's, if it can)."""
         from harness.backends import with_hooks
@@ -83,6 +95,7 @@ class RunContext:
     def close(self) -> None:
         for fingerprint in list(self._backends):
             self._backends.pop(fingerprint).close()
+        self.executor.close()
 
     def record_dataset(self, loaded: Loaded) -> None:
         self.datasets[loaded.name] = loaded.provenance()
@@ -112,26 +125,26 @@ class RunContext:
         namespace: str,
         keys: Sequence[str],
         items: Sequence[Any],
-        compute: Callable[[list[Any]], list[Any]],
+        work: Callable[[list[list[Any]]], Iterator[tuple[int, list[Any]]]],
         chunk: int,
         description: str,
         keep: Callable[[Any], bool] = lambda v: True,
         order: Callable[[int], Any] | None = None,
     ) -> list[Any]:
-        """Look up every item; compute the missing ones in chunks, writing each chunk at once."""
+        """Look up every item; hand the missing ones to ``work`` in chunks (the executor's), and
+        write each chunk to the cache as soon as it comes back, in whatever order."""
         found = self.cache.get_many(set(keys)) if self.config.use_cache else {}
         first_of = {k: i for i, k in reversed(list(enumerate(keys)))}  # a repeated item is computed once
         missing = [i for k, i in first_of.items() if k not in found]
         missing.sort(key=order or (lambda i: i))
         if missing:
+            groups = [missing[start : start + chunk] for start in range(0, len(missing), chunk)]
             with progress_bar(description, len(missing)) as advance:
-                for start in range(0, len(missing), chunk):
-                    idx = missing[start : start + chunk]
-                    values = compute([items[i] for i in idx])
-                    new = {keys[i]: v for i, v in zip(idx, values, strict=True)}
+                for g, values in work([[items[i] for i in idx] for idx in groups]):
+                    new = {keys[i]: v for i, v in zip(groups[g], values, strict=True)}
                     found.update(new)
                     self.cache.put_many(namespace, {k: v for k, v in new.items() if keep(v)})
-                    advance(len(idx))
+                    advance(len(groups[g]))
         return [found[k] for k in keys]
 
     def generate(
@@ -142,22 +155,22 @@ class RunContext:
         description: str = "generating",
     ) -> list[list[Completion]]:
         """Continuations of each prompt, cached by model, backend, decoding, seed and prompt."""
-        backend = self.backend(model)
-        ident = {"model": model.fingerprint, "backend": backend.name, "sampling": sampling.key()}
+        cls = self.backend_class(model)
+        ident = {"model": model.fingerprint, "backend": cls.name, "sampling": sampling.key()}
         keys = [cache_key("generation", prompt=p, **ident) for p in prompts]
         lengths = {i: len(p) for i, p in enumerate(prompts)}
 
-        def compute(batch: list[str]) -> list[Any]:
-            outs = backend.generate(batch, sampling)
-            return [[{"text": c.text, "token_ids": c.token_ids} for c in out] for out in outs]
+        def work(chunks: list[list[str]]) -> Iterator[tuple[int, list[Any]]]:
+            for i, outs in self.executor.model_work(self, model, "generate", chunks, sampling):
+                yield i, [[{"text": c.text, "token_ids": c.token_ids} for c in out] for out in outs]
 
-        batch = int(getattr(backend, "batch_size", 64))
+        batch = cls.chunk_size(model, self.config)
         chunk = batch if sampling.greedy else max(1, batch // sampling.n)
         rows = self._cached_map(
             "generation",
             keys,
             list(prompts),
-            compute,
+            work,
             chunk,
             f"{description} ({model.name})",
             order=lambda i: -lengths[i],
@@ -172,23 +185,24 @@ class RunContext:
             "score",
             keys,
             list(texts),
-            self.scorer.score,
+            lambda chunks: self.executor.score(self, chunks),
             256,
             f"{description} ({self.scorer.name})",
             keep=lambda v: v is not None,
         )
 
     def window_nll(self, model: LoadedModel, windows: Sequence[Sequence[int]]) -> list[tuple[float, int]]:
-        backend = self.backend(model)
-        keys = [
-            cache_key("nll", model=model.fingerprint, backend=backend.name, window=list(w)) for w in windows
-        ]
+        cls = self.backend_class(model)
+        keys = [cache_key("nll", model=model.fingerprint, backend=cls.name, window=list(w)) for w in windows]
         rows = self._cached_map(
             "nll",
             keys,
             list(windows),
-            lambda b: [list(x) for x in backend.window_nll(b)],
-            int(getattr(backend, "batch_size", 16)),
+            lambda chunks: (
+                (i, [list(x) for x in out])
+                for i, out in self.executor.model_work(self, model, "window_nll", chunks)
+            ),
+            cls.chunk_size(model, self.config),
             f"perplexity ({model.name})",
         )
         return [(float(a), int(b)) for a, b in rows]
@@ -286,7 +300,7 @@ def _prior_run(output_dir: Path, config: RunConfig) -> None:
     except (OSError, ValueError, AttributeError):
         prior = None
     mine = jsonable(config.to_dict())
-    ignore = ("output_path", "overwrite")
+    ignore = ("output_path", "overwrite", "executor", "executor_options")  # where, not what
     if isinstance(prior, dict) and {k: v for k, v in prior.items() if k not in ignore} == {
         k: v for k, v in mine.items() if k not in ignore
     }:
@@ -367,7 +381,7 @@ def run(config: RunConfig) -> dict[str, Any]:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-    ctx.close()
+        ctx.close()  # engines and executors stop whether the run finished, failed or was interrupted
     return writer.finish(ctx, time.time() - started)
 
 

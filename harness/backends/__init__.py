@@ -15,6 +15,12 @@ def with_hooks(model: Any, config: Any) -> Backend:
     For passes that read or change activations (attribution's capture, activation patching),
     which an engine running its own copy of the weights cannot serve.
     """
+    factory: Any = hooks_backend_class()  # a concrete backend: (model, tokenizer, batch_size=...)
+    return factory(model.model, model.tokenizer, batch_size=config.batch_size)
+
+
+def hooks_backend_class() -> type[Backend]:
+    """The backend ``with_hooks`` builds."""
     from harness.backends.hf import HFBackend
 
-    return HFBackend(model.model, model.tokenizer, batch_size=config.batch_size)
+    return HFBackend

@@ -74,6 +74,12 @@ class Backend(ABC):
         factory: Any = cls  # a concrete backend takes (model, tokenizer, batch_size, **options)
         return factory(model.model, model.tokenizer, batch_size=config.batch_size, **config.backend_options)
 
+    @classmethod
+    def chunk_size(cls, model: Any, config: Any) -> int:
+        """How many items the runner hands this backend at once for a ``LoadedModel`` (and caches
+        together): the run's ``batch_size``, or 64 where it is ``"auto"``."""
+        return 64 if config.batch_size == "auto" else int(config.batch_size)
+
     @property
     @abstractmethod
     def tokenizer(self): ...

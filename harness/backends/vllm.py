@@ -95,6 +95,10 @@ class VLLMBackend(Backend):
             **config.backend_options,
         )
 
+    @classmethod
+    def chunk_size(cls, model: Any, config: Any) -> int:
+        return cls.batch_size
+
     @property
     def tokenizer(self):
         return self._tokenizer
