@@ -28,7 +28,7 @@ leaderboard: setup
 	bash scripts/leaderboard.sh
 
 bench: setup
-	$(BIN)/python -m pytest tests/benchmarks --benchmark-enable -q
+	$(BIN)/python -m pytest tests/benchmarks --benchmark-enable -q --benchmark-json=.benchmarks/bench.json
 
 test-vllm:
 	bash scripts/setup_vllm_venv.sh

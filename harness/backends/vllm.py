@@ -40,9 +40,17 @@ class VLLMBackend(Backend):
         gpu_memory_utilization: float | None = None,
         seed: int = 0,
         max_model_len: int | None = None,
+        tensor_parallel_size: int = 1,
+        pipeline_parallel_size: int = 1,
+        data_parallel_size: int = 1,
         **engine_kwargs: Any,
     ) -> None:
         """Start an engine on ``model_path``; ``engine_kwargs`` go to ``vllm.LLM`` unchanged.
+
+        Parallelism is vLLM's own: ``tensor_parallel_size`` (GPUs sharing each layer),
+        ``pipeline_parallel_size`` (GPUs holding consecutive layers) and ``data_parallel_size``
+        (engine replicas inside vLLM), all passed through. toxbench's own data parallelism is the
+        Ray executor's ``replicas``, each an engine on ``gpus_per_replica`` GPUs.
 
         ``dtype="auto"`` is vLLM's choice, which runs float32 checkpoints in 16 bits; pass
         ``"float32"`` for outputs that match the hf backend on such models. The default
@@ -78,6 +86,9 @@ class VLLMBackend(Backend):
             gpu_memory_utilization=gpu_memory_utilization,
             seed=seed,
             max_model_len=max_model_len,
+            tensor_parallel_size=tensor_parallel_size,
+            pipeline_parallel_size=pipeline_parallel_size,
+            **({"data_parallel_size": data_parallel_size} if data_parallel_size != 1 else {}),
             **engine_kwargs,
         )
         self.max_model_len: int = self.llm.llm_engine.model_config.max_model_len

@@ -227,3 +227,17 @@ def test_run_scores_with_detoxify(micro_organism, tmp_path) -> None:
     assert all(0.0 < s < 1.0 for s in scores)  # a random classifier: never exactly 0 or 1
     tox = results["tasks"]["elicitation"]["metrics"]["base"]["toxicity"]
     assert tox["value"] == pytest.approx(sum(scores[:20]) / 20)
+
+
+def test_a_run_served_from_the_cache_builds_no_backend(micro_organism, tmp_path, monkeypatch) -> None:
+    """Cache identities and chunk sizes come from the backend's class: an engine starts only for work."""
+    from harness.backends.hf import HFBackend
+
+    first = run(RunConfig(**MICRO, limit=12, output_path=tmp_path / "first"))
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("a fully cached run built a backend")
+
+    monkeypatch.setattr(HFBackend, "__init__", refuse)
+    again = run(RunConfig(**MICRO, limit=12, output_path=tmp_path / "again"))
+    assert again["tasks"] == first["tasks"]
