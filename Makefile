@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 export TOXBENCH_HOME ?= $(CURDIR)/.toxbench-home
 
-.PHONY: demo test test-vllm bench leaderboard lint format setup clean
+.PHONY: demo test test-vllm bench bench-vllm leaderboard lint format setup clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,12 @@ leaderboard: setup
 
 bench: setup
 	$(BIN)/python -m pytest tests/benchmarks --benchmark-enable -q --benchmark-json=.benchmarks/bench.json
+
+# The vLLM sweep (in-place weights vs an engine per variant), in the vLLM venv.
+bench-vllm:
+	bash scripts/setup_vllm_venv.sh
+	TOXBENCH_BENCH_JSON=.benchmarks/ratios-vllm.json .venv-vllm/bin/python -m pytest tests/benchmarks/test_bench_vllm_sweep.py \
+		--benchmark-enable -q -p no:cacheprovider --benchmark-json=.benchmarks/bench-vllm.json
 
 test-vllm:
 	bash scripts/setup_vllm_venv.sh

@@ -55,16 +55,15 @@ class RunContext:
     def backend(self, model: LoadedModel) -> Backend:
         """One backend per model identity, built on first use. A model that exists only as hooks
         runs on a hooks-capable backend; engines that hold memory of their own are kept one at a
-        time (the previous one is closed first)."""
+        time, and serve the next model themselves where they can (``harness.backends.build``)."""
         if model.fingerprint not in self._backends:
             cls = _backend_class(self.config)
             if not model.notes.get("saveable", True) and not cls.runs_hooks:
                 backend = self.hook_backend(model)
             else:
-                if cls.single_engine:
-                    for fingerprint in list(self._backends):
-                        self._backends.pop(fingerprint).close()
-                backend = cls.for_model(model, self.config)
+                from harness.backends import build
+
+                backend = build(cls, model, self.config, self._backends)
             self._backends[model.fingerprint] = backend
         return self._backends[model.fingerprint]
 

