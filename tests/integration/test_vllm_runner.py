@@ -1,4 +1,5 @@
-"""The runner with ``--backend vllm``: the real engine gives the hf backend's numbers.
+"""The runner with ``--backend vllm``: the real engine gives the hf backend's numbers, on one
+engine for every variant, and on Ray replicas.
 
 Runs in the vLLM venv (``make test-vllm``), on the micro organism that ``make test`` built.
 """
@@ -100,3 +101,34 @@ def test_one_engine_serves_every_variant(organism, tmp_path, monkeypatch: pytest
         assert b["toxicity"] == a["toxicity"], a["name"]
         assert b["f1"] == a["f1"], a["name"]
         assert b["perplexity"]["value"] == pytest.approx(a["perplexity"]["value"], rel=1e-3), a["name"]
+
+
+def test_vllm_replicas_on_ray_give_the_local_numbers(organism, tmp_path) -> None:
+    pytest.importorskip("ray", reason="the Ray executor needs ray (scripts/setup_vllm_venv.sh installs it)")
+    common = dict(
+        model="organism-micro",
+        aligned="organism-micro:dpo",
+        tasks=["elicitation"],
+        dtype="float32",
+        limit=40,
+        use_cache=False,
+        backend="vllm",
+        backend_options={"kv_cache_memory_bytes": 64 * 2**20},
+    )
+    local = run(RunConfig(**common, output_path=tmp_path / "local"))
+    on_ray = run(
+        RunConfig(
+            **common,
+            output_path=tmp_path / "ray",
+            executor="ray",
+            executor_options={"replicas": 1, "scorer_replicas": 1, "num_cpus": 2},
+        )
+    )
+    assert on_ray["tasks"]["elicitation"]["status"] == "ok"
+    m_local, m_ray = (r["tasks"]["elicitation"]["metrics"] for r in (local, on_ray))
+    for role in ("base", "aligned"):
+        assert m_ray[role]["toxicity"] == m_local[role]["toxicity"]
+        assert m_ray[role]["f1"] == m_local[role]["f1"]
+        assert m_ray[role]["perplexity"]["value"] == pytest.approx(
+            m_local[role]["perplexity"]["value"], rel=1e-6
+        )
