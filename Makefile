@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 export TOXBENCH_HOME ?= $(CURDIR)/.toxbench-home
 
-.PHONY: demo test test-vllm bench bench-vllm leaderboard lint format setup clean
+.PHONY: demo test test-vllm bench bench-vllm leaderboard recipe-twin lint format setup clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: lint
 
 leaderboard: setup
 	bash scripts/leaderboard.sh
+
+# The default organism's DPO twin by [A]'s pair recipe, checked against the paper's regime.
+recipe-twin: setup
+	bash scripts/recipe_twin.sh
 
 bench: setup
 	$(BIN)/python -m pytest tests/benchmarks --benchmark-enable -q --benchmark-json=.benchmarks/bench.json
