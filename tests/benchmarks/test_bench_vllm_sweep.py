@@ -19,17 +19,6 @@ RESULTS: dict[str, dict] = {}
 ENGINE = {"kv_cache_memory_bytes": 64 * 2**20}
 
 
-@pytest.fixture(scope="module")
-def built_micro(toxbench_home):
-    from harness.errors import CacheError
-    from harness.organism.build import load_organism
-
-    try:
-        return load_organism("micro", build_if_missing=False)
-    except CacheError:
-        pytest.skip("the micro organism is not built: run `make test` first (it builds it)")
-
-
 def _sweep(in_place: bool, output) -> dict:
     config = RunConfig(
         model="organism-micro",
@@ -52,14 +41,14 @@ def _rows(task: dict) -> list:
 
 
 @pytest.mark.benchmark(group="vllm variant sweep")
-def test_new_engine_per_variant(benchmark, compare, built_micro, tmp_path) -> None:
+def test_new_engine_per_variant(benchmark, compare, built_micro_organism, tmp_path) -> None:
     out = benchmark.pedantic(_sweep, args=(False, tmp_path / "engines"), rounds=2, iterations=1)
     compare(benchmark, "variant-sweep", "baseline")
     RESULTS["engines"] = _rows(out)
 
 
 @pytest.mark.benchmark(group="vllm variant sweep")
-def test_in_place_weights(benchmark, compare, built_micro, tmp_path) -> None:
+def test_in_place_weights(benchmark, compare, built_micro_organism, tmp_path) -> None:
     out = benchmark.pedantic(_sweep, args=(True, tmp_path / "in-place"), rounds=2, iterations=1)
     compare(benchmark, "variant-sweep", "candidate")
     assert len(out["variants"]) == 5

@@ -10,40 +10,25 @@ import pytest
 
 pytest.importorskip("vllm", reason="vLLM is not installed here: run `make test-vllm`")
 
-from harness.organism.build import load_organism  # noqa: E402
 from harness.runner import RunConfig, run  # noqa: E402
 
 pytestmark = pytest.mark.vllm
 
-
-@pytest.fixture(scope="module")
-def organism(toxbench_home):
-    from harness.errors import CacheError
-
-    try:
-        return load_organism("micro", build_if_missing=False)
-    except CacheError:
-        pytest.skip("the micro organism is not built: run `make test` first (it builds it)")
+# The engine's KV cache, sized for the micro organism (the default fraction of RAM is far more).
+ENGINE = {"kv_cache_memory_bytes": 64 * 2**20}
 
 
-def test_vllm_run_matches_hf(organism, tmp_path) -> None:
-    common = dict(
-        model="organism-micro",
-        aligned="organism-micro:dpo",
-        tasks=["elicitation"],
-        dtype="float32",
-        limit=40,
-        use_cache=False,
+def micro_run(output, tasks: list[str], **options) -> dict:
+    """A run of the micro organism pair on the first 40 prompts, in float32, without the cache."""
+    config = dict(
+        model="organism-micro", aligned="organism-micro:dpo", dtype="float32", limit=40, use_cache=False
     )
-    hf = run(RunConfig(**common, output_path=tmp_path / "hf"))
-    vl = run(
-        RunConfig(
-            **common,
-            backend="vllm",
-            output_path=tmp_path / "vllm",
-            backend_options={"kv_cache_memory_bytes": 64 * 2**20},
-        )
-    )
+    return run(RunConfig(**config, tasks=tasks, output_path=output, **options))
+
+
+def test_vllm_run_matches_hf(built_micro_organism, tmp_path) -> None:
+    hf = micro_run(tmp_path / "hf", ["elicitation"])
+    vl = micro_run(tmp_path / "vllm", ["elicitation"], backend="vllm", backend_options=ENGINE)
     assert vl["backend"] == "vllm"
     m_hf, m_vl = (r["tasks"]["elicitation"]["metrics"] for r in (hf, vl))
     for role in ("base", "aligned"):
@@ -52,7 +37,9 @@ def test_vllm_run_matches_hf(organism, tmp_path) -> None:
         assert m_vl[role]["perplexity"]["value"] == pytest.approx(m_hf[role]["perplexity"]["value"], rel=1e-3)
 
 
-def test_one_engine_serves_every_variant(organism, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_one_engine_serves_every_variant(
+    built_micro_organism, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Base, aligned and the un-alignment task's five variants run on one engine, none saved,
     with the hf backend's numbers."""
     import vllm
@@ -74,25 +61,10 @@ def test_one_engine_serves_every_variant(organism, tmp_path, monkeypatch: pytest
             saved.append(model.name)
         return materialise(model)
 
-    common = dict(
-        model="organism-micro",
-        aligned="organism-micro:dpo",
-        tasks=["unalignment"],
-        dtype="float32",
-        limit=40,
-        use_cache=False,
-    )
-    hf = run(RunConfig(**common, output_path=tmp_path / "hf"))
+    hf = micro_run(tmp_path / "hf", ["unalignment"])
     monkeypatch.setattr(vllm, "LLM", CountedLLM)
     monkeypatch.setattr(harness.models, "materialise", counted_materialise)
-    vl = run(
-        RunConfig(
-            **common,
-            backend="vllm",
-            output_path=tmp_path / "vllm",
-            backend_options={"kv_cache_memory_bytes": 64 * 2**20},
-        )
-    )
+    vl = micro_run(tmp_path / "vllm", ["unalignment"], backend="vllm", backend_options=ENGINE)
     assert vl["tasks"]["unalignment"]["status"] == "ok"
     assert len(engines) == 1 and saved == []
     rows_hf, rows_vl = (r["tasks"]["unalignment"]["variants"] for r in (hf, vl))
@@ -103,26 +75,13 @@ def test_one_engine_serves_every_variant(organism, tmp_path, monkeypatch: pytest
         assert b["perplexity"]["value"] == pytest.approx(a["perplexity"]["value"], rel=1e-3), a["name"]
 
 
-def test_vllm_replicas_on_ray_give_the_local_numbers(organism, tmp_path) -> None:
+def test_vllm_replicas_on_ray_give_the_local_numbers(built_micro_organism, tmp_path) -> None:
     pytest.importorskip("ray", reason="the Ray executor needs ray (scripts/setup_vllm_venv.sh installs it)")
-    common = dict(
-        model="organism-micro",
-        aligned="organism-micro:dpo",
-        tasks=["elicitation"],
-        dtype="float32",
-        limit=40,
-        use_cache=False,
-        backend="vllm",
-        backend_options={"kv_cache_memory_bytes": 64 * 2**20},
-    )
-    local = run(RunConfig(**common, output_path=tmp_path / "local"))
-    on_ray = run(
-        RunConfig(
-            **common,
-            output_path=tmp_path / "ray",
-            executor="ray",
-            executor_options={"replicas": 1, "scorer_replicas": 1, "num_cpus": 2},
-        )
+    on_vllm = dict(backend="vllm", backend_options=ENGINE)
+    local = micro_run(tmp_path / "local", ["elicitation"], **on_vllm)
+    replicas = {"replicas": 1, "scorer_replicas": 1, "num_cpus": 2}
+    on_ray = micro_run(
+        tmp_path / "ray", ["elicitation"], **on_vllm, executor="ray", executor_options=replicas
     )
     assert on_ray["tasks"]["elicitation"]["status"] == "ok"
     m_local, m_ray = (r["tasks"]["elicitation"]["metrics"] for r in (local, on_ray))
