@@ -40,6 +40,18 @@ def family_model(request, corpus):
     return request.param, tokenizer, build_model(request.param, tokenizer)
 
 
+def reference_greedy(model, tokenizer, text: str, max_new_tokens: int, pad: int, eos: int) -> list[int]:
+    """``model.generate``'s greedy tokens for one prompt (encoded with the tokenizer's defaults),
+    cut before the first EOS: what the backend's batched decoding must give."""
+    enc = tokenizer(text, return_tensors="pt")
+    with torch.no_grad():
+        ref = model.generate(
+            **enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad, eos_token_id=eos
+        )
+    new = ref[0, enc.input_ids.shape[1] :].tolist()
+    return new[: new.index(eos)] if eos in new else new
+
+
 def test_the_tokenizers_behave_like_the_real_ones(family_model) -> None:
     family, tokenizer, model = family_model
     ids = tokenizer("anna was furious")["input_ids"]
@@ -57,20 +69,11 @@ def test_greedy_continuation_equals_generate_on_the_default_encoding(family_mode
     for text in truncated:  # the cut counts the prompt's own tokens, not BOS
         assert len(tokenizer(text, add_special_tokens=False)["input_ids"]) <= 6
     outs = HFBackend(model, tokenizer, batch_size=4).generate(truncated, SamplingConfig(max_new_tokens=6))
-    for text, out in zip(truncated, outs, strict=True):
-        enc = tokenizer(text, return_tensors="pt")  # the tokenizer's defaults: BOS for Llama, Gemma, Mistral
-        with torch.no_grad():
-            ref = model.generate(
-                **enc,
-                max_new_tokens=6,
-                do_sample=False,
-                pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-            )
-        new = ref[0, enc.input_ids.shape[1] :].tolist()
-        if tokenizer.eos_token_id in new:
-            new = new[: new.index(tokenizer.eos_token_id)]
-        assert out[0].token_ids == new, family
+    pad = tokenizer.pad_token_id or tokenizer.eos_token_id
+    for text, out in zip(truncated, outs, strict=True):  # BOS for Llama, Gemma, Mistral: their defaults
+        assert out[0].token_ids == reference_greedy(model, tokenizer, text, 6, pad, tokenizer.eos_token_id), (
+            family
+        )
 
 
 def test_greedy_rows_that_stop_early_leave_the_batch_on_every_family(family_model, prompts) -> None:
@@ -95,13 +98,7 @@ def test_greedy_rows_that_stop_early_leave_the_batch_on_every_family(family_mode
     outs = HFBackend(model, tok, batch_size=8).generate(texts, SamplingConfig(max_new_tokens=6))
     assert any(len(o[0].token_ids) < 6 for o in outs) and any(len(o[0].token_ids) == 6 for o in outs)
     for text, out in zip(texts, outs, strict=True):
-        enc = tok(text, return_tensors="pt")
-        with torch.no_grad():
-            ref = model.generate(
-                **enc, max_new_tokens=6, do_sample=False, pad_token_id=pad, eos_token_id=stop
-            )
-        new = ref[0, enc.input_ids.shape[1] :].tolist()
-        assert out[0].token_ids == (new[: new.index(stop)] if stop in new else new), family
+        assert out[0].token_ids == reference_greedy(model, tok, text, 6, pad, stop), family
 
 
 def test_probe_features_read_bos_where_the_tokenizer_adds_it(family_model) -> None:
