@@ -43,11 +43,14 @@ class _Engine:
         self.users = 1
         self.swaps = 0  # in-place loads so far, and the tensors they sent
         self.tensors_sent = 0
+        self.failed: str | None = None  # why a load failed: the engine's weights are then unknown
 
     def hold(self, weights: Mapping[str, Any] | None) -> None:
         """Make the engine run ``weights``: load the blocks that differ from what it holds."""
         from harness.backends.vllm_weights import tensors_to_send, write_weights
 
+        if self.failed is not None:
+            raise ToxbenchError(self.failed)
         if weights is None or self.weights is None or weights is self.weights:
             return
         start = time.perf_counter()
@@ -56,6 +59,14 @@ class _Engine:
             path = write_weights(send)
             try:
                 self.llm.collective_rpc("toxbench_load_weights", args=(path,))
+            except Exception as exc:
+                # Some layers may hold the new tensors and some the old: nothing may run on it now.
+                self.failed = (
+                    f"loading {len(send)} tensors into the running vLLM engine failed ({type(exc).__name__}: "
+                    f"{exc}); finished work is cached: run again with --backend-option in_place_weights=false "
+                    "to start an engine per model instead"
+                )
+                raise ToxbenchError(self.failed) from exc
             finally:
                 os.unlink(path)
             self.llm.reset_prefix_cache()  # its blocks were computed with the old weights

@@ -196,3 +196,23 @@ def test_models_the_engine_cannot_run_get_engines_of_their_own(fake_vllm, tmp_pa
     fixed = VLLMBackend.for_model(loaded(model, "base", tmp_path), no_swaps)
     assert "worker_extension_cls" not in fake_vllm.seen
     assert fixed.serve(loaded(edited(model, lambda m: m.lm_head.weight.add_(0.1)), "x"), no_swaps) is None
+
+
+def test_a_failed_load_stops_the_engine_with_a_clear_error(fake_vllm, tmp_path) -> None:
+    from harness.backends.vllm import VLLMBackend
+    from harness.errors import ToxbenchError
+
+    model = tiny_gpt2()
+    base = VLLMBackend.for_model(loaded(model, "base", tmp_path), RUN)
+    variant = base.serve(loaded(edited(model, lambda m: m.lm_head.weight.add_(0.1)), "variant"), RUN)
+    assert variant is not None
+
+    def broken(method, args=()):
+        raise RuntimeError("worker lost")
+
+    base._engine.llm.collective_rpc = broken
+    with pytest.raises(ToxbenchError, match="in_place_weights=false"):
+        _ = variant.llm
+    # Its weights are now unknown: the base may not run on it either, though it "holds" them.
+    with pytest.raises(ToxbenchError, match="worker lost"):
+        _ = base.llm
