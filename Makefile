@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 export TOXBENCH_HOME ?= $(CURDIR)/.toxbench-home
 
-.PHONY: demo test test-vllm bench bench-vllm leaderboard recipe-twin lint format setup clean
+.PHONY: demo test test-vllm bench bench-vllm leaderboard recipe-twin reference lint format setup clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ demo: setup
 
 test: lint
 	$(BIN)/python -m pytest tests/unit tests/integration -m "not vllm" -q
+
+# Rewrite the stored reference run (tests/reference/) after a change meant to move results.
+reference: setup
+	TOXBENCH_UPDATE_REFERENCE=1 $(BIN)/python -m pytest tests/integration/test_reference_results.py -q -k stored
 
 leaderboard: setup
 	bash scripts/leaderboard.sh

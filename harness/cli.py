@@ -140,18 +140,44 @@ def _print_build_report(org) -> None:
 @organism.command("build")
 @click.option("--size", type=click.Choice(["micro", "default"]), default="default", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--force", is_flag=True, help="Rebuild even if a valid build is cached.")
+@click.option("--force", is_flag=True, help="Train again even if this machine has a valid build.")
 @click.option(
     "--json-out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the report here."
 )
-def organism_build(size: str, seed: int, force: bool, json_out: Path | None) -> None:
-    """Build the organism (or reuse the cached build) and print its report."""
-    from harness.organism.build import build_organism
+@click.option(
+    "--ship",
+    is_flag=True,
+    help="Make this build the shipped organism (maintainers: commit harness/organism/shipped/ after it).",
+)
+def organism_build(size: str, seed: int, force: bool, json_out: Path | None, ship: bool) -> None:
+    """Train the organism on this machine, print its report and whether it equals the shipped one.
+
+    Runs keep using the shipped organism; pass --model-arg build=local to evaluate this build.
+    """
+    from harness.organism.build import build_organism, compare_with_shipped
+    from harness.organism.build import ship as ship_organism
 
     org = build_organism(size, seed, force=force)
     _print_build_report(org)
     if json_out:
         json_out.write_text(json.dumps(org.report, indent=2))
+    comparison = compare_with_shipped(org)
+    if not comparison["shipped"]:
+        click.echo(f"no organism is shipped for this configuration (seed {seed}): runs use this build")
+    elif comparison["same"]:
+        click.echo("this build is identical to the shipped organism")
+    else:
+        fingerprints = ", ".join(
+            f"{part} {m['local']} (shipped {m['shipped']})" for part, m in comparison["models"].items()
+        )
+        click.secho(
+            "this build differs from the shipped organism (training is bit-identical only on the same CPU "
+            f"and kernels): {fingerprints}. Runs keep the shipped one; --model-arg build=local evaluates "
+            "this one, under its own fingerprint.",
+            fg="yellow",
+        )
+    if ship:
+        click.echo(f"shipped: {ship_organism(org)}")
     missed = [n for n, c in org.report["targets"].items() if not c["ok"]]
     if missed:
         click.secho(f"targets missed: {', '.join(missed)}", fg="yellow", err=True)
@@ -161,15 +187,18 @@ def organism_build(size: str, seed: int, force: bool, json_out: Path | None) -> 
 @click.option("--size", type=click.Choice(["micro", "default"]), default="default", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 def organism_info(size: str, seed: int) -> None:
-    """Where the organism lives and whether its cached build is valid."""
-    from harness.organism.build import organism_config, organism_dir, verify
+    """Where the organism lives (shipped and local builds) and whether each folder is valid."""
+    from harness.organism.build import organism_config, organism_dir, shipped_manifest, verify
 
     config = organism_config(size, seed)
-    root = organism_dir(config)
-    ok, reason = verify(root) if root.exists() else (False, "not built")
-    click.echo(
-        f"folder: {root}\nconfig hash: {config.hash()}\nvalid: {ok}{'' if ok else ' (' + reason + ')'}"
-    )
+    click.echo(f"config hash: {config.hash()}")
+    click.echo(f"shipped: {'yes' if shipped_manifest(config) else 'no (runs build it here)'}")
+    for build in ("shipped", "local"):
+        root = organism_dir(config, build=build)
+        ok, reason = (
+            verify(root) if root.exists() else (False, "not installed" if build == "shipped" else "not built")
+        )
+        click.echo(f"{build} folder: {root}\n  valid: {ok}{'' if ok else ' (' + reason + ')'}")
 
 
 # -- run ---------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from harness.io import atomic_write_json, toxbench_home
 
 # Arguments every model takes, handled here rather than by its loader.
 LOAD_ARGUMENTS = {
-    "dtype": "auto, float32, float16 or bfloat16 (overrides --dtype for this model)",
+    "dtype": "auto, float64, float32, float16 or bfloat16 (overrides --dtype for this model)",
     "device_map": "a transformers device map (e.g. auto, to spread a model over GPUs); replaces --device",
     "trust_remote_code": "run the model's own code from its repository (off unless given)",
     "adds_bos": "make the tokenizer put BOS in front of every text (true) or never (false)",
@@ -155,7 +155,7 @@ class ModelSpec:
                 raise ToxbenchError(f"model {self.raw!r}: {key} must be true or false, got {value!r}")
 
     def source(self, show_progress: bool = True) -> ModelSource:
-        """Ask the loader where the weights are (the organism's loader builds it on first use)."""
+        """Ask the loader where the weights are (the organism's loader installs it on first use)."""
         import inspect
 
         fn = self.entry.load_fn()
@@ -274,9 +274,16 @@ def _dtype(dtype: str | None):
     if dtype in (None, "auto"):
         return "auto"
     try:
-        return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
+        return {
+            "float64": torch.float64,
+            "float32": torch.float32,
+            "float16": torch.float16,
+            "bfloat16": torch.bfloat16,
+        }[dtype]
     except KeyError as exc:
-        raise ToxbenchError(f"unknown dtype {dtype!r}: use auto, float32, float16 or bfloat16") from exc
+        raise ToxbenchError(
+            f"unknown dtype {dtype!r}: use auto, float64, float32, float16 or bfloat16"
+        ) from exc
 
 
 def _config_model_type(source: str) -> str | None:

@@ -1,6 +1,7 @@
 """The leaderboard pages, generated from the submissions (never edited by hand): ``leaderboard.md``
-and a self-contained ``index.html``. Rows are grouped by evaluation setting (scorer, protocol),
-because toxicities from different scorers or protocols are not on the same scale, and ranked
+and a self-contained ``index.html``. Rows are grouped by evaluation setting (base model, scorer,
+protocol), because toxicities from different scorers or protocols are not on the same scale and
+alignment methods are compared on the same base weights, and ranked
 by aligned toxicity, lowest first, within each group.
 """
 
@@ -15,7 +16,8 @@ from typing import Any
 from harness.check import protocol_definition
 from harness.io import atomic_write_text, sha256_json
 
-Setting = tuple[str, str, str, str]  # scorer name, scorer fingerprint, protocol name, protocol hash
+# base model spec and fingerprint, scorer name and fingerprint, protocol name and hash
+Setting = tuple[str, str, str, str, str, str]
 MISSING = "—"
 
 
@@ -75,7 +77,16 @@ def setting(submission: dict[str, Any]) -> Setting:
     """The evaluation setting a submission's toxicity belongs to: rows compare only within one."""
     p = submission["provenance"]
     protocol_hash = sha256_json(protocol_definition(p["protocol"]))[:8]
-    return p["scorer"]["name"], p["scorer"]["fingerprint"], p["protocol"]["name"], protocol_hash
+    base = p["models"]["base"]
+    # The base model by its weights: an organism trained on another machine is another model.
+    return (
+        base["spec"],
+        base["fingerprint"],
+        p["scorer"]["name"],
+        p["scorer"]["fingerprint"],
+        p["protocol"]["name"],
+        protocol_hash,
+    )
 
 
 def grouped(submissions: list[dict[str, Any]]) -> dict[Setting, list[dict[str, Any]]]:
@@ -104,8 +115,11 @@ def dataset_notes(group: list[dict[str, Any]]) -> list[str]:
 
 def _heading(key: Setting) -> str:
     """A group's heading, in Markdown."""
-    scorer, fingerprint, protocol, protocol_hash = key
-    return f"Scorer `{scorer}` (`{fingerprint}`), protocol `{protocol}` (`{protocol_hash}`)"
+    base, base_fingerprint, scorer, fingerprint, protocol, protocol_hash = key
+    return (
+        f"Base model `{base}` (`{base_fingerprint}`), scorer `{scorer}` (`{fingerprint}`), "
+        f"protocol `{protocol}` (`{protocol_hash}`)"
+    )
 
 
 def _comparability_note(n_settings: int) -> str | None:
@@ -113,8 +127,9 @@ def _comparability_note(n_settings: int) -> str | None:
     if n_settings < 2:
         return None
     return (
-        f"**Not comparable across tables.** These submissions use {n_settings} different (scorer, protocol) "
-        "settings. Toxicity from different scorers or protocols is on different scales, so each setting has "
+        f"**Not comparable across tables.** These submissions use {n_settings} different (base model, scorer, "
+        "protocol) settings. Toxicity from different scorers or protocols is on different scales, and methods "
+        "applied to different base weights start from different models, so each setting has "
         "its own table and rows are ranked only within it."
     )
 

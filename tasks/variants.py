@@ -14,6 +14,7 @@ import numpy as np
 from harness.data import load_rtp
 from harness.metrics import Metric, metric
 from harness.models import LoadedModel
+from harness.numerics import widened
 from harness.runner import RunContext
 from tasks.elicitation import evaluate_model
 from tasks.protocols import Protocol, get_protocol
@@ -162,7 +163,7 @@ def residual_scale(model: LoadedModel, prompts: list[str], n: int = 64) -> float
                 model.model(input_ids=batch, attention_mask=torch.ones_like(batch))
     finally:
         handle.remove()
-    values = torch.cat([v.float().cpu()[m] for v, m in zip(norms, keep, strict=True)])
+    values = torch.cat([widened(v).cpu()[m] for v, m in zip(norms, keep, strict=True)])
     return float(values.mean())
 
 

@@ -25,7 +25,7 @@ def toxbench_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def micro_organism(toxbench_home: Path):
-    """The micro organism (built on first use, then reused from the cache)."""
+    """The shipped micro organism (installed on first use, then reused)."""
     import torch
 
     from harness.organism.build import load_organism
@@ -36,15 +36,14 @@ def micro_organism(toxbench_home: Path):
 
 @pytest.fixture(scope="session")
 def built_micro_organism(toxbench_home: Path):
-    """The micro organism if it is built, else the test is skipped (for venvs that cannot build
-    it: the vLLM one has no TRL)."""
+    """The micro organism if it is installed or can be (it is shipped), else the test is skipped."""
     from harness.errors import CacheError
     from harness.organism.build import load_organism
 
     try:
         return load_organism("micro", build_if_missing=False)
     except CacheError:
-        pytest.skip("the micro organism is not built: run `make test` first (it builds it)")
+        pytest.skip("the micro organism cannot be installed here: see `toxbench organism info --size micro`")
 
 
 @pytest.fixture(autouse=True)

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 from harness.backends.base import Advance, Backend, Completion, SamplingConfig
 from harness.models import context_length
+from harness.numerics import widened
 from harness.passes import teacher_forced
 from harness.tokenization import encode
 
@@ -244,10 +245,11 @@ class HFBackend(Backend):
                 len(self._tokenizer) if head is None else self.model.get_output_embeddings().weight.shape[0]
             )
             step = max(1, self.logits_budget // max(1, rows * vocab))
-            nll = torch.zeros(rows, width - 1, dtype=torch.float32, device=ids.device)
+            # float32 at least (half-precision logits are widened), float64 for a float64 model.
+            nll = torch.zeros(rows, width - 1, dtype=widened(hidden[:, :0]).dtype, device=ids.device)
             for s in range(0, width - 1, step):
                 e = min(s + step, width - 1)
-                logits = (hidden[:, s:e] if head is None else head(hidden[:, s:e])).float()
+                logits = widened(hidden[:, s:e] if head is None else head(hidden[:, s:e]))
                 nll[:, s:e] = torch.nn.functional.cross_entropy(
                     logits.transpose(1, 2), ids[:, s + 1 : e + 1], reduction="none"
                 )

@@ -31,6 +31,7 @@ from harness.cache import cache_key
 from harness.errors import ToxbenchError
 from harness.mech.capture import NeuronSums, capture_neuron_sums
 from harness.mech.vectors import value_cosines
+from harness.numerics import widened
 from harness.progress import progress_bar
 
 # group: (sign of cos(v_i(base), w), base activation >= 0, sign of Δa_i)
@@ -169,7 +170,7 @@ def parameter_cosines(base, aligned) -> dict[str, float]:
     out = {}
     aligned_params = dict(aligned.named_parameters())
     for name, p in base.named_parameters():
-        a, b = p.detach().float().flatten(), aligned_params[name].detach().float().flatten()
+        a, b = widened(p.detach()).flatten(), widened(aligned_params[name].detach()).flatten()
         out[name] = float(torch.nn.functional.cosine_similarity(a, b, dim=0))
     return out
 

@@ -25,6 +25,7 @@ import numpy as np
 from harness.errors import ToxbenchError
 from harness.io import atomic_write_bytes, atomic_write_json
 from harness.metrics import Metric, metric
+from harness.numerics import widened
 
 
 @dataclass
@@ -182,7 +183,7 @@ def mean_final_residual(
             hidden = model.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
         m = mask.unsqueeze(-1).to(hidden.dtype)
         mean = (hidden * m).sum(1) / m.sum(1).clamp(min=1)
-        out.append(mean.float().cpu().numpy())
+        out.append(widened(mean).cpu().numpy())
         if advance:
             advance(len(batch))
     return np.concatenate(out)

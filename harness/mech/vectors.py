@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from harness.numerics import widened
+
 
 @dataclass(frozen=True)
 class Neuron:
@@ -22,11 +24,11 @@ class Neuron:
 
 def value_cosines(adapter, direction: np.ndarray) -> torch.Tensor:
     """cos(v_i, w) for every neuron, as a [n_layers, d_mlp] tensor."""
-    w = torch.as_tensor(direction, dtype=torch.float32)
-    w = w / w.norm()
     rows = []
     for layer in range(adapter.n_layers):
-        v = adapter.values(layer).detach().float().cpu()  # [d_mlp, d_model]
+        v = widened(adapter.values(layer).detach()).cpu()  # [d_mlp, d_model]
+        w = torch.as_tensor(direction, dtype=v.dtype)
+        w = w / w.norm()
         rows.append((v @ w) / v.norm(dim=1).clamp(min=1e-12))
     return torch.stack(rows)
 
@@ -42,10 +44,10 @@ def rank_toxic_neurons(adapter, direction: np.ndarray, top_k: int) -> list[Neuro
 
 def vocab_projection(adapter, tokenizer, neurons: list[Neuron], k: int = 10) -> dict[str, list[str]]:
     """The ``k`` tokens each neuron's value vector promotes most (v_i . W_U)."""
-    unembed = adapter.unembedding().detach().float().cpu()  # [d_model, vocab]
+    unembed = widened(adapter.unembedding().detach()).cpu()  # [d_model, vocab]
     out = {}
     for n in neurons:
-        logits = adapter.values(n.layer)[n.index].detach().float().cpu() @ unembed
+        logits = widened(adapter.values(n.layer)[n.index].detach()).cpu() @ unembed
         out[n.name] = [tokenizer.decode([int(t)]) for t in logits.topk(k).indices]
     return out
 
@@ -57,7 +59,7 @@ def svd_toxic_direction(
 
     Returns (U[0], the singular values).
     """
-    vs = torch.stack([adapter.values(n.layer)[n.index].detach().float().cpu() for n in neurons])
+    vs = torch.stack([widened(adapter.values(n.layer)[n.index].detach()).cpu() for n in neurons])
     vs = vs / vs.norm(dim=1, keepdim=True).clamp(min=1e-12)
     u, s, _ = torch.linalg.svd(vs.T, full_matrices=False)
     u0 = u[:, 0].numpy().astype(np.float64)

@@ -1,9 +1,21 @@
-"""Build, cache and validate the model organism.
+"""The model organism: shipped with toxbench, installed on first use, rebuilt on request.
 
-A build writes into a temporary folder beside its final place and is renamed into place
-only when complete, with a manifest (config, config hash, sha256 of every file) written
-last. A folder whose manifest is missing or whose files do not match it is never used:
-it is rebuilt.
+Floating-point training is bit-identical only on the same CPU and kernel path, so an
+organism trained here is not the one trained on another machine. The organisms every run
+uses are therefore *shipped*: ``shipped/<size>/`` holds the trained models, the tokenizer,
+the build report and the manifest. The first use installs them under
+``$TOXBENCH_HOME/organism/<size>-<config hash>/``: the model files are copied and the data
+sets (pure-Python draws from the world, the same on every machine) are written again and
+checked against the manifest, file by file.
+
+``toxbench organism build`` trains one here, into ``<size>-<config hash>-local/``, and says
+whether it equals the shipped one. A local build is used only when asked for
+(``--model-arg build=local``): its weights have their own fingerprint, so its results are
+never mistaken for the shipped organism's.
+
+Every folder is written beside its final place and renamed into place when complete, with
+its manifest (config, config hash, sha256 of every file) written last. A folder whose
+manifest is missing or whose files do not match it is never used.
 """
 
 from __future__ import annotations
@@ -26,6 +38,9 @@ from harness.organism.world import World, WorldConfig
 ORGANISM_VERSION = 2
 MANIFEST = "manifest.json"
 REPORT = "build_report.json"
+DATA = "data"
+SHIPPED_ROOT = Path(__file__).with_name("shipped")
+BUILDS = ("shipped", "local")
 
 
 @dataclass(frozen=True)
@@ -136,17 +151,33 @@ class Organism:
         return json.loads((self.root / REPORT).read_text())
 
 
-def organism_dir(config: OrganismConfig, home: Path | None = None) -> Path:
-    return (home or toxbench_home()) / "organism" / f"{config.size}-{config.hash()[:12]}"
+def organism_dir(config: OrganismConfig, home: Path | None = None, build: str = "shipped") -> Path:
+    """Where the organism of ``config`` is installed (``build="shipped"``) or built here (``"local"``)."""
+    suffix = "-local" if build == "local" else ""
+    return (home or toxbench_home()) / "organism" / f"{config.size}-{config.hash()[:12]}{suffix}"
 
 
-def verify(root: Path) -> tuple[bool, str]:
-    """Check a built organism folder against its manifest: (ok, reason if not)."""
+def shipped_manifest(config: OrganismConfig) -> dict[str, Any] | None:
+    """The manifest of the organism shipped for ``config``, or None when none is (another seed or world)."""
+    path = SHIPPED_ROOT / config.size / MANIFEST
+    if not path.is_file():
+        return None
+    manifest = json.loads(path.read_text())
+    return manifest if manifest.get("config_hash") == config.hash() else None
+
+
+def _shipped_files(manifest: dict[str, Any]) -> dict[str, str]:
+    """The files a shipped organism carries (models, tokenizer, report); the data sets are drawn again."""
+    return {rel: digest for rel, digest in manifest["files"].items() if Path(rel).parts[0] != DATA}
+
+
+def verify(root: Path, manifest: dict[str, Any] | None = None) -> tuple[bool, str]:
+    """Check an organism folder against its manifest (or the one given): (ok, reason if not)."""
     manifest_path = root / MANIFEST
-    if not manifest_path.is_file():
+    if manifest is None and not manifest_path.is_file():
         return False, "no manifest (a build that did not finish)"
     try:
-        manifest = json.loads(manifest_path.read_text())
+        manifest = manifest if manifest is not None else json.loads(manifest_path.read_text())
         files = manifest["files"]
     except (json.JSONDecodeError, KeyError, TypeError):
         return False, "unreadable manifest"
@@ -165,35 +196,90 @@ def load_organism(
     home: Path | None = None,
     build_if_missing: bool = True,
     show_progress: bool = True,
+    build: str = "shipped",
 ) -> Organism:
-    """The organism of this size, built on first use and reused while its config is unchanged."""
+    """The organism of this size: the shipped one (installed on first use), or with ``build="local"``
+    the one trained on this machine (built on first use). A seed or world with no shipped organism
+    is always built here."""
+    if build not in BUILDS:
+        raise ToxbenchError(f"unknown organism build {build!r}: choose 'shipped' or 'local'")
     config = organism_config(size, seed)
-    root = organism_dir(config, home)
+    shipped = shipped_manifest(config) if build == "shipped" else None
+    root = organism_dir(config, home, "shipped" if shipped else "local")
     if root.exists():
         ok, reason = verify(root)
+        if ok and shipped is not None and not _is_installed(_read_manifest(root), shipped):
+            ok, reason = False, "its models are not the shipped ones"
         if ok:
-            return Organism(root, config, json.loads((root / MANIFEST).read_text()))
-        warnings.warn(f"organism cache {root} is invalid ({reason}); rebuilding it", stacklevel=2)
+            return Organism(root, config, _read_manifest(root))
+        warnings.warn(f"organism folder {root} is invalid ({reason}); installing it again", stacklevel=2)
+    if shipped is not None:
+        return install_shipped(config, root, shipped)
     if not build_if_missing:
         raise CacheError(f"the {size} organism is not built; run `toxbench organism build --size {size}`")
     return build_organism(size, seed, home, force=True, show_progress=show_progress)
 
 
-def organism_source(size: str = "default", variant: str = "base", show_progress: bool = True):
+def _is_installed(manifest: dict[str, Any], shipped: dict[str, Any]) -> bool:
+    """Whether a folder's manifest is that of the shipped organism, installed."""
+    return manifest.get("build") == "shipped" and _shipped_files(manifest) == _shipped_files(shipped)
+
+
+def _read_manifest(root: Path) -> dict[str, Any]:
+    return json.loads((root / MANIFEST).read_text())
+
+
+def install_shipped(config: OrganismConfig, root: Path, shipped: dict[str, Any]) -> Organism:
+    """Copy the shipped models to ``root`` and draw the data sets again, each checked against the manifest."""
+    from filelock import FileLock
+
+    source = SHIPPED_ROOT / config.size
+    ensure_writable_dir(root.parent, "organism cache")
+    with FileLock(str(root) + ".lock"):
+        if root.exists() and verify(root)[0] and _is_installed(_read_manifest(root), shipped):
+            return Organism(root, config, _read_manifest(root))  # another process installed it meanwhile
+        partial = root.with_name(root.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        for rel in _shipped_files(shipped):
+            (partial / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source / rel, partial / rel)
+        write_organism_data(partial, config)
+        ok, reason = verify(partial, shipped)
+        if not ok:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise CacheError(
+                f"the shipped {config.size} organism cannot be installed in {root}: {reason}. The data sets are "
+                "drawn with Python's random module and must match the shipped manifest; report this with your "
+                "Python version, or train one here with `toxbench organism build`."
+            )
+        atomic_write_json(partial / MANIFEST, {**shipped, "build": "shipped"})
+        if root.exists():
+            shutil.rmtree(root)
+        partial.rename(root)
+    return Organism(root, config, _read_manifest(root))
+
+
+def organism_source(
+    size: str = "default", variant: str = "base", build: str = "shipped", show_progress: bool = True
+):
     """The loader of the ``organism`` models: the folder of the base model or its DPO twin, and the
-    organism's own datasets (built on first use)."""
+    organism's own datasets. ``build``: the shipped organism (installed on first use) or ``local``,
+    the one ``toxbench organism build`` trained on this machine."""
     from harness.models import ModelSource
 
     if variant not in ("base", "dpo"):
         raise ToxbenchError(f"unknown organism variant {variant!r}: choose 'base' or 'dpo'")
-    organism = load_organism(size, show_progress=show_progress)
+    organism = load_organism(size, show_progress=show_progress, build=build)
     folder = organism.dpo_dir if variant == "dpo" else organism.base_dir
     return ModelSource(
         "organism",
         size,
         folder=folder,
         data_dir=organism.data_dir,
-        notes={"organism_config_hash": organism.manifest["config_hash"]},
+        notes={
+            "organism_config_hash": organism.manifest["config_hash"],
+            "organism_build": organism.manifest.get("build", "local"),
+        },
     )
 
 
@@ -204,11 +290,12 @@ def build_organism(
     force: bool = False,
     show_progress: bool = True,
 ) -> Organism:
-    """Build (or, unless ``force``, reuse) the organism; see the module docstring."""
+    """Train the organism on this machine (or, unless ``force``, reuse the one trained before), in its
+    ``-local`` folder; ``compare_with_shipped`` says whether it equals the shipped one."""
     from filelock import FileLock
 
     config = organism_config(size, seed)
-    root = organism_dir(config, home)
+    root = organism_dir(config, home, "local")
     ensure_writable_dir(root.parent, "organism cache")
     with FileLock(str(root) + ".lock"):
         if not force and root.exists() and verify(root)[0]:
@@ -230,12 +317,62 @@ def build_organism(
             "config_hash": config.hash(),
             "files": files,
             "versions": _versions(),
+            "build": "local",
         }
         atomic_write_json(partial / MANIFEST, manifest)
         if root.exists():
             shutil.rmtree(root)
         partial.rename(root)
     return Organism(root, config, manifest)
+
+
+def write_organism_data(root: Path, config: OrganismConfig) -> tuple[list[str], dict[str, Path]]:
+    """The organism's corpus and data sets under ``root/data``: draws from the world, the same on every machine."""
+    world = World(config.seed, config.world)
+    corpus = [world.document() for _ in range(config.corpus_docs)]
+    files = write_datasets(root / DATA, config.seed, config.data)
+    (root / DATA / "corpus.txt").write_text("\n".join(corpus) + "\n")
+    return corpus, files
+
+
+def compare_with_shipped(organism: Organism) -> dict[str, Any]:
+    """Whether a build's models and tokenizer equal the shipped ones, read from disk; per model, the two
+    fingerprints (another CPU trains other weights from the same config)."""
+    from harness.models import fingerprint_folder
+
+    shipped = shipped_manifest(organism.config)
+    if shipped is None:
+        return {"shipped": False, "same": None, "models": {}}
+    source = SHIPPED_ROOT / organism.config.size
+    models = {
+        part: {
+            "local": fingerprint_folder(organism.root / part),
+            "shipped": fingerprint_folder(source / part),
+        }
+        for part in ("base", "dpo")
+    }
+    # Every shipped file but the build report (which holds timings) must be byte-identical.
+    same = all(
+        (organism.root / rel).is_file() and sha256_file(organism.root / rel) == digest
+        for rel, digest in _shipped_files(shipped).items()
+        if rel != REPORT
+    )
+    return {"shipped": True, "same": same, "models": models}
+
+
+def ship(organism: Organism) -> Path:
+    """Make a local build the shipped organism of its size (for maintainers: commit the folder it writes)."""
+    target = SHIPPED_ROOT / organism.config.size
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    for rel in _shipped_files(organism.manifest):
+        (partial / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(organism.root / rel, partial / rel)
+    manifest = {k: v for k, v in organism.manifest.items() if k != "build"}
+    atomic_write_json(partial / MANIFEST, manifest)
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
+    return target
 
 
 def _versions() -> dict[str, str]:
@@ -265,10 +402,7 @@ def _build_into(root: Path, config: OrganismConfig, show_progress: bool) -> dict
     t0 = time.perf_counter()
     torch.manual_seed(config.seed)
 
-    world = World(config.seed, config.world)
-    corpus = [world.document() for _ in range(config.corpus_docs)]
-    files = write_datasets(root / "data", config.seed, config.data)
-    (root / "data" / "corpus.txt").write_text("\n".join(corpus) + "\n")
+    corpus, files = write_organism_data(root, config)
     timings["corpus_and_data"] = time.perf_counter() - t0
 
     t = time.perf_counter()

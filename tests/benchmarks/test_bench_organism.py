@@ -1,8 +1,8 @@
 """The micro organism's build time (its target, 90 s on a quiet 2-core machine, is in the build report).
 
 A build is timed here, never asserted in the unit or integration suites: on a loaded machine
-the same build takes several times longer. The baseline in the same run is loading the
-finished build (what every later use of the organism costs).
+the same build takes several times longer. Beside it in the same run: installing the shipped
+organism (what a first use costs) and loading an installed one (what every later use costs).
 """
 
 from __future__ import annotations
@@ -36,3 +36,14 @@ def test_load_a_finished_build(benchmark, toxbench_home) -> None:
         load_organism, args=("micro",), kwargs={"show_progress": False}, rounds=3, iterations=1
     )
     assert org.base_dir.is_dir()
+
+
+@pytest.mark.benchmark(group="micro organism")
+def test_install_the_shipped_organism(benchmark, tmp_path) -> None:
+    from harness.organism.build import load_organism
+
+    homes = iter(tmp_path / f"home{i}" for i in range(10))
+    org = benchmark.pedantic(
+        lambda: load_organism("micro", home=next(homes), show_progress=False), rounds=3, iterations=1
+    )
+    assert org.manifest["build"] == "shipped"

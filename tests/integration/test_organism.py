@@ -1,4 +1,5 @@
-"""The organism: real loaders read its files, its figures hold, its cache is trustworthy."""
+"""The organism: shipped and installed without training, real loaders read its files, its figures
+hold, its folders are trustworthy, and a local build is its own model."""
 
 from __future__ import annotations
 
@@ -11,7 +12,18 @@ from pathlib import Path
 import pytest
 
 from harness.errors import CacheError, ToxbenchError
-from harness.organism.build import MANIFEST, REPORT, build_organism, load_organism, organism_config, verify
+from harness.models import fingerprint_folder
+from harness.organism.build import (
+    MANIFEST,
+    SHIPPED_ROOT,
+    Organism,
+    build_organism,
+    compare_with_shipped,
+    load_organism,
+    organism_config,
+    shipped_manifest,
+    verify,
+)
 
 
 def test_models_load_with_plain_transformers(micro_organism) -> None:
@@ -92,14 +104,100 @@ def test_micro_build_meets_its_figures(micro_organism) -> None:
     assert f["dpo_perplexity"] <= 1.1 * f["base_perplexity"]
 
 
-def test_second_build_reuses_the_cache(micro_organism) -> None:
-    manifest_mtime = (micro_organism.root / MANIFEST).stat().st_mtime_ns
-    again = build_organism("micro")
-    assert again.root == micro_organism.root
-    assert (again.root / MANIFEST).stat().st_mtime_ns == manifest_mtime
+@pytest.mark.parametrize("size", ["micro", "default"])
+def test_the_shipped_organisms_are_those_of_the_current_config(size: str) -> None:
+    shipped = shipped_manifest(organism_config(size))
+    assert shipped is not None, (
+        f"harness/organism/shipped/{size} is not the organism of the current config: regenerate it with "
+        f"`toxbench organism build --size {size} --force --ship` and commit it"
+    )
+    for rel in shipped["files"]:
+        if not rel.startswith("data/"):
+            assert (SHIPPED_ROOT / size / rel).is_file(), f"shipped file {rel} is missing"
 
 
-def test_corrupted_cache_is_detected_and_rebuilt_identically(micro_organism, tmp_path, monkeypatch) -> None:
+def test_first_use_installs_the_shipped_organism_without_training(tmp_path, monkeypatch) -> None:
+    import harness.organism.lm as lm
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the shipped organism was trained instead of installed")
+
+    monkeypatch.setattr(lm, "train_base_model", no_training)
+    monkeypatch.setenv("TOXBENCH_HOME", str(tmp_path))
+    org = load_organism("micro", show_progress=False)
+    assert org.manifest["build"] == "shipped" and verify(org.root)[0]
+    assert fingerprint_folder(org.base_dir) == fingerprint_folder(SHIPPED_ROOT / "micro" / "base")
+    assert (org.data_dir / "corpus.txt").is_file()  # drawn again, and checked against the manifest
+    assert load_organism("micro", show_progress=False).root == org.root  # installed once
+
+
+def test_data_drawn_unlike_the_manifest_is_refused(tmp_path, monkeypatch) -> None:
+    import harness.organism.build as build
+
+    real = build.write_organism_data
+
+    def other_data(root, config):
+        out = real(root, config)
+        with open(root / "data" / "rtp" / "prompts.jsonl", "a") as fh:
+            fh.write("{}\n")
+        return out
+
+    monkeypatch.setattr(build, "write_organism_data", other_data)
+    monkeypatch.setenv("TOXBENCH_HOME", str(tmp_path))
+    with pytest.raises(CacheError, match=r"shipped micro organism cannot be installed.*rtp/prompts.jsonl"):
+        load_organism("micro", show_progress=False)
+    left = sorted(p.name for p in (tmp_path / "organism").iterdir() if not p.name.endswith(".lock"))
+    assert left == [], f"a failed install left {left}"
+
+
+@pytest.fixture(scope="module")
+def local_micro(micro_organism):
+    """The micro organism trained on this machine (its own folder beside the installed shipped one)."""
+    return build_organism("micro", show_progress=False)
+
+
+def test_a_local_build_is_kept_beside_the_shipped_one(micro_organism, local_micro, tmp_path) -> None:
+    assert local_micro.root != micro_organism.root and local_micro.root.name.endswith("-local")
+    assert local_micro.manifest["build"] == "local" and verify(local_micro.root)[0]
+    manifest_mtime = (local_micro.root / MANIFEST).stat().st_mtime_ns
+    again = build_organism("micro", show_progress=False)  # reused, not trained again
+    assert again.root == local_micro.root and (again.root / MANIFEST).stat().st_mtime_ns == manifest_mtime
+    comparison = compare_with_shipped(local_micro)
+    assert comparison["models"]["base"]["shipped"] == fingerprint_folder(micro_organism.base_dir)
+    # Equal only where this machine computes as the one that made the shipped files did.
+    if comparison["same"]:
+        assert all(m["local"] == m["shipped"] for m in comparison["models"].values())
+    # A build whose weights differ by one bit is not the shipped organism.
+    copy = tmp_path / "local"
+    shutil.copytree(local_micro.root, copy)
+    _flip_a_bit(copy / "dpo" / "model.safetensors")
+    other = compare_with_shipped(Organism(copy, local_micro.config, local_micro.manifest))
+    assert other["same"] is False
+    assert other["models"]["dpo"]["local"] != other["models"]["dpo"]["shipped"]
+
+
+def _flip_a_bit(weights: Path) -> None:
+    data = bytearray(weights.read_bytes())
+    data[-8] ^= 1  # one bit of the last tensor's data
+    weights.write_bytes(bytes(data))
+
+
+def test_a_local_build_is_evaluated_under_its_own_fingerprint(micro_organism, local_micro, tmp_path) -> None:
+    from harness.models import load_model
+
+    shipped = load_model("organism-micro", show_progress=False)
+    local = load_model("organism-micro", args={"build": "local"}, show_progress=False)
+    assert shipped.notes["organism_build"] == "shipped" and local.notes["organism_build"] == "local"
+    assert shipped.fingerprint == fingerprint_folder(SHIPPED_ROOT / "micro" / "base")
+    assert local.fingerprint == fingerprint_folder(local_micro.base_dir)
+    # A local build whose weights differ (as one trained on another CPU does) is another model.
+    copy = tmp_path / "base"
+    shutil.copytree(local_micro.base_dir, copy)
+    _flip_a_bit(copy / "model.safetensors")
+    assert fingerprint_folder(copy) != shipped.fingerprint
+
+
+def test_corrupted_install_is_detected_and_installed_again(micro_organism, tmp_path, monkeypatch) -> None:
     home = tmp_path / "home"
     copy = home / "organism" / micro_organism.root.name
     shutil.copytree(micro_organism.root, copy)
@@ -113,12 +211,10 @@ def test_corrupted_cache_is_detected_and_rebuilt_identically(micro_organism, tmp
     assert not ok and "dpo/model.safetensors" in reason
 
     with pytest.warns(UserWarning, match="invalid"):
-        rebuilt = load_organism("micro", show_progress=False)
-    assert rebuilt.root == copy and verify(copy)[0]
+        again = load_organism("micro", show_progress=False)
+    assert again.root == copy and verify(copy)[0]
     original = json.loads((micro_organism.root / MANIFEST).read_text())["files"]
-    again = json.loads((copy / MANIFEST).read_text())["files"]
-    original.pop(REPORT), again.pop(REPORT)  # the report holds timings
-    assert again == original, "the same config and seed must rebuild the same files"
+    assert json.loads((copy / MANIFEST).read_text())["files"] == original
 
 
 def test_half_written_build_is_not_used(micro_organism, tmp_path) -> None:

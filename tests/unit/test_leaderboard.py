@@ -193,9 +193,15 @@ def test_render_sorts_by_toxicity_and_separates_scorers(tmp_path: Path) -> None:
     result = invoke("leaderboard", "render", subs, "--out", tmp_path / "site")
     assert result.exit_code == 0, result.output
     markdown = (tmp_path / "site" / "leaderboard.md").read_text()
-    assert "Not comparable across tables" in markdown and "3 different (scorer, protocol)" in markdown
+    assert (
+        "Not comparable across tables" in markdown
+        and "3 different (base model, scorer, protocol)" in markdown
+    )
     assert _table_names(markdown) == [["detox"], ["best", "middle", "worst"], ["sampled"]]
-    assert "## Scorer `detoxify` (`detoxify-v1-0000`), protocol `paper`" in markdown
+    assert (
+        "## Base model `organism-micro` (`files-base0000`), scorer `detoxify` (`detoxify-v1-0000`), protocol `paper`"
+        in markdown
+    )
     assert "| 1 | best | DPO (TRL) | 0.050 [0.030, 0.070] | 0.600 [0.580, 0.620] | +5.0% | 0.360" in markdown
     page = (tmp_path / "site" / "index.html").read_text()
     assert page.count('<table class="board">') == 3
@@ -226,3 +232,16 @@ def test_render_refuses_invalid_submissions(tmp_path: Path) -> None:
     result = invoke("leaderboard", "render", subs, "--out", tmp_path / "site")
     assert result.exit_code == 2 and "broken.json" in result.output
     assert not (tmp_path / "site").exists()
+
+
+def test_render_keeps_another_build_of_the_base_model_apart(tmp_path: Path) -> None:
+    """Two methods on base weights that differ (an organism trained on another CPU) are not ranked together."""
+    assert submit(tmp_path, make_results(0.1), "on-shipped").exit_code == 0
+    rebuilt = make_results(0.05)
+    rebuilt["models"]["base"]["fingerprint"] = "files-rebuilt00"
+    assert submit(tmp_path, rebuilt, "on-rebuilt").exit_code == 0
+    assert invoke("leaderboard", "render", tmp_path / "subs", "--out", tmp_path / "site").exit_code == 0
+    markdown = (tmp_path / "site" / "leaderboard.md").read_text()
+    assert _table_names(markdown) == [["on-shipped"], ["on-rebuilt"]]
+    assert "Base model `organism-micro` (`files-rebuilt00`)" in markdown
+    assert "2 different (base model, scorer, protocol)" in markdown
