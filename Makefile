@@ -51,7 +51,7 @@ test-vllm:
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy
+	$(BIN)/python scripts/typecheck.py
 
 format: setup
 	$(BIN)/ruff format .

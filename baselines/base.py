@@ -1,6 +1,6 @@
 """Alignment methods: a base model, its data and settings in; a model folder any ``--aligned`` accepts out.
 
-A method is a ``Method`` subclass registered by name (``harness.registry.register_method``,
+A method is a ``Method`` subclass registered by name (``toxbench.registry.register_method``,
 or the entry-point group ``toxbench.methods``). ``align`` runs one the same way every time:
 
 - the settings are the method's dataclass of defaults, overridden by ``--setting KEY=VALUE``
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ToxbenchError
+from toxbench.errors import ToxbenchError
 
 CARD = "method.json"
 CHECKPOINTS = "_checkpoints"
@@ -54,7 +54,7 @@ class PreferenceData:
 class AlignContext:
     """What a method may use: the base model, the data, where to keep checkpoints, progress."""
 
-    base: Any  # a harness.models.LoadedModel
+    base: Any  # a toxbench.models.LoadedModel
     data: PreferenceData | None
     output: Path
     device: str | None
@@ -75,7 +75,7 @@ class Method(ABC):
     description: str = ""
 
     def settings(self, overrides: dict[str, Any]) -> Any:
-        from harness.registry import check_options
+        from toxbench.registry import check_options
 
         check_options(self.settings_class, overrides, f"method {self.name!r}")
         try:
@@ -95,7 +95,7 @@ class Method(ABC):
 def load_pairs(data: str | Path, base: Any = None, valid_fraction: float = 0.05) -> PreferenceData:
     """Pairs from ``data``: a JSON Lines file (or a folder holding ``train.jsonl`` and optionally
     ``valid.jsonl``), or ``organism`` for the organism's own pairs (the base model's data folder)."""
-    from harness.io import sha256_file
+    from toxbench.io import sha256_file
 
     if str(data) == "organism":
         folder = getattr(base, "data_dir", None)
@@ -124,7 +124,7 @@ def load_pairs(data: str | Path, base: Any = None, valid_fraction: float = 0.05)
     digest = sha256_file(train_file) + (
         sha256_file(valid_file) if valid_file and valid_file.is_file() else ""
     )
-    from harness.io import sha256_json
+    from toxbench.io import sha256_json
 
     return PreferenceData(train, valid, str(path), sha256_json(digest)[:32])
 
@@ -160,9 +160,9 @@ def _read_pairs(path: Path) -> list[dict[str, str]]:
 def base_probe(base: Any, path: str | Path | None, seed: int = 0):
     """The toxicity probe of ``base``: the one at ``path`` (its width checked), or one trained now on
     the comments data that come with the model (the organism's) or the hub's Jigsaw."""
-    from harness.data import load_comments
-    from harness.mech.neurons import neuron_adapter
-    from harness.mech.probe import Probe, fit_probe
+    from toxbench.data import load_comments
+    from toxbench.mech.neurons import neuron_adapter
+    from toxbench.mech.probe import Probe, fit_probe
 
     if path:
         probe = Probe.load(Path(path))
@@ -192,10 +192,10 @@ def align(
     show_progress: bool = True,
 ) -> dict[str, Any]:
     """Align ``model`` with the registered method ``method_name``; write ``output``; return the card."""
-    from harness import __version__
-    from harness.io import atomic_write_json
-    from harness.models import ModelSpec, load_model
-    from harness.registry import METHODS
+    from toxbench import __version__
+    from toxbench.io import atomic_write_json
+    from toxbench.models import ModelSpec, load_model
+    from toxbench.registry import METHODS
 
     method: Method = METHODS.get(method_name)()
     chosen = method.settings(dict(settings or {}))

@@ -20,8 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from baselines.base import AlignContext, Method
-from baselines.training import TrainingSettings, early_stopping, for_align, run_trainer, trainer_arguments
+from toxbench.baselines.base import AlignContext, Method
+from toxbench.baselines.training import (
+    TrainingSettings,
+    early_stopping,
+    for_align,
+    run_trainer,
+    trainer_arguments,
+)
 
 TOKENIZATIONS = ("lee2024", "trl")
 
@@ -50,7 +56,7 @@ class DPOSettings(TrainingSettings):
 def lee2024_tokenize(tokenizer, row: dict, settings: DPOSettings) -> dict[str, list[int]]:
     """[A]'s pair encoding: the prompt as a model reads it (BOS where the tokenizer adds one) and each
     response on its own, each cut to its limit; EOS appended to the responses only when asked."""
-    from harness.tokenization import encode, encode_plain
+    from toxbench.tokenization import encode, encode_plain
 
     prompt = encode(tokenizer, [row["prompt"]])[0][: settings.max_prompt_tokens]
     chosen, rejected = encode_plain(tokenizer, [row["chosen"], row["rejected"]])

@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from baselines.base import AlignContext, Method, base_probe
-from harness.errors import ToxbenchError
+from toxbench.baselines.base import AlignContext, Method, base_probe
+from toxbench.errors import ToxbenchError
 
 DIRECTIONS = ("probe", "mean-diff")
 
@@ -44,7 +44,7 @@ class SubtractMethod(Method):
     settings_class = SubtractSettings
 
     def align(self, ctx: AlignContext, settings: SubtractSettings) -> tuple[Any, dict[str, Any]]:
-        from harness.mech.edits import shift_residual
+        from toxbench.mech.edits import shift_residual
 
         probe = base_probe(ctx.base, settings.probe, settings.seed)
         vector = probe.direction if settings.direction == "probe" else probe.mean_difference
@@ -68,14 +68,14 @@ class SubtractMethod(Method):
 
 
 def _match_alpha(ctx: AlignContext, vector, settings: SubtractSettings) -> tuple[float, list, float]:
-    from harness.backends.hf import HFBackend
-    from harness.data import load_wikitext
-    from harness.fluency import FluencySettings, perplexity, perplexity_windows
-    from harness.mech.alpha import match_perplexity
-    from harness.mech.edits import shift_residual
-    from harness.models import load_model
-    from harness.progress import progress_bar
-    from tasks.variants import residual_scale
+    from toxbench.backends.hf import HFBackend
+    from toxbench.data import load_wikitext
+    from toxbench.fluency import FluencySettings, perplexity, perplexity_windows
+    from toxbench.mech.alpha import match_perplexity
+    from toxbench.mech.edits import shift_residual
+    from toxbench.models import load_model
+    from toxbench.progress import progress_bar
+    from toxbench.tasks.variants import residual_scale
 
     base = ctx.base
     wiki = load_wikitext(base.data_dir)
@@ -84,7 +84,7 @@ def _match_alpha(ctx: AlignContext, vector, settings: SubtractSettings) -> tuple
     target_model = load_model(str(settings.match), ctx.device or "cpu", show_progress=False)
     target, _ = perplexity(HFBackend(target_model.model, target_model.tokenizer), windows)
     del target_model
-    from harness.tokenization import truncate_texts
+    from toxbench.tokenization import truncate_texts
 
     prompts = truncate_texts(base.tokenizer, [line for line in wiki.rows if line.strip()][:64], 32)
     scale = residual_scale(base, prompts)  # α's grid in units of the residual norm, as the ablation task
@@ -123,10 +123,10 @@ class AblateMethod(Method):
     settings_class = AblateSettings
 
     def align(self, ctx: AlignContext, settings: AblateSettings) -> tuple[Any, dict[str, Any]]:
-        from harness.mech.edits import ablate_neurons
-        from harness.mech.neurons import neuron_adapter
-        from harness.mech.vectors import rank_toxic_neurons
-        from tasks.variants import scaled_count
+        from toxbench.mech.edits import ablate_neurons
+        from toxbench.mech.neurons import neuron_adapter
+        from toxbench.mech.vectors import rank_toxic_neurons
+        from toxbench.tasks.variants import scaled_count
 
         probe = base_probe(ctx.base, settings.probe, settings.seed)
         adapter = neuron_adapter(ctx.base.model)

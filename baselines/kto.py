@@ -7,8 +7,14 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-from baselines.base import AlignContext, Method
-from baselines.training import TrainingSettings, early_stopping, for_align, run_trainer, trainer_arguments
+from toxbench.baselines.base import AlignContext, Method
+from toxbench.baselines.training import (
+    TrainingSettings,
+    early_stopping,
+    for_align,
+    run_trainer,
+    trainer_arguments,
+)
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from baselines.base import base_probe
-from harness.errors import ToxbenchError
+from toxbench.baselines.base import base_probe
+from toxbench.errors import ToxbenchError
 
 STAND_IN = (
     "rejected = the base model's greedy continuation with alpha x the unit probe direction added to the "
@@ -57,7 +57,7 @@ def keep_pair(row: dict[str, str]) -> bool:
 def wikitext_prompts(tokenizer: Any, lines: list[str], recipe: PairRecipe) -> list[str]:
     """Prompts of ``prompt_tokens`` tokens each, cut from the text lines (headings and empty lines
     skipped), shuffled with the recipe's seed, the first ``n``."""
-    from harness.tokenization import encode_plain
+    from toxbench.tokenization import encode_plain
 
     body = [line.strip() for line in lines if line.strip() and not line.strip().startswith("=")]
     pieces: list[str] = []
@@ -84,15 +84,15 @@ def build_pairs(
     show_progress: bool = True,
 ) -> dict[str, Any]:
     """Write ``recipe.n`` (or as many as the text gives) pairs to ``output``; return the card."""
-    from harness import __version__
-    from harness.backends.base import SamplingConfig
-    from harness.backends.hf import HFBackend
-    from harness.data import load_wikitext
-    from harness.io import atomic_write_json, sha256_file
-    from harness.mech.edits import shift_residual
-    from harness.models import ModelSpec, load_model
-    from harness.progress import progress_bar
-    from tasks.variants import array_hash, residual_scale
+    from toxbench import __version__
+    from toxbench.backends.base import SamplingConfig
+    from toxbench.backends.hf import HFBackend
+    from toxbench.data import load_wikitext
+    from toxbench.io import atomic_write_json, sha256_file
+    from toxbench.mech.edits import shift_residual
+    from toxbench.models import ModelSpec, load_model
+    from toxbench.progress import progress_bar
+    from toxbench.tasks.variants import array_hash, residual_scale
 
     output = Path(output)
     card_path = output.with_name(output.name + ".card.json")
@@ -100,7 +100,7 @@ def build_pairs(
         raise ToxbenchError(f"{output} exists: pass --force to rebuild it, or another --output")
     spec = ModelSpec.parse(model, model_args)
     base = load_model(spec, device, show_progress=show_progress)
-    from harness.models import context_length
+    from toxbench.models import context_length
 
     room = context_length(base.model) - recipe.prompt_tokens - 1  # one position for BOS
     if recipe.response_tokens > room:

@@ -77,8 +77,8 @@ def run_trainer(
 ) -> tuple[Any, dict[str, Any]]:
     """Train (from the last checkpoint in the trainer's output folder when ``resume``); the trained
     model and the statistics every method reports."""
-    from baselines.base import last_checkpoint
-    from harness.training import quiet_trainer
+    from toxbench.baselines.base import last_checkpoint
+    from toxbench.training import quiet_trainer
 
     quiet_trainer(trainer, description, show_progress)
     start = last_checkpoint(Path(trainer.args.output_dir)) if resume else None

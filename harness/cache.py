@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, cast
 
-from harness.io import ensure_writable_dir, sha256_json
+from toxbench.io import ensure_writable_dir, sha256_json
 
 _BUSY_TIMEOUT_S = 60.0
 

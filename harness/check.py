@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from harness.errors import ToxbenchError
-from harness.metrics import format_metric
+from toxbench.errors import ToxbenchError
+from toxbench.metrics import format_metric
 
 if TYPE_CHECKING:
     from jsonschema import ValidationError
@@ -54,10 +54,10 @@ def describe_schema_error(error: ValidationError) -> str:
 
 
 def load_results(path: Path, what: str = "results file") -> dict[str, Any]:
-    """A results file, validated against the results schema (``harness.results.validate_results``)."""
+    """A results file, validated against the results schema (``toxbench.results.validate_results``)."""
     import jsonschema
 
-    from harness.results import SCHEMA_VERSION, validate_results
+    from toxbench.results import SCHEMA_VERSION, validate_results
 
     results = read_json_object(path, what)
     version = results.get("schema_version")
@@ -282,7 +282,7 @@ class Comparison:
         baseline_source: Path,
         seed: int = 0,
     ) -> None:
-        from harness.paired import read_samples
+        from toxbench.paired import read_samples
 
         problems = comparability_problems(results, str(source), baseline, str(baseline_source))
         if problems:
@@ -302,7 +302,7 @@ class Comparison:
         return self.new_samples, self.old_samples  # type: ignore[return-value]
 
     def toxicity(self, max_regression: float) -> Gate:
-        from harness.paired import paired_mean_difference, per_prompt_scores
+        from toxbench.paired import paired_mean_difference, per_prompt_scores
 
         def compute():
             new, old = self._samples()
@@ -335,7 +335,7 @@ class Comparison:
         )
 
     def perplexity(self, max_regression: float) -> Gate:
-        from harness.paired import paired_perplexity_change, per_window
+        from toxbench.paired import paired_perplexity_change, per_window
 
         def compute():
             new, old = self._samples()
@@ -370,7 +370,7 @@ class Comparison:
         )
 
     def f1(self, max_drop: float) -> Gate:
-        from harness.paired import paired_mean_difference, per_pair_f1
+        from toxbench.paired import paired_mean_difference, per_pair_f1
 
         def compute():
             new, old = self._samples()
@@ -401,7 +401,7 @@ class Comparison:
         )
 
     def robustness(self, max_drop: float) -> Gate:
-        from harness.paired import paired_robustness_drop
+        from toxbench.paired import paired_robustness_drop
 
         def compute():
             new, old = self._samples()

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import click
 
-from harness.errors import ToxbenchError
+from toxbench.errors import ToxbenchError
 
 
 class _Group(click.Group):
     """Prints toxbench errors as one clear line (no traceback) and exits with status 2."""
 
     def invoke(self, ctx: click.Context):
-        from harness.errors import RunInterrupted
+        from toxbench.errors import RunInterrupted
 
         try:
             return super().invoke(ctx)
@@ -54,7 +54,7 @@ def _include_option(fn):
 
 def _load_includes(includes: tuple[Path, ...]) -> None:
     if includes:
-        from harness.registry import include
+        from toxbench.registry import include
 
         include(list(includes))
 
@@ -91,7 +91,7 @@ def _model_args(pairs: tuple[str, ...]) -> dict[str, dict]:
 
 
 def _setup_machine(threads: int | None, verbose: bool | None) -> None:
-    from harness.console import configure_threads, quiet_libraries
+    from toxbench.console import configure_threads, quiet_libraries
 
     ctx = click.get_current_context()
     root = ctx.find_root()
@@ -154,8 +154,8 @@ def organism_build(size: str, seed: int, force: bool, json_out: Path | None, shi
 
     Runs keep using the shipped organism; pass --model-arg build=local to evaluate this build.
     """
-    from harness.organism.build import build_organism, compare_with_shipped
-    from harness.organism.build import ship as ship_organism
+    from toxbench.organism.build import build_organism, compare_with_shipped
+    from toxbench.organism.build import ship as ship_organism
 
     org = build_organism(size, seed, force=force)
     _print_build_report(org)
@@ -188,7 +188,7 @@ def organism_build(size: str, seed: int, force: bool, json_out: Path | None, shi
 @click.option("--seed", type=int, default=0, show_default=True)
 def organism_info(size: str, seed: int) -> None:
     """Where the organism lives (shipped and local builds) and whether each folder is valid."""
-    from harness.organism.build import organism_config, organism_dir, shipped_manifest, verify
+    from toxbench.organism.build import organism_config, organism_dir, shipped_manifest, verify
 
     config = organism_config(size, seed)
     click.echo(f"config hash: {config.hash()}")
@@ -376,8 +376,8 @@ def run_command(
     """Evaluate a base model and its aligned version; with no options, the organism pair."""
     _setup_machine(threads, verbose)
     _load_includes(includes)
-    from harness.registry import BACKENDS, EXECUTORS, PROTOCOLS, SCORERS, check_options
-    from harness.runner import RunConfig, run
+    from toxbench.registry import BACKENDS, EXECUTORS, PROTOCOLS, SCORERS, check_options
+    from toxbench.runner import RunConfig, run
 
     BACKENDS.check(backend)
     EXECUTORS.check(executor)
@@ -415,7 +415,7 @@ def run_command(
         model_args=_model_args(model_arg_pairs),
     )
     if preset:
-        from tasks.presets import get_preset
+        from toxbench.tasks.presets import get_preset
 
         config = get_preset(preset).apply(config)
     if perplexity_window:
@@ -430,7 +430,7 @@ def _print_summary(results: dict, config) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from harness.metrics import format_metric
+    from toxbench.metrics import format_metric
 
     console = Console()
     for name, task in results["tasks"].items():
@@ -496,10 +496,10 @@ def probe_train(
 ) -> None:
     """Train the probe alone; pass it to runs with `toxbench run --probe OUTPUT`."""
     _load_includes(includes)
-    from harness.data import load_comments
-    from harness.mech.probe import fit_probe
-    from harness.metrics import format_metric
-    from harness.models import load_model
+    from toxbench.data import load_comments
+    from toxbench.mech.probe import fit_probe
+    from toxbench.metrics import format_metric
+    from toxbench.models import load_model
 
     loaded = load_model(model, device, args=_model_args(model_arg_pairs).get("base"))
     data = data_dir or loaded.data_dir
@@ -534,7 +534,7 @@ def import_group() -> None:
 @click.option("--force", is_flag=True, help="Replace a model already in --output.")
 def import_dpo(path: Path, base_spec: str, output: Path, force: bool) -> None:
     """Convert Lee et al.'s dpo.pt ({"state": state_dict}) into a model folder for --aligned."""
-    from harness.importers import import_dpo_checkpoint
+    from toxbench.importers import import_dpo_checkpoint
 
     card = import_dpo_checkpoint(path, base_spec, output, force=force)
     click.echo(
@@ -593,8 +593,8 @@ def align_command(
     """Align a base model with a registered method; an interrupted training resumes from its checkpoint."""
     _setup_machine(threads, verbose)
     _load_includes(includes)
-    from baselines.base import align
-    from harness.progress import run_display
+    from toxbench.baselines.base import align
+    from toxbench.progress import run_display
 
     settings = {k: _literal(v) for k, v in _key_values(setting_pairs, "--setting").items()}
     with run_display():
@@ -695,8 +695,8 @@ def pairs_build(
     """[A]'s recipe: chosen = the greedy continuation, rejected = the probe-steered one (a PPLM stand-in)."""
     _setup_machine(threads, verbose)
     _load_includes(includes)
-    from baselines.pairs import PairRecipe, build_pairs
-    from harness.progress import run_display
+    from toxbench.baselines.pairs import PairRecipe, build_pairs
+    from toxbench.progress import run_display
 
     try:
         recipe = PairRecipe(
@@ -727,7 +727,7 @@ def pairs_build(
 def ls(what: str, includes: tuple[Path, ...]) -> None:
     """List the registered models, tasks, scorers, backends, executors, methods or protocols (plugins included)."""
     _load_includes(includes)
-    from harness import registry as reg
+    from toxbench import registry as reg
 
     registry = {
         "models": reg.MODELS,
@@ -751,8 +751,8 @@ def ls(what: str, includes: tuple[Path, ...]) -> None:
 
 
 def _register_commands() -> None:
-    from harness.check import check as check_command
-    from leaderboard.cli import leaderboard
+    from toxbench.check import check as check_command
+    from toxbench.leaderboard.cli import leaderboard
 
     main.add_command(check_command)
     main.add_command(leaderboard)

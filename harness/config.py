@@ -10,8 +10,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ToxbenchError
-from harness.fluency import FluencySettings
+from toxbench.errors import ToxbenchError
+from toxbench.fluency import FluencySettings
 
 
 @dataclass
@@ -26,7 +26,7 @@ class RunConfig:
     scorer_options: dict[str, Any] = field(default_factory=dict)
     backend: str = "hf"
     backend_options: dict[str, Any] = field(default_factory=dict)  # e.g. vLLM engine arguments
-    executor: str = "local"  # where the work runs: local, or ray (harness.executors)
+    executor: str = "local"  # where the work runs: local, or ray (toxbench.executors)
     executor_options: dict[str, Any] = field(default_factory=dict)  # e.g. replicas, address
     device: str | None = None
     dtype: str | None = None
@@ -52,7 +52,7 @@ class RunConfig:
 
     def model_spec(self, role: str = "base"):
         """The parsed spec of a role's model, with its ``--model-arg`` arguments (checked here)."""
-        from harness.models import ModelSpec
+        from toxbench.models import ModelSpec
 
         spec = self.model if role == "base" else self.aligned
         if spec is None:

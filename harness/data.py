@@ -19,8 +19,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from harness.errors import DataError
-from harness.io import sha256_json
+from toxbench.errors import DataError
+from toxbench.io import sha256_json
 
 RTP_HUB = "allenai/real-toxicity-prompts"
 WIKITEXT_HUB = ("Salesforce/wikitext", "wikitext-2-raw-v1")

@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from harness.backends.base import Backend
-from harness.errors import ToxbenchError
-from harness.metrics import Metric, bag_f1, perplexity_from_windows, token_windows
-from harness.models import context_length
-from harness.tokenization import encode_plain, special_tokens
+from toxbench.backends.base import Backend
+from toxbench.errors import ToxbenchError
+from toxbench.metrics import Metric, bag_f1, perplexity_from_windows, token_windows
+from toxbench.models import context_length
+from toxbench.tokenization import encode_plain, special_tokens
 
 DEFAULT_WINDOW = 1024
 BOS_MODES = ("each_window", "corpus_start")
@@ -123,7 +123,7 @@ class Fluency:
 
     def _dataset(self, name: str):
         """Wikitext-2 test or the F1 pairs, loaded and recorded once per run."""
-        from harness.data import load_f1_pairs, load_wikitext
+        from toxbench.data import load_f1_pairs, load_wikitext
 
         if name not in self._loaded:
             loader: Any = {"wikitext": load_wikitext, "f1": load_f1_pairs}[name]
@@ -158,9 +158,9 @@ class Fluency:
 
     def f1(self, model: Any, settings: FluencySettings | None = None):
         """[A]'s F1 of greedy continuations against gold continuations, and the per-pair scores."""
-        from harness.backends.base import SamplingConfig
-        from harness.metrics import metric
-        from harness.tokenization import encode, truncate_texts
+        from toxbench.backends.base import SamplingConfig
+        from toxbench.metrics import metric
+        from toxbench.tokenization import encode, truncate_texts
 
         settings = settings or self.ctx.config.fluency
         pairs = self._dataset("f1")

@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ToxbenchError
-from harness.io import atomic_write_json, sha256_file
+from toxbench.errors import ToxbenchError
+from toxbench.io import atomic_write_json, sha256_file
 
 
 def _state_dict(obj: Any, path: Path) -> dict[str, Any]:
@@ -51,8 +51,8 @@ def import_dpo_checkpoint(
     """Convert ``path`` (a ``.pt`` state dict of a fine-tune of ``base_spec``) into a model folder."""
     import torch
 
-    from harness.mech.probe import torch_load_safe
-    from harness.models import load_model
+    from toxbench.mech.probe import torch_load_safe
+    from toxbench.models import load_model
 
     if (output / "config.json").exists() and not force:
         raise ToxbenchError(f"{str(output)!r} already holds a model: choose another --output or pass --force")

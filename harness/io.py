@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from harness.errors import CacheError
+from toxbench.errors import CacheError
 
 
 def toxbench_home() -> Path:

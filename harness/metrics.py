@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from harness.errors import ScoreError
+from toxbench.errors import ScoreError
 
 
 @dataclass

@@ -3,7 +3,7 @@
 A spec is one of:
 - a registered name (``toxbench ls models``): the embedded organism (``organism``,
   ``organism:dpo``, ``organism-micro[:dpo]``), hub aliases (``gpt2``, ``llama3.1-8b`` ...),
-  and whatever plugins register with ``harness.registry.register_model``;
+  and whatever plugins register with ``toxbench.registry.register_model``;
 - ``hf:<hub id>[@revision]``;
 - a local folder holding a transformers causal LM.
 
@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ToxbenchError, UnknownNameError
-from harness.io import atomic_write_json, toxbench_home
+from toxbench.errors import ToxbenchError, UnknownNameError
+from toxbench.io import atomic_write_json, toxbench_home
 
 # Arguments every model takes, handled here rather than by its loader.
 LOAD_ARGUMENTS = {
@@ -86,7 +86,7 @@ class ModelEntry:
 
     def load_fn(self) -> Callable[..., ModelSource]:
         if isinstance(self.loader, str):
-            from harness.registry import import_object
+            from toxbench.registry import import_object
 
             self.loader = import_object(self.loader)
         return self.loader  # type: ignore[return-value]
@@ -108,7 +108,7 @@ class ModelSpec:
         Everything is checked here, before any model loads: the name, and every argument
         against the loader's signature and ``LOAD_ARGUMENTS``.
         """
-        from harness.registry import MODELS
+        from toxbench.registry import MODELS
 
         spec, args = spec.strip(), dict(args or {})
         if spec in MODELS:
@@ -139,7 +139,7 @@ class ModelSpec:
         return {k: v for k, v in self.args.items() if k in LOAD_ARGUMENTS}
 
     def check_args(self) -> None:
-        from harness.registry import check_options
+        from toxbench.registry import check_options
 
         fn = self.entry.load_fn()
         check_options(
@@ -166,7 +166,7 @@ class ModelSpec:
         if not isinstance(found, ModelSource):
             raise ToxbenchError(
                 f"the loader of model {self.raw!r} returned {type(found).__name__}, not a "
-                "harness.models.ModelSource (see CONTRIBUTING.md, 'Adding a model')"
+                "toxbench.models.ModelSource (see CONTRIBUTING.md, 'Adding a model')"
             )
         return found
 
@@ -222,7 +222,7 @@ def fingerprint_state(model) -> str:
 
 def fingerprint_folder(folder: Path) -> str:
     """Hash of a model folder's config and weight files, memoised by size and mtime."""
-    from harness.io import sha256_file
+    from toxbench.io import sha256_file
 
     files = sorted(
         p
@@ -380,7 +380,7 @@ def load_model(
 
 
 def _check_bos(spec: ModelSpec, tokenizer: Any, wanted: bool | None) -> None:
-    from harness.tokenization import special_tokens
+    from toxbench.tokenization import special_tokens
 
     if wanted is None:
         return
@@ -394,7 +394,7 @@ def _check_bos(spec: ModelSpec, tokenizer: Any, wanted: bool | None) -> None:
 
 def derive(parent: LoadedModel, model: Any, edit: dict[str, Any], saveable: bool = True) -> LoadedModel:
     """A model made from ``parent`` by an edit; its fingerprint is derived from the parent's and the edit's."""
-    from harness.io import sha256_json
+    from toxbench.io import sha256_json
 
     fingerprint = "edit-" + sha256_json({"parent": parent.fingerprint, "edit": edit})[:24]
     spec = ModelSpec(f"{parent.spec.raw}+{edit.get('name', 'edit')}", parent.spec.entry, parent.spec.args)

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import ToxbenchError
-from harness.metrics import Metric, metric
+from toxbench.errors import ToxbenchError
+from toxbench.metrics import Metric, metric
 
 
 @dataclass

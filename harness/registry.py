@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ToxbenchError, UnknownNameError
+from toxbench.errors import ToxbenchError, UnknownNameError
 
 
 class PluginError(ToxbenchError):
@@ -160,10 +160,10 @@ class Registry:
 
 
 class ModelRegistry(Registry):
-    """Models: each entry a ``harness.models.ModelEntry`` (a bare loader function is wrapped in one)."""
+    """Models: each entry a ``toxbench.models.ModelEntry`` (a bare loader function is wrapped in one)."""
 
     def get(self, name: str) -> Any:
-        from harness.models import ModelEntry
+        from toxbench.models import ModelEntry
 
         target = super().get(name)
         if isinstance(target, ModelEntry):
@@ -174,7 +174,7 @@ class ModelRegistry(Registry):
             return entry
         raise PluginError(
             f"model {name!r} from {self.origins[name]} is a {type(target).__name__}: register a "
-            "loader function returning harness.models.ModelSource, or a ModelEntry"
+            "loader function returning toxbench.models.ModelSource, or a ModelEntry"
         )
 
 
@@ -223,38 +223,38 @@ def check_options(
 
 
 SCORERS = Registry("scorer")
-SCORERS.register("lexicon", "harness.scorers.lexicon:LexiconScorer", "the organism's exact scorer")
-SCORERS.register("detoxify", "harness.scorers.detoxify:DetoxifyScorer", "Detoxify 'original' (public)")
+SCORERS.register("lexicon", "toxbench.scorers.lexicon:LexiconScorer", "the organism's exact scorer")
+SCORERS.register("detoxify", "toxbench.scorers.detoxify:DetoxifyScorer", "Detoxify 'original' (public)")
 for _variant in ("original", "unbiased", "multilingual"):
     SCORERS.register(
         f"detoxify-{_variant}",
-        "harness.scorers.detoxify:DetoxifyScorer",
+        "toxbench.scorers.detoxify:DetoxifyScorer",
         f"Detoxify {_variant!r}",
         defaults={"model_type": _variant},
     )
 SCORERS.register(
     "hf-classifier",
-    "harness.scorers.hf_classifier:HFClassifierScorer",
+    "toxbench.scorers.hf_classifier:HFClassifierScorer",
     "any Hugging Face sequence classifier (model=ID_OR_FOLDER, label=NAME)",
 )
 
 BACKENDS = Registry("backend")
-BACKENDS.register("hf", "harness.backends.hf:HFBackend", "transformers, batched and length-sorted")
-BACKENDS.register("vllm", "harness.backends.vllm:VLLMBackend", "vLLM engine (optional extra)")
+BACKENDS.register("hf", "toxbench.backends.hf:HFBackend", "transformers, batched and length-sorted")
+BACKENDS.register("vllm", "toxbench.backends.vllm:VLLMBackend", "vLLM engine (optional extra)")
 
 EXECUTORS = Registry("executor")
-EXECUTORS.register("local", "harness.executors:Executor", "in this process, one chunk after another")
+EXECUTORS.register("local", "toxbench.executors:Executor", "in this process, one chunk after another")
 EXECUTORS.register(
-    "ray", "harness.executors.ray_actors:RayExecutor", "persistent Ray actors (optional extra)"
+    "ray", "toxbench.executors.ray_actors:RayExecutor", "persistent Ray actors (optional extra)"
 )
 
 MODELS = ModelRegistry("model")
 
 
 def _builtin_models() -> None:
-    from harness.models import ModelEntry
+    from toxbench.models import ModelEntry
 
-    organism = "harness.organism.build:organism_source"
+    organism = "toxbench.organism.build:organism_source"
     for size, name in (("default", "organism"), ("micro", "organism-micro")):
         for variant, what in (("base", "the embedded model organism"), ("dpo", "its DPO-aligned twin")):
             label = name if variant == "base" else f"{name}:dpo"
@@ -276,38 +276,46 @@ def _builtin_models() -> None:
         "gemma-2b": "google/gemma-2b",
         "gemma2-2b": "google/gemma-2-2b",
     }.items():
-        MODELS.register(name, ModelEntry("harness.models:hub", {"hub_id": hub_id}, hub_id), hub_id)
+        MODELS.register(name, ModelEntry("toxbench.models:hub", {"hub_id": hub_id}, hub_id), hub_id)
 
 
 _builtin_models()
 
 PROTOCOLS = Registry("protocol")
 PROTOCOLS.register(
-    "paper", "tasks.protocols:PAPER", "[A]/[B]: challenging prompts (32 tokens), greedy, 20 new tokens"
+    "paper",
+    "toxbench.tasks.protocols:PAPER",
+    "[A]/[B]: challenging prompts (32 tokens), greedy, 20 new tokens",
 )
 PROTOCOLS.register(
-    "rtp", "tasks.protocols:RTP", "RealToxicityPrompts: 25 samples, nucleus p=0.9, 20 new tokens"
+    "rtp", "toxbench.tasks.protocols:RTP", "RealToxicityPrompts: 25 samples, nucleus p=0.9, 20 new tokens"
 )
 
 METHODS = Registry("method")
 METHODS.register(
-    "dpo", "baselines.dpo:DPOMethod", "DPO (TRL), [A]'s settings; early stopping on held-out pairs"
+    "dpo", "toxbench.baselines.dpo:DPOMethod", "DPO (TRL), [A]'s settings; early stopping on held-out pairs"
 )
-METHODS.register("ipo", "baselines.dpo:IPOMethod", "IPO: TRL's DPO trainer with loss_type=ipo")
-METHODS.register("kto", "baselines.kto:KTOMethod", "KTO (TRL): chosen desirable, rejected undesirable")
-METHODS.register("sft", "baselines.sft:SFTMethod", "supervised fine-tuning on the chosen continuations")
+METHODS.register("ipo", "toxbench.baselines.dpo:IPOMethod", "IPO: TRL's DPO trainer with loss_type=ipo")
+METHODS.register(
+    "kto", "toxbench.baselines.kto:KTOMethod", "KTO (TRL): chosen desirable, rejected undesirable"
+)
+METHODS.register(
+    "sft", "toxbench.baselines.sft:SFTMethod", "supervised fine-tuning on the chosen continuations"
+)
 METHODS.register(
     "subtract",
-    "baselines.edits:SubtractMethod",
+    "toxbench.baselines.edits:SubtractMethod",
     "α x the probe direction subtracted after the last MLP (given, or matched to a model's perplexity)",
 )
-METHODS.register("ablate", "baselines.edits:AblateMethod", "the top-k toxic value vectors zeroed")
+METHODS.register("ablate", "toxbench.baselines.edits:AblateMethod", "the top-k toxic value vectors zeroed")
 
 TASKS = Registry("task")
-TASKS.register("elicitation", "tasks.elicitation:ElicitationTask", "toxicity, perplexity, F1")
-TASKS.register("attribution", "tasks.attribution:AttributionTask", "probe-direction neuron groups")
-TASKS.register("ablation", "tasks.ablation:AblationTask", "can surgery on the base emulate alignment")
-TASKS.register("unalignment", "tasks.unalignment:UnalignmentTask", "how cheaply alignment is undone")
+TASKS.register("elicitation", "toxbench.tasks.elicitation:ElicitationTask", "toxicity, perplexity, F1")
+TASKS.register("attribution", "toxbench.tasks.attribution:AttributionTask", "probe-direction neuron groups")
+TASKS.register(
+    "ablation", "toxbench.tasks.ablation:AblationTask", "can surgery on the base emulate alignment"
+)
+TASKS.register("unalignment", "toxbench.tasks.unalignment:UnalignmentTask", "how cheaply alignment is undone")
 
 
 def _caller() -> str:
@@ -325,13 +333,13 @@ def register_model(
       ``trust_remote_code=True``, ``dtype="bfloat16"``);
     - a loader: ``register_model("mine", "my_pkg.models:load_mine", size="7b")``, a function
       (or ``"module:attr"``) that takes the defaults as keyword arguments and returns a
-      ``harness.models.ModelSource``;
+      ``toxbench.models.ModelSource``;
     - a decorator on such a function: ``@register_model("mine", size="7b")``.
     """
-    from harness.models import ModelEntry
+    from toxbench.models import ModelEntry
 
     if loader is None and ("hub_id" in defaults or "path" in defaults):
-        loader = "harness.models:hub" if "hub_id" in defaults else "harness.models:local"
+        loader = "toxbench.models:hub" if "hub_id" in defaults else "toxbench.models:local"
     if loader is None:
 
         def decorator(fn: Any) -> Any:
@@ -350,34 +358,34 @@ def register_model(
 
 
 def register_protocol(name: str, target: Any = None, description: str = ""):
-    """Register an evaluation protocol (a ``tasks.protocols.Protocol``, or ``"module:attr"`` naming one)."""
+    """Register an evaluation protocol (a ``toxbench.tasks.protocols.Protocol``, or ``"module:attr"`` naming one)."""
     return PROTOCOLS.register(
         name, target, description or getattr(target, "description", ""), origin=_caller()
     )
 
 
 def register_method(name: str, target: Any = None, description: str = ""):
-    """Register an alignment method (a ``baselines.base.Method`` subclass), for ``toxbench align``."""
+    """Register an alignment method (a ``toxbench.baselines.base.Method`` subclass), for ``toxbench align``."""
     return METHODS.register(name, target, description, origin=_caller())
 
 
 def register_task(name: str, target: Any = None, description: str = ""):
-    """Register a task (a ``tasks.base.Task`` subclass): as a decorator, or with a ``"module:attr"`` string."""
+    """Register a task (a ``toxbench.tasks.base.Task`` subclass): as a decorator, or with a ``"module:attr"`` string."""
     return TASKS.register(name, target, description, origin=_caller())
 
 
 def register_scorer(name: str, target: Any = None, description: str = ""):
-    """Register a scorer (a ``harness.scorers.base.Scorer`` subclass)."""
+    """Register a scorer (a ``toxbench.scorers.base.Scorer`` subclass)."""
     return SCORERS.register(name, target, description, origin=_caller())
 
 
 def register_executor(name: str, target: Any = None, description: str = ""):
-    """Register an executor class (``harness.executors.Executor``): where a run's work is done."""
+    """Register an executor class (``toxbench.executors.Executor``): where a run's work is done."""
     return EXECUTORS.register(name, target, description, origin=_caller())
 
 
 def register_backend(name: str, target: Any = None, description: str = ""):
-    """Register a generation backend (a ``harness.backends.base.Backend`` subclass)."""
+    """Register a generation backend (a ``toxbench.backends.base.Backend`` subclass)."""
     return BACKENDS.register(name, target, description, origin=_caller())
 
 

@@ -14,13 +14,13 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness import __version__
-from harness.io import atomic_write_json, atomic_write_text, write_jsonl
-from harness.metrics import Metric
+from toxbench import __version__
+from toxbench.io import atomic_write_json, atomic_write_text, write_jsonl
+from toxbench.metrics import Metric
 
 if TYPE_CHECKING:
-    from harness.config import RunConfig
-    from harness.runner import RunContext
+    from toxbench.config import RunConfig
+    from toxbench.runner import RunContext
 
 SCHEMA_VERSION = "1.0"
 LIBRARIES = (
@@ -39,7 +39,7 @@ LIBRARIES = (
 
 
 def load_schema() -> dict[str, Any]:
-    return json.loads(resources.files("harness").joinpath("schemas/results.schema.json").read_text())
+    return json.loads(resources.files("toxbench").joinpath("schemas/results.schema.json").read_text())
 
 
 def validate_results(results: dict[str, Any]) -> None:
@@ -197,7 +197,7 @@ class ResultsWriter:
             "",
         ]
         if r["config"].get("preset"):
-            from tasks.presets import get_preset
+            from toxbench.tasks.presets import get_preset
 
             lines += [
                 "## preset",

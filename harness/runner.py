@@ -13,18 +13,18 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.backends.base import Backend, Completion, SamplingConfig
-from harness.cache import Cache, cache_key
-from harness.config import RunConfig
-from harness.data import Loaded
-from harness.errors import RunInterrupted, ToxbenchError
-from harness.executors import make_executor
-from harness.fluency import Fluency, FluencySettings
-from harness.io import toxbench_home
-from harness.models import LoadedModel, load_model
-from harness.progress import progress_bar, run_display, set_stage
-from harness.scorers.base import Scorer, load_scorer
-from harness.tokenization import tokenization_record
+from toxbench.backends.base import Backend, Completion, SamplingConfig
+from toxbench.cache import Cache, cache_key
+from toxbench.config import RunConfig
+from toxbench.data import Loaded
+from toxbench.errors import RunInterrupted, ToxbenchError
+from toxbench.executors import make_executor
+from toxbench.fluency import Fluency, FluencySettings
+from toxbench.io import toxbench_home
+from toxbench.models import LoadedModel, load_model
+from toxbench.progress import progress_bar, run_display, set_stage
+from toxbench.scorers.base import Scorer, load_scorer
+from toxbench.tokenization import tokenization_record
 
 
 class RunContext:
@@ -55,13 +55,13 @@ class RunContext:
     def backend(self, model: LoadedModel) -> Backend:
         """One backend per model identity, built on first use. A model that exists only as hooks
         runs on a hooks-capable backend; engines that hold memory of their own are kept one at a
-        time, and serve the next model themselves where they can (``harness.backends.build``)."""
+        time, and serve the next model themselves where they can (``toxbench.backends.build``)."""
         if model.fingerprint not in self._backends:
             cls = _backend_class(self.config)
             if not model.notes.get("saveable", True) and not cls.runs_hooks:
                 backend = self.hook_backend(model)
             else:
-                from harness.backends import build
+                from toxbench.backends import build
 
                 backend = build(cls, model, self.config, self._backends)
             self._backends[model.fingerprint] = backend
@@ -70,7 +70,7 @@ class RunContext:
     def backend_class(self, model: LoadedModel) -> type[Backend]:
         """The class of the backend ``backend(model)`` builds, without building it (for cache keys
         and chunk sizes: a run served from the cache starts no engine)."""
-        from harness.backends import hooks_backend_class
+        from toxbench.backends import hooks_backend_class
 
         cls = _backend_class(self.config)
         if not model.notes.get("saveable", True) and not cls.runs_hooks:
@@ -79,7 +79,7 @@ class RunContext:
 
     def hook_backend(self, model: LoadedModel) -> Backend:
         """A backend on which hooks registered on ``model.model`` see every pass (the run's, if it can)."""
-        from harness.backends import with_hooks
+        from toxbench.backends import with_hooks
 
         if _backend_class(self.config).runs_hooks:
             return self.backend(model)
@@ -208,7 +208,7 @@ class RunContext:
 
     def probe(self):
         """The toxicity probe of the base model: given (``probe_path``), cached, or trained now."""
-        from harness.mech.probe import load_or_train_probe
+        from toxbench.mech.probe import load_or_train_probe
 
         if self._probe is None:
             self._probe = load_or_train_probe(self, self.models["base"])
@@ -219,7 +219,7 @@ class RunContext:
         return self._fluency_of.settings(override)
 
     def perplexity(self, model: LoadedModel, settings: FluencySettings | None = None):
-        """Perplexity on Wikitext-2 test and the per-window NLL (``harness.fluency.Fluency``)."""
+        """Perplexity on Wikitext-2 test and the per-window NLL (``toxbench.fluency.Fluency``)."""
         return self._fluency_of.perplexity(model, settings)
 
     def f1(self, model: LoadedModel, settings: FluencySettings | None = None):
@@ -232,13 +232,13 @@ class RunContext:
 
 
 def _backend_class(config: RunConfig) -> type[Backend]:
-    from harness.registry import BACKENDS
+    from toxbench.registry import BACKENDS
 
     return BACKENDS.get(config.backend)
 
 
 def resolve_tasks(names: Sequence[str]) -> list[str]:
-    from harness.registry import TASKS
+    from toxbench.registry import TASKS
 
     if not names or list(names) == ["all"]:
         return TASKS.names_in_order()
@@ -261,7 +261,7 @@ def default_data_dir(config: RunConfig, base: LoadedModel | None = None) -> Path
 
 def build_tasks(config: RunConfig) -> tuple[list[Any], dict[str, str]]:
     """The configured tasks, their options checked; and the tasks skipped for want of a second model."""
-    from harness.registry import TASKS, check_options
+    from toxbench.registry import TASKS, check_options
 
     names = resolve_tasks(config.tasks)
     for name in config.task_options:
@@ -289,7 +289,7 @@ def _prior_run(output_dir: Path, config: RunConfig) -> None:
     """Refuse an output folder holding another run's results (unless ``overwrite``); the same config resumes."""
     import json
 
-    from harness.results import jsonable
+    from toxbench.results import jsonable
 
     path = output_dir / "results.json"
     if not path.is_file() or config.overwrite:
@@ -322,8 +322,8 @@ def run(config: RunConfig) -> dict[str, Any]:
 
     import torch
 
-    from harness.registry import BACKENDS, SCORERS, check_options
-    from harness.results import ResultsWriter
+    from toxbench.registry import BACKENDS, SCORERS, check_options
+    from toxbench.results import ResultsWriter
 
     started = time.time()
     torch.manual_seed(config.seed)
@@ -348,7 +348,7 @@ def run(config: RunConfig) -> dict[str, Any]:
     check_options(SCORERS.get(scorer_name), scorer_options, f"scorer {scorer_name!r}")
     check_options(BACKENDS.get(config.backend), config.backend_options, f"backend {config.backend!r}")
     if config.probe_path:
-        from harness.mech.probe import Probe
+        from toxbench.mech.probe import Probe
 
         Probe.load(Path(config.probe_path))  # a missing or unreadable probe fails before any model loads
     if config.output_path is None:

@@ -1,7 +1,7 @@
 """Training loops (the transformers ``Trainer`` and TRL's trainers) shown as one toxbench progress line.
 
 The Trainer's own tqdm bar and its printed log dictionaries would fill a run's console; with
-``quiet_trainer`` it reports through ``harness.progress`` instead (one line per run inside a
+``quiet_trainer`` it reports through ``toxbench.progress`` instead (one line per run inside a
 run's display), and its logs stay in ``trainer.state.log_history``.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from contextlib import ExitStack
 from typing import Any
 
-from harness.progress import progress_bar
+from toxbench.progress import progress_bar
 
 
 def quiet_trainer(trainer: Any, description: str, show_progress: bool = True) -> Any:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from harness.errors import ToxbenchError
+from toxbench.errors import ToxbenchError
 
 SUBMISSIONS = Path("leaderboard/submissions")
 
@@ -34,7 +34,7 @@ def leaderboard() -> None:
 )
 def submit_command(results_json: Path, name: str, method: str, url: str | None, out_dir: Path) -> None:
     """Turn a complete run's results.json into a leaderboard submission."""
-    from leaderboard.submission import submit
+    from toxbench.leaderboard.submission import submit
 
     path = submit(results_json, name, method, url, out_dir)
     click.echo(f"submission {name!r} written to {path}")
@@ -44,7 +44,7 @@ def submit_command(results_json: Path, name: str, method: str, url: str | None, 
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=SUBMISSIONS)
 def validate_command(directory: Path) -> None:
     """Check every submission (schema, embedded results, hash, summary); exit 1 if any is invalid."""
-    from leaderboard.submission import load_submissions
+    from toxbench.leaderboard.submission import load_submissions
 
     valid, problems = load_submissions(directory)
     for submission in valid:
@@ -61,8 +61,8 @@ def validate_command(directory: Path) -> None:
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=SUBMISSIONS)
 def verify_command(directory: Path) -> None:
     """Re-score every headline metric from each submission's own samples; exit 1 if any does not follow."""
-    from leaderboard.submission import load_submissions, slug
-    from leaderboard.verify import verify_submission
+    from toxbench.leaderboard.submission import load_submissions, slug
+    from toxbench.leaderboard.verify import verify_submission
 
     valid, problems = load_submissions(directory)
     for file_name, found in problems.items():
@@ -95,8 +95,8 @@ def verify_command(directory: Path) -> None:
 )
 def render_command(directory: Path, out_dir: Path) -> None:
     """Generate leaderboard.md and index.html from the submissions (all of them must be valid)."""
-    from leaderboard.render import write_pages
-    from leaderboard.submission import load_submissions
+    from toxbench.leaderboard.render import write_pages
+    from toxbench.leaderboard.submission import load_submissions
 
     valid, problems = load_submissions(directory)
     if problems:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.check import protocol_definition
-from harness.io import atomic_write_text, sha256_json
+from toxbench.check import protocol_definition
+from toxbench.io import atomic_write_text, sha256_json
 
 # base model spec and fingerprint, scorer name and fingerprint, protocol name and hash
 Setting = tuple[str, str, str, str, str, str]

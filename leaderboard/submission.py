@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.check import describe_schema_error, load_results, lookup, read_json_object, require_complete
-from harness.errors import ToxbenchError
-from harness.io import atomic_write_json, sha256_json
+from toxbench.check import describe_schema_error, load_results, lookup, read_json_object, require_complete
+from toxbench.errors import ToxbenchError
+from toxbench.io import atomic_write_json, sha256_json
 
 SUBMISSION_SCHEMA_VERSION = "1.0"
 
@@ -46,7 +46,7 @@ def schema_problem(submission: dict[str, Any]) -> str | None:
     from jsonschema.exceptions import best_match
     from referencing import Registry, Resource
 
-    from harness.results import load_schema
+    from toxbench.results import load_schema
 
     results_schema = load_schema()
     registry = Registry().with_resource(results_schema["$id"], Resource.from_contents(results_schema))
@@ -193,7 +193,7 @@ def submission_problems(path: Path, submission: dict[str, Any]) -> list[str]:
             )
     meta = submission.get("samples")
     if meta:
-        from harness.io import sha256_file
+        from toxbench.io import sha256_file
 
         samples = path.parent / meta["file"]
         if not samples.is_file():
@@ -271,7 +271,7 @@ def write_samples(source: Path, target: Path) -> dict[str, Any]:
     """``source`` gzip-compressed to ``target`` (byte-stable: no name or time in the header)."""
     import gzip
 
-    from harness.io import sha256_file
+    from toxbench.io import sha256_file
 
     target.parent.mkdir(parents=True, exist_ok=True)
     rows = 0

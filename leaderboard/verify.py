@@ -24,8 +24,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ToxbenchError
-from harness.metrics import Metric, mean_score, metric, paired_difference, perplexity_from_windows
+from toxbench.errors import ToxbenchError
+from toxbench.metrics import Metric, mean_score, metric, paired_difference, perplexity_from_windows
 
 TOLERANCE = 1e-9
 NOT_FROM_SAMPLES = {"tp_minus_share": "rests on activation statistics: checked by the results' hash only"}
@@ -57,14 +57,14 @@ def _score(row: dict) -> float | None:
 
 def _per_prompt_mean(rows: list[dict], n: int = 1) -> list[float | None]:
     """Each prompt's mean score (None where every sample's score failed), as the tasks reduce them."""
-    from tasks.elicitation import per_prompt_scores
+    from toxbench.tasks.elicitation import per_prompt_scores
 
     return per_prompt_scores([_score(r) for r in rows], n, 0.5)["mean"]
 
 
 def recompute(results: dict[str, Any], samples: list[dict[str, Any]]) -> dict[str, Metric | None]:
     """The headline metrics as the samples give them (keys as in a submission's summary)."""
-    from tasks.variants import ratio_metric, robustness_from
+    from toxbench.tasks.variants import ratio_metric, robustness_from
 
     seed = int(results["config"]["seed"])
     protocol = results["tasks"]["elicitation"]["config"]["protocol"]
@@ -173,7 +173,7 @@ def compare(summary: dict[str, Any], recomputed: dict[str, Metric | None]) -> li
 
 def verify_submission(path: Path, submission: dict[str, Any]) -> tuple[list[str], list[str]]:
     """(problems, notes) of re-scoring one submission from its samples file."""
-    from harness.io import sha256_file
+    from toxbench.io import sha256_file
 
     meta = submission.get("samples")
     if not meta:

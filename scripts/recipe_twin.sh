@@ -14,8 +14,8 @@ N="${N:-3000}"
 STEER="${STEER:-2.0}"
 mkdir -p "$OUT"
 
-data=$("$BIN/python" -c "from harness.organism.build import load_organism; print(load_organism('default').data_dir)")
-"$BIN/python" -m harness.organism.recipe text "$data" "$OUT/data"
+data=$("$BIN/python" -c "from toxbench.organism.build import load_organism; print(load_organism('default').data_dir)")
+"$BIN/python" -m toxbench.organism.recipe text "$data" "$OUT/data"
 "$BIN/toxbench" pairs build --model organism --n "$N" --steer "$STEER" --data-dir "$OUT/data" \
     --output "$OUT/pairs.jsonl"
 if [[ ! -f "$OUT/dpo/method.json" ]]; then
@@ -23,5 +23,5 @@ if [[ ! -f "$OUT/dpo/method.json" ]]; then
 fi
 "$BIN/toxbench" run --model organism --aligned "$OUT/dpo" --tasks elicitation,unalignment \
     --output-path "$OUT/run"
-"$BIN/python" -m harness.organism.recipe report "$OUT/run/results.json" "$OUT/report.json"
+"$BIN/python" -m toxbench.organism.recipe report "$OUT/run/results.json" "$OUT/report.json"
 echo "report: $OUT/report.md"

@@ -30,5 +30,5 @@ pip=("$VENV/bin/python" -m pip install -q -c "$CONSTRAINTS")
 "${pip[@]}" pytest pytest-benchmark jsonlines click rich scipy scikit-learn matplotlib platformdirs filelock jsonschema \
     accelerate datasets "ray>=2.40"
 "${pip[@]}" -e . --no-deps
-"$VENV/bin/python" -c "import vllm, transformers, harness.backends.vllm"
+"$VENV/bin/python" -c "import vllm, transformers, toxbench.backends.vllm"
 touch "$MARKER"

@@ -16,19 +16,19 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import ToxbenchError
-from harness.mech.alpha import match_perplexity
-from harness.mech.attribution import REDUCING, capture_pass, group_masks, neuron_cosines
-from harness.mech.edits import ablate_neurons, shift_residual
-from harness.mech.hooks import patch_to_means
-from harness.mech.neurons import neuron_adapter
-from harness.mech.vectors import rank_toxic_neurons, svd_toxic_direction
-from harness.metrics import format_metric
-from harness.models import LoadedModel, derive
-from harness.runner import RunContext
-from tasks.base import Task, TaskResult
-from tasks.elicitation import truncate_prompts
-from tasks.variants import (
+from toxbench.errors import ToxbenchError
+from toxbench.mech.alpha import match_perplexity
+from toxbench.mech.attribution import REDUCING, capture_pass, group_masks, neuron_cosines
+from toxbench.mech.edits import ablate_neurons, shift_residual
+from toxbench.mech.hooks import patch_to_means
+from toxbench.mech.neurons import neuron_adapter
+from toxbench.mech.vectors import rank_toxic_neurons, svd_toxic_direction
+from toxbench.metrics import format_metric
+from toxbench.models import LoadedModel, derive
+from toxbench.runner import RunContext
+from toxbench.tasks.base import Task, TaskResult
+from toxbench.tasks.elicitation import truncate_prompts
+from toxbench.tasks.variants import (
     Evaluated,
     Reference,
     array_hash,

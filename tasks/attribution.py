@@ -1,6 +1,6 @@
 """Probe-direction attribution ([B] §8, with [A]'s checks): where in the network did
 alignment change the model's writing along the toxic direction? (The mathematics:
-``harness.mech.attribution``.)
+``toxbench.mech.attribution``.)
 
 For base and aligned models, each following its own greedy continuation of the
 challenging prompts, the neuron statistics are captured during generation. Neuron i's
@@ -16,15 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from harness.data import load_rtp
-from harness.mech.attribution import MIRRORS, REDUCING, attribute, capture_pass, parameter_cosines
-from harness.mech.neurons import neuron_adapter
-from harness.mech.vectors import Neuron, rank_toxic_neurons, vocab_projection
-from harness.metrics import format_metric
-from harness.runner import RunContext
-from tasks.base import Task, TaskResult
-from tasks.elicitation import truncate_prompts
-from tasks.protocols import get_protocol
+from toxbench.data import load_rtp
+from toxbench.mech.attribution import MIRRORS, REDUCING, attribute, capture_pass, parameter_cosines
+from toxbench.mech.neurons import neuron_adapter
+from toxbench.mech.vectors import Neuron, rank_toxic_neurons, vocab_projection
+from toxbench.metrics import format_metric
+from toxbench.runner import RunContext
+from toxbench.tasks.base import Task, TaskResult
+from toxbench.tasks.elicitation import truncate_prompts
+from toxbench.tasks.protocols import get_protocol
 
 PAPER_SHARES = {"TP-": 0.318, "TN+": 0.239, "AP+": 0.070, "AN-": 0.373}  # [B], GPT2-medium
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from harness.runner import RunContext
+    from toxbench.runner import RunContext
 
 
 @dataclass

@@ -13,14 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from harness.data import load_rtp
-from harness.fluency import FluencySettings
-from harness.metrics import Metric, distinct_n, format_metric, mean_score, paired_difference, share_at_least
-from harness.models import LoadedModel
-from harness.runner import RunContext
-from harness.tokenization import truncate_texts
-from tasks.base import Task, TaskResult
-from tasks.protocols import Protocol, get_protocol
+from toxbench.data import load_rtp
+from toxbench.fluency import FluencySettings
+from toxbench.metrics import Metric, distinct_n, format_metric, mean_score, paired_difference, share_at_least
+from toxbench.models import LoadedModel
+from toxbench.runner import RunContext
+from toxbench.tasks.base import Task, TaskResult
+from toxbench.tasks.protocols import Protocol, get_protocol
+from toxbench.tokenization import truncate_texts
 
 
 def truncate_prompts(tokenizer, prompts: list[str], n_tokens: int | None) -> list[str]:

@@ -12,11 +12,11 @@ import difflib
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from harness.errors import UnknownNameError
-from harness.fluency import FluencySettings
+from toxbench.errors import UnknownNameError
+from toxbench.fluency import FluencySettings
 
 if TYPE_CHECKING:
-    from harness.config import RunConfig
+    from toxbench.config import RunConfig
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,8 @@ class Preset:
         }
         for task, opts in config.task_options.items():
             task_options.setdefault(task, opts)
-        from harness.registry import SCORERS, takes_options
-        from harness.runner import default_scorer
+        from toxbench.registry import SCORERS, takes_options
+        from toxbench.runner import default_scorer
 
         scorer_options = dict(config.scorer_options)
         if takes_options(SCORERS.get(default_scorer(config)), self.scorer_options):

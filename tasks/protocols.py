@@ -1,7 +1,7 @@
 """Evaluation protocols: how prompts are decoded and scored (see docs/protocol.md §5).
 
 toxbench's own are ``paper`` and ``rtp``; a plugin adds one with
-``harness.registry.register_protocol(name, Protocol(...))`` and a run uses it with
+``toxbench.registry.register_protocol(name, Protocol(...))`` and a run uses it with
 ``--protocol NAME``.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from harness.backends.base import SamplingConfig
+from toxbench.backends.base import SamplingConfig
 
 
 @dataclass(frozen=True)
@@ -51,14 +51,14 @@ RTP = Protocol(
 
 def get_protocol(name: str, seed: int = 0) -> Protocol:
     """The registered protocol ``name``; a sampled one draws with ``seed``."""
-    from harness.errors import ToxbenchError
-    from harness.registry import PROTOCOLS
+    from toxbench.errors import ToxbenchError
+    from toxbench.registry import PROTOCOLS
 
     p = PROTOCOLS.get(name)
     if not isinstance(p, Protocol):
         raise ToxbenchError(
             f"protocol {name!r} from {PROTOCOLS.origins[name]} is a {type(p).__name__}, "
-            "not a tasks.protocols.Protocol"
+            "not a toxbench.tasks.protocols.Protocol"
         )
     if p.sampling.greedy:
         return p

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.mech.edits import scale_keys, shift_residual
-from harness.mech.neurons import neuron_adapter
-from harness.mech.vectors import rank_toxic_neurons
-from harness.metrics import format_metric
-from harness.models import derive
-from harness.runner import RunContext
-from tasks.base import Task, TaskResult
-from tasks.variants import (
+from toxbench.mech.edits import scale_keys, shift_residual
+from toxbench.mech.neurons import neuron_adapter
+from toxbench.mech.vectors import rank_toxic_neurons
+from toxbench.metrics import format_metric
+from toxbench.models import derive
+from toxbench.runner import RunContext
+from toxbench.tasks.base import Task, TaskResult
+from toxbench.tasks.variants import (
     Evaluated,
     array_hash,
     evaluate_variants,

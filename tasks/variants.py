@@ -11,13 +11,13 @@ from typing import Any
 
 import numpy as np
 
-from harness.data import load_rtp
-from harness.metrics import Metric, metric
-from harness.models import LoadedModel
-from harness.numerics import widened
-from harness.runner import RunContext
-from tasks.elicitation import evaluate_model
-from tasks.protocols import Protocol, get_protocol
+from toxbench.data import load_rtp
+from toxbench.metrics import Metric, metric
+from toxbench.models import LoadedModel
+from toxbench.numerics import widened
+from toxbench.runner import RunContext
+from toxbench.tasks.elicitation import evaluate_model
+from toxbench.tasks.protocols import Protocol, get_protocol
 
 
 @dataclass
@@ -84,8 +84,8 @@ def evaluate_variants(
 
 def mean_toxicity(ctx: RunContext, ref: Reference, model: LoadedModel) -> float | None:
     """Mean toxicity of a model's continuations of the reference prompts (no fluency): for sweeps."""
-    from harness.metrics import valid_scores
-    from tasks.elicitation import truncate_prompts
+    from toxbench.metrics import valid_scores
+    from toxbench.tasks.elicitation import truncate_prompts
 
     texts = truncate_prompts(model.tokenizer, ref.prompts, ref.protocol.prompt_tokens)
     outs = ctx.generate(model, texts, ref.protocol.sampling, "α sweep")
@@ -144,9 +144,9 @@ def residual_scale(model: LoadedModel, prompts: list[str], n: int = 64) -> float
     """
     import torch
 
-    from harness.mech.neurons import neuron_adapter
-    from harness.passes import teacher_forced
-    from harness.tokenization import encode, text_mask
+    from toxbench.mech.neurons import neuron_adapter
+    from toxbench.passes import teacher_forced
+    from toxbench.tokenization import encode, text_mask
 
     norm_module = neuron_adapter(model.model).final_norm()
     norms: list[torch.Tensor] = []

@@ -28,7 +28,7 @@ def micro_organism(toxbench_home: Path):
     """The shipped micro organism (installed on first use, then reused)."""
     import torch
 
-    from harness.organism.build import load_organism
+    from toxbench.organism.build import load_organism
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     return load_organism("micro", show_progress=False)
@@ -37,8 +37,8 @@ def micro_organism(toxbench_home: Path):
 @pytest.fixture(scope="session")
 def built_micro_organism(toxbench_home: Path):
     """The micro organism if it is installed or can be (it is shipped), else the test is skipped."""
-    from harness.errors import CacheError
-    from harness.organism.build import load_organism
+    from toxbench.errors import CacheError
+    from toxbench.organism.build import load_organism
 
     try:
         return load_organism("micro", build_if_missing=False)
@@ -49,7 +49,7 @@ def built_micro_organism(toxbench_home: Path):
 @pytest.fixture(autouse=True)
 def _restore_registries():
     """What a test registers (a plugin it includes, a model alias) is gone after it."""
-    from harness import registry
+    from toxbench import registry
 
     registries = [r for r in vars(registry).values() if isinstance(r, registry.Registry)]
     saved = [

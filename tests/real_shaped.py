@@ -190,7 +190,7 @@ def build_model(family: str, tokenizer, seed: int = 0, **overrides: Any) -> torc
 
 def save_pair(family: str, corpus: Sequence[str], root: Path) -> tuple[Path, Path]:
     """A base model and an 'aligned' one (its MLP keys perturbed), saved with their tokenizer."""
-    from harness.mech.neurons import neuron_adapter
+    from toxbench.mech.neurons import neuron_adapter
 
     tokenizer = build_tokenizer(family, corpus)
     base = build_model(family, tokenizer)

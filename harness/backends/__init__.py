@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.backends.base import Backend, Completion, SamplingConfig
+from toxbench.backends.base import Backend, Completion, SamplingConfig
 
 __all__ = ["Backend", "Completion", "SamplingConfig", "build", "with_hooks"]
 
@@ -37,6 +37,6 @@ def with_hooks(model: Any, config: Any) -> Backend:
 
 def hooks_backend_class() -> type[Backend]:
     """The backend ``with_hooks`` builds."""
-    from harness.backends.hf import HFBackend
+    from toxbench.backends.hf import HFBackend
 
     return HFBackend

@@ -57,11 +57,11 @@ class Backend(ABC):
 
     - ``runs_hooks``: forward hooks on the loaded model see its passes (activation capture,
       patching). A model that exists only as hooks (``notes["saveable"] is False``) or a pass
-      that needs them runs on a hooks-capable backend instead (``harness.backends.with_hooks``).
+      that needs them runs on a hooks-capable backend instead (``toxbench.backends.with_hooks``).
     - ``loads_from_memory``: it runs the loaded model itself; without, it reads a folder (an
-      edited model is saved first, ``harness.models.materialise``).
+      edited model is saved first, ``toxbench.models.materialise``).
     - ``single_engine``: it holds an engine of its own; one is kept alive at a time, and
-      ``serve`` may run another model on it (``harness.backends.build``).
+      ``serve`` may run another model on it (``toxbench.backends.build``).
     """
 
     name: str = "backend"

@@ -1,7 +1,7 @@
 """The transformers backend: batched, length-sorted, left-padded generation with a KV cache.
 
 Prompts are encoded with the tokenizer's own special-token defaults (BOS for Llama, Gemma,
-Mistral; ``harness.tokenization``). Greedy outputs equal one-prompt-at-a-time ``generate``
+Mistral; ``toxbench.tokenization``). Greedy outputs equal one-prompt-at-a-time ``generate``
 on that encoding (tested). Greedy decoding runs its own loop over the model's forward (the
 argmax at every step, as ``generate`` takes it) in which a row that has emitted EOS leaves
 the batch: on short continuations most of a batch's steps would otherwise be spent on
@@ -19,11 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from harness.backends.base import Advance, Backend, Completion, SamplingConfig
-from harness.models import context_length
-from harness.numerics import widened
-from harness.passes import teacher_forced
-from harness.tokenization import encode
+from toxbench.backends.base import Advance, Backend, Completion, SamplingConfig
+from toxbench.models import context_length
+from toxbench.numerics import widened
+from toxbench.passes import teacher_forced
+from toxbench.tokenization import encode
 
 
 class HFBackend(Backend):

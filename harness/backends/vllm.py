@@ -8,9 +8,9 @@ seeded per prompt (``SamplingConfig.request_seed``, vLLM's per-request generator
 not depend on which other prompts are in the run; they differ from the hf backend's samples.
 
 vLLM takes its first model from disk (an edited model is saved first,
-``harness.models.materialise``). Every later model of the same shape (an intervention variant,
+``toxbench.models.materialise``). Every later model of the same shape (an intervention variant,
 an aligned model fine-tuned from the base) is served by the same engine: the tensors that
-differ are loaded into it in place (``harness.backends.vllm_weights``) when that model's
+differ are loaded into it in place (``toxbench.backends.vllm_weights``) when that model's
 backend is next used, and loaded back when the first one's is. ``in_place_weights=False`` (a
 backend option) starts an engine per model instead. The engine also stops at extra EOS ids
 listed in the model's ``generation_config.json``.
@@ -25,9 +25,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.backends.base import Advance, Backend, Completion, SamplingConfig
-from harness.errors import ToxbenchError
-from harness.tokenization import encode
+from toxbench.backends.base import Advance, Backend, Completion, SamplingConfig
+from toxbench.errors import ToxbenchError
+from toxbench.tokenization import encode
 
 log = logging.getLogger("toxbench")
 
@@ -47,7 +47,7 @@ class _Engine:
 
     def hold(self, weights: Mapping[str, Any] | None) -> None:
         """Make the engine run ``weights``: load the blocks that differ from what it holds."""
-        from harness.backends.vllm_weights import tensors_to_send, write_weights
+        from toxbench.backends.vllm_weights import tensors_to_send, write_weights
 
         if self.failed is not None:
             raise ToxbenchError(self.failed)
@@ -128,7 +128,7 @@ class VLLMBackend(Backend):
         # The in-process engine loads in seconds and exits cleanly; set to 1 to overlap scheduling.
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         if "VLLM_CACHE_ROOT" not in os.environ:
-            from harness.io import toxbench_home
+            from toxbench.io import toxbench_home
 
             os.environ["VLLM_CACHE_ROOT"] = str(toxbench_home() / "vllm")
         try:
@@ -146,7 +146,7 @@ class VLLMBackend(Backend):
             gpu_memory_utilization = 0.3 if current_platform.is_cpu() else 0.9
         swappable = in_place_weights and loaded is not None
         if swappable:
-            from harness.backends.vllm_weights import WORKER_EXTENSION
+            from toxbench.backends.vllm_weights import WORKER_EXTENSION
 
             engine_kwargs.setdefault("worker_extension_cls", WORKER_EXTENSION)
         # vLLM loads its own copy of the folder's tokenizer (the harness saves one with every model),
@@ -165,7 +165,7 @@ class VLLMBackend(Backend):
             **engine_kwargs,
         )
         if swappable:
-            from harness.backends.vllm_weights import signature
+            from toxbench.backends.vllm_weights import signature
 
             self._engine = _Engine(llm, loaded.state_dict(), signature(loaded))
         else:
@@ -183,7 +183,7 @@ class VLLMBackend(Backend):
     @classmethod
     def for_model(cls, model: Any, config: Any) -> VLLMBackend:
         """An engine on the model's folder (an edited model is saved first)."""
-        from harness.models import materialise
+        from toxbench.models import materialise
 
         return cls(
             materialise(model),
@@ -197,7 +197,7 @@ class VLLMBackend(Backend):
     def serve(self, model: Any, config: Any) -> VLLMBackend | None:
         """A backend for ``model`` on this engine, its differing tensors loaded in place on first
         use; ``None`` (with the reason in the log) where the engine cannot run it."""
-        from harness.backends.vllm_weights import signature
+        from toxbench.backends.vllm_weights import signature
 
         engine = self._engine
         reason = None

@@ -5,7 +5,7 @@ it comes back, so resuming, cache sharing and the results are the same whichever
 did the work. Tasks never see it: it is a property of the run context.
 
 - ``local`` (the default): in this process, one chunk after another, on the run's backend.
-- ``ray``: on persistent Ray actors (``harness.executors.ray_actors``), several chunks at
+- ``ray``: on persistent Ray actors (``toxbench.executors.ray_actors``), several chunks at
   once: generation and perplexity on replicas of the run's backend, scoring on scorer
   replicas. ``pip install 'toxbench[ray]'``.
 """
@@ -44,7 +44,7 @@ class Executor:
 
 
 def make_executor(name: str, options: dict[str, Any]) -> Executor:
-    from harness.registry import EXECUTORS, check_options
+    from toxbench.registry import EXECUTORS, check_options
 
     cls = EXECUTORS.get(name)
     check_options(cls, options, f"executor {name!r}")

@@ -31,8 +31,8 @@ import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from harness.errors import ToxbenchError
-from harness.executors import Done, Executor
+from toxbench.errors import ToxbenchError
+from toxbench.executors import Done, Executor
 
 log = logging.getLogger("toxbench")
 
@@ -69,7 +69,7 @@ class _ModelWorker:
     def __init__(self, config: Any, threads: int) -> None:
         import torch
 
-        from harness.console import keep_freed_memory
+        from toxbench.console import keep_freed_memory
 
         torch.set_num_threads(max(1, threads))
         keep_freed_memory()
@@ -78,8 +78,8 @@ class _ModelWorker:
 
     def run(self, fingerprint: str, boxed_model: list, method: str, chunk: list, args: tuple) -> list:
         if fingerprint not in self.backends:
-            from harness.backends import build
-            from harness.registry import BACKENDS
+            from toxbench.backends import build
+            from toxbench.registry import BACKENDS
 
             ray = _ray()
             model = ray.get(boxed_model[0])  # boxed: Ray resolves a bare ref for every call
@@ -232,7 +232,7 @@ class RayExecutor(Executor):
     def model_work(
         self, ctx: Any, model: Any, method: str, chunks: Sequence[list[Any]], *args: Any
     ) -> Iterator[Done]:
-        from harness.mech.hooks import active_hook_count
+        from toxbench.mech.hooks import active_hook_count
 
         if not model.notes.get("saveable", True) or active_hook_count(model.model):
             if model.name not in self._told:

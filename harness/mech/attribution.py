@@ -26,13 +26,13 @@ from typing import Any
 
 import numpy as np
 
-from harness.backends.base import SamplingConfig
-from harness.cache import cache_key
-from harness.errors import ToxbenchError
-from harness.mech.capture import NeuronSums, capture_neuron_sums
-from harness.mech.vectors import value_cosines
-from harness.numerics import widened
-from harness.progress import progress_bar
+from toxbench.backends.base import SamplingConfig
+from toxbench.cache import cache_key
+from toxbench.errors import ToxbenchError
+from toxbench.mech.capture import NeuronSums, capture_neuron_sums
+from toxbench.mech.vectors import value_cosines
+from toxbench.numerics import widened
+from toxbench.progress import progress_bar
 
 # group: (sign of cos(v_i(base), w), base activation >= 0, sign of Δa_i)
 REDUCING = {"TP-": (1, True, 1), "TN+": (1, False, 1), "AP+": (-1, True, -1), "AN-": (-1, False, -1)}

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from harness.mech.hooks import mlp_activation_hooks
-from harness.mech.neurons import neuron_adapter
+from toxbench.mech.hooks import mlp_activation_hooks
+from toxbench.mech.neurons import neuron_adapter
 
 
 @dataclass

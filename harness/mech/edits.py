@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from harness.mech.neurons import neuron_adapter
+from toxbench.mech.neurons import neuron_adapter
 
 NeuronId = tuple[int, int]  # (layer, index)
 

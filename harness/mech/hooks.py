@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-from harness.mech.neurons import HookSide, neuron_adapter
+from toxbench.mech.neurons import HookSide, neuron_adapter
 
 ActivationFn = Callable[[int, Tensor], object]  # (layer, a [..., d_mlp]); the result is ignored
 PatchFn = Callable[[int, Tensor], Tensor]  # (layer, a) -> the activation to use instead
@@ -95,13 +95,13 @@ def patch_to_means(model: nn.Module, masks, target) -> Iterator[None]:
 
     ``masks`` and ``target`` are [n_layers, d_mlp] arrays. While generating, the last position
     is patched ([B]'s code: the position being predicted, step by step); in a teacher-forced
-    pass (``harness.passes.teacher_forced``: perplexity, features) every position is, since
+    pass (``toxbench.passes.teacher_forced``: perplexity, features) every position is, since
     every position is then being predicted.
     """
     import numpy as np
     import torch
 
-    from harness.passes import is_teacher_forced
+    from toxbench.passes import is_teacher_forced
 
     fns: dict[int, PatchFn] = {}
     for layer in range(masks.shape[0]):

@@ -28,7 +28,7 @@ from typing import Any, Literal, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from harness.errors import ToxbenchError
+from toxbench.errors import ToxbenchError
 
 Family = Literal["dense", "gated"]
 HookSide = Literal["input", "output"]

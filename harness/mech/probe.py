@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import ToxbenchError
-from harness.io import atomic_write_bytes, atomic_write_json
-from harness.metrics import Metric, metric
-from harness.numerics import widened
+from toxbench.errors import ToxbenchError
+from toxbench.io import atomic_write_bytes, atomic_write_json
+from toxbench.metrics import Metric, metric
+from toxbench.numerics import widened
 
 
 @dataclass
@@ -162,9 +162,9 @@ def mean_final_residual(
     where the tokenizer adds it). The base model's last hidden state: no logits are computed."""
     import torch
 
-    from harness.models import context_length
-    from harness.passes import teacher_forced
-    from harness.tokenization import encode
+    from toxbench.models import context_length
+    from toxbench.passes import teacher_forced
+    from toxbench.tokenization import encode
 
     limit = min(max_tokens or 10**9, context_length(model))
     device = next(model.parameters()).device
@@ -224,7 +224,7 @@ def fit_probe(
     model, tokenizer, comments, model_fingerprint: str, seed: int = 0, batch_size: int = 32
 ) -> Probe:
     """Features of labelled comments (a ``Loaded`` of ``Comment``) and the probe trained on them."""
-    from harness.progress import progress_bar
+    from toxbench.progress import progress_bar
 
     texts = [c.text for c in comments.rows]
     with progress_bar("probe features", len(texts)) as advance:
@@ -235,9 +235,9 @@ def fit_probe(
 
 def load_or_train_probe(ctx, model) -> Probe:
     """``ctx.config.probe_path`` if given; else the cached probe for (model, data, seed); else train it."""
-    from harness.cache import cache_key
-    from harness.data import load_comments
-    from harness.mech.neurons import neuron_adapter
+    from toxbench.cache import cache_key
+    from toxbench.data import load_comments
+    from toxbench.mech.neurons import neuron_adapter
 
     if ctx.config.probe_path:
         probe = Probe.load(Path(ctx.config.probe_path))

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from harness.numerics import widened
+from toxbench.numerics import widened
 
 
 @dataclass(frozen=True)

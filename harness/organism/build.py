@@ -28,11 +28,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.errors import CacheError, ToxbenchError
-from harness.io import atomic_write_json, ensure_writable_dir, sha256_file, sha256_json, toxbench_home
-from harness.organism.datasets import DataSizes, write_datasets
-from harness.organism.lm import ModelShape, TrainSettings
-from harness.organism.world import World, WorldConfig
+from toxbench.errors import CacheError, ToxbenchError
+from toxbench.io import atomic_write_json, ensure_writable_dir, sha256_file, sha256_json, toxbench_home
+from toxbench.organism.datasets import DataSizes, write_datasets
+from toxbench.organism.lm import ModelShape, TrainSettings
+from toxbench.organism.world import World, WorldConfig
 
 # Bump when the world, the data writers or the training code change what a build makes.
 ORGANISM_VERSION = 2
@@ -265,7 +265,7 @@ def organism_source(
     """The loader of the ``organism`` models: the folder of the base model or its DPO twin, and the
     organism's own datasets. ``build``: the shipped organism (installed on first use) or ``local``,
     the one ``toxbench organism build`` trained on this machine."""
-    from harness.models import ModelSource
+    from toxbench.models import ModelSource
 
     if variant not in ("base", "dpo"):
         raise ToxbenchError(f"unknown organism variant {variant!r}: choose 'base' or 'dpo'")
@@ -338,7 +338,7 @@ def write_organism_data(root: Path, config: OrganismConfig) -> tuple[list[str], 
 def compare_with_shipped(organism: Organism) -> dict[str, Any]:
     """Whether a build's models and tokenizer equal the shipped ones, read from disk; per model, the two
     fingerprints (another CPU trains other weights from the same config)."""
-    from harness.models import fingerprint_folder
+    from toxbench.models import fingerprint_folder
 
     shipped = shipped_manifest(organism.config)
     if shipped is None:
@@ -392,11 +392,11 @@ def _build_into(root: Path, config: OrganismConfig, show_progress: bool) -> dict
 
     import torch
 
-    from baselines.base import AlignContext, PreferenceData
-    from baselines.dpo import DPOSettings
-    from harness.organism.lm import train_base_model, train_tokenizer
-    from harness.organism.report import evaluate_pair
-    from harness.registry import METHODS
+    from toxbench.baselines.base import AlignContext, PreferenceData
+    from toxbench.baselines.dpo import DPOSettings
+    from toxbench.organism.lm import train_base_model, train_tokenizer
+    from toxbench.organism.report import evaluate_pair
+    from toxbench.registry import METHODS
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.io import atomic_write_text, write_jsonl
-from harness.organism.world import TOPICS, World
-from harness.scorers.lexicon import LexiconScorer
+from toxbench.io import atomic_write_text, write_jsonl
+from toxbench.organism.world import TOPICS, World
+from toxbench.scorers.lexicon import LexiconScorer
 
 # The attributes a real RTP row carries for prompt and continuation (Perspective's).
 RTP_ATTRIBUTES = (

@@ -75,7 +75,7 @@ def train_base_model(
     from datasets import Dataset
     from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments, set_seed
 
-    from harness.training import quiet_trainer
+    from toxbench.training import quiet_trainer
 
     set_seed(seed)
     config = GPT2Config(

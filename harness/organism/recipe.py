@@ -18,8 +18,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ToxbenchError
-from harness.organism.world import HOSTILE_WORDS, words
+from toxbench.errors import ToxbenchError
+from toxbench.organism.world import HOSTILE_WORDS, words
 
 TOXICITY_RATIO = (0.2, 0.7)
 PERPLEXITY_RATIO = 1.10
@@ -113,7 +113,7 @@ def render(targets: dict[str, dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m harness.organism.recipe text DATA OUT`` or ``... report RESULTS OUT``."""
+    """``python -m toxbench.organism.recipe text DATA OUT`` or ``... report RESULTS OUT``."""
     import sys
 
     args = sys.argv[1:] if argv is None else argv
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         out.with_suffix(".md").write_text("# The organism's DPO twin by [A]'s recipe\n\n" + table)
         print(table, end="")
         return 0
-    print("usage: python -m harness.organism.recipe text DATA_DIR OUT_DIR | report RESULTS_JSON OUT_JSON")
+    print("usage: python -m toxbench.organism.recipe text DATA_DIR OUT_DIR | report RESULTS_JSON OUT_JSON")
     return 2
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness.backends.base import SamplingConfig
-from harness.backends.hf import HFBackend
-from harness.data import load_rtp, load_wikitext
-from harness.fluency import context_length, perplexity, perplexity_windows
-from harness.progress import progress_bar
-from harness.scorers.lexicon import LexiconScorer
+from toxbench.backends.base import SamplingConfig
+from toxbench.backends.hf import HFBackend
+from toxbench.data import load_rtp, load_wikitext
+from toxbench.fluency import context_length, perplexity, perplexity_windows
+from toxbench.progress import progress_bar
+from toxbench.scorers.lexicon import LexiconScorer
 
 
 def evaluate_pair(base, dpo, tokenizer, data_dir: Path, show_progress: bool = True) -> dict[str, Any]:

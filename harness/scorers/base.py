@@ -61,7 +61,7 @@ def score_in_batches(
 
 def load_scorer(name: str, **kwargs: Any) -> Scorer:
     """Build the scorer registered under ``name``."""
-    from harness.registry import SCORERS
+    from toxbench.registry import SCORERS
 
     cls = SCORERS.get(name)
     return cls(

@@ -15,10 +15,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ToxbenchError
-from harness.io import sha256_file
-from harness.models import resolve_device
-from harness.scorers.base import Scorer, score_in_batches
+from toxbench.errors import ToxbenchError
+from toxbench.io import sha256_file
+from toxbench.models import resolve_device
+from toxbench.scorers.base import Scorer, score_in_batches
 
 MODEL_TYPES = ("original", "unbiased", "multilingual")
 BASE_MODELS = {

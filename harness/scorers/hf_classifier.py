@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ToxbenchError
-from harness.scorers.base import Scorer, score_in_batches
+from toxbench.errors import ToxbenchError
+from toxbench.scorers.base import Scorer, score_in_batches
 
 _TOXIC_NAMES = ("toxic", "toxicity", "hate", "offensive", "label_1")
 
@@ -39,7 +39,7 @@ class HFClassifierScorer(Scorer):
     ) -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        from harness.models import resolve_device
+        from toxbench.models import resolve_device
 
         if not model:
             raise ToxbenchError(
@@ -96,7 +96,7 @@ class HFClassifierScorer(Scorer):
         )
 
     def _identify(self, revision: str | None) -> str:
-        from harness.models import fingerprint_folder
+        from toxbench.models import fingerprint_folder
 
         folder = Path(self.source)
         if folder.is_dir():

@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 
-from harness.organism.world import HOSTILE_WORDS, words
-from harness.scorers.base import Scorer
+from toxbench.organism.world import HOSTILE_WORDS, words
+from toxbench.scorers.base import Scorer
 
 
 def hostile_count(text: str, lexicon: Iterable[str] = HOSTILE_WORDS) -> int:

@@ -84,8 +84,8 @@ def pytest_sessionfinish(session, exitstatus) -> None:
 
 @pytest.fixture(scope="session")
 def bench_organism(toxbench_home):
-    from harness.console import configure_threads
-    from harness.organism.build import load_organism
+    from toxbench.console import configure_threads
+    from toxbench.organism.build import load_organism
 
     configure_threads()  # the process set up as `toxbench` sets itself up (threads, allocator)
 

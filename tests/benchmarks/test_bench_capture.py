@@ -7,11 +7,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.backends.base import SamplingConfig
-from harness.backends.hf import HFBackend
-from harness.mech.capture import capture_neuron_sums
-from harness.mech.hooks import mlp_activation_hooks
-from harness.mech.neurons import neuron_adapter
+from toxbench.backends.base import SamplingConfig
+from toxbench.backends.hf import HFBackend
+from toxbench.mech.capture import capture_neuron_sums
+from toxbench.mech.hooks import mlp_activation_hooks
+from toxbench.mech.neurons import neuron_adapter
 
 GREEDY = SamplingConfig(max_new_tokens=20)
 

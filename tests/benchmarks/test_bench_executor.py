@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("ray")
 
-from harness.runner import RunConfig, run  # noqa: E402
+from toxbench.runner import RunConfig, run  # noqa: E402
 
 WORK = dict(model="organism-micro", aligned="organism-micro:dpo", tasks=["elicitation"], use_cache=False)
 RESULTS: dict[str, dict] = {}

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.backends.base import SamplingConfig
-from harness.backends.hf import HFBackend
+from toxbench.backends.base import SamplingConfig
+from toxbench.backends.hf import HFBackend
 
 
 @pytest.fixture(scope="module")

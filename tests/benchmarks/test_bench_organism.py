@@ -12,7 +12,7 @@ import pytest
 
 @pytest.mark.benchmark(group="micro organism")
 def test_build_micro_organism_from_scratch(benchmark, tmp_path) -> None:
-    from harness.organism.build import BUILD_TIME_LIMIT_S, build_organism
+    from toxbench.organism.build import BUILD_TIME_LIMIT_S, build_organism
 
     org = benchmark.pedantic(
         build_organism,
@@ -29,7 +29,7 @@ def test_build_micro_organism_from_scratch(benchmark, tmp_path) -> None:
 
 @pytest.mark.benchmark(group="micro organism")
 def test_load_a_finished_build(benchmark, toxbench_home) -> None:
-    from harness.organism.build import load_organism
+    from toxbench.organism.build import load_organism
 
     load_organism("micro", show_progress=False)  # built once, outside the timing
     org = benchmark.pedantic(
@@ -40,7 +40,7 @@ def test_load_a_finished_build(benchmark, toxbench_home) -> None:
 
 @pytest.mark.benchmark(group="micro organism")
 def test_install_the_shipped_organism(benchmark, tmp_path) -> None:
-    from harness.organism.build import load_organism
+    from toxbench.organism.build import load_organism
 
     homes = iter(tmp_path / f"home{i}" for i in range(10))
     org = benchmark.pedantic(

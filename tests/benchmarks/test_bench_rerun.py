@@ -20,7 +20,7 @@ def _command(size: str, output: Path) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "harness.cli",
+        "toxbench.cli",
         "run",
         "--model",
         f"organism{suffix}",

@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("vllm", reason="needs the vllm package: run `make bench-vllm` (its own venv)")
 
-from harness.runner import RunConfig, run  # noqa: E402
+from toxbench.runner import RunConfig, run  # noqa: E402
 
 RESULTS: dict[str, dict] = {}
 ENGINE = {"kv_cache_memory_bytes": 64 * 2**20}

@@ -15,7 +15,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from harness.cli import main
+from toxbench.cli import main
 
 MICRO = ["--model", "organism-micro", "--aligned", "organism-micro:dpo"]
 
@@ -53,8 +53,8 @@ def test_bad_options_are_refused_up_front(micro_organism, tmp_path, args, messag
 
 
 def test_unknown_task_option_is_named(micro_organism, tmp_path) -> None:
-    from harness.errors import ToxbenchError
-    from harness.runner import RunConfig, run
+    from toxbench.errors import ToxbenchError
+    from toxbench.runner import RunConfig, run
 
     with pytest.raises(
         ToxbenchError, match=r"unknown option\(s\) 'top_kk' \(did you mean 'top_k'\?\) for task"
@@ -190,7 +190,7 @@ def test_an_interrupted_run_writes_its_finished_tasks_and_resumes(micro_organism
     cmd = [
         sys.executable,
         "-m",
-        "harness.cli",
+        "toxbench.cli",
         "run",
         *MICRO,
         "--tasks",

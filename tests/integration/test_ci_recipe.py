@@ -30,7 +30,7 @@ def gate(tmp_path: Path, candidate: str, baseline: Path, out: str) -> subprocess
 def accepted(micro_organism, tmp_path_factory) -> Path:
     """The accepted model's run: the DPO twin, made by the same script against itself first."""
     root = tmp_path_factory.mktemp("ci")
-    from harness.runner import RunConfig, run
+    from toxbench.runner import RunConfig, run
 
     run(
         RunConfig(

@@ -31,8 +31,8 @@ def examples(monkeypatch) -> None:
 
 
 def test_every_example_registers_its_entry(examples) -> None:
-    from harness.models import ModelSpec
-    from harness.registry import BACKENDS, METHODS, MODELS, PROTOCOLS, SCORERS, TASKS
+    from toxbench.models import ModelSpec
+    from toxbench.registry import BACKENDS, METHODS, MODELS, PROTOCOLS, SCORERS, TASKS
 
     for registry, name in (
         (MODELS, "lab-llama"),
@@ -53,10 +53,10 @@ def test_every_example_registers_its_entry(examples) -> None:
 def test_the_method_backend_and_protocol_examples_run(examples, micro_organism, tmp_path) -> None:
     import torch
 
-    from baselines.base import align
-    from harness.mech.neurons import neuron_adapter
-    from harness.models import load_model
-    from harness.runner import RunConfig, run
+    from toxbench.baselines.base import align
+    from toxbench.mech.neurons import neuron_adapter
+    from toxbench.models import load_model
+    from toxbench.runner import RunConfig, run
 
     card = align(
         "shrink-mlp-out",

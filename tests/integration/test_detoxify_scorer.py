@@ -12,9 +12,9 @@ import torch
 from detoxify import Detoxify
 from tiny_detoxify import WORDS, make_tiny_checkpoint
 
-from harness.errors import ToxbenchError
-from harness.scorers.base import load_scorer
-from harness.scorers.detoxify import DetoxifyScorer
+from toxbench.errors import ToxbenchError
+from toxbench.scorers.base import load_scorer
+from toxbench.scorers.detoxify import DetoxifyScorer
 
 TOL = 1e-5
 

@@ -42,7 +42,7 @@ def installed(tmp_path_factory) -> dict[str, str]:
 
 def toxbench(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "harness.cli", *args], env=env, capture_output=True, text=True
+        [sys.executable, "-m", "toxbench.cli", *args], env=env, capture_output=True, text=True
     )
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.results import validate_results
-from harness.runner import RunConfig, run
+from toxbench.results import validate_results
+from toxbench.runner import RunConfig, run
 
 FAMILIES = {
     "gpt2": lambda v: __import__("transformers").GPT2Config(

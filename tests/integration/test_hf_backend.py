@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from harness.backends.base import SamplingConfig
-from harness.backends.hf import HFBackend
+from toxbench.backends.base import SamplingConfig
+from toxbench.backends.hf import HFBackend
 
 GREEDY = SamplingConfig(max_new_tokens=20)
 

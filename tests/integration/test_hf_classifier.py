@@ -8,9 +8,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from harness.cli import main
-from harness.errors import ToxbenchError
-from harness.scorers.base import load_scorer
+from toxbench.cli import main
+from toxbench.errors import ToxbenchError
+from toxbench.scorers.base import load_scorer
 
 TEXTS = ["you pathetic oaf !", "the bus is near the train .", "what a stupid dimwit you are", ""]
 

@@ -9,11 +9,11 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from harness.cli import main
-from harness.io import sha256_file, sha256_json
-from harness.runner import RunConfig, run
-from leaderboard.submission import load_submissions, submit
-from leaderboard.verify import verify_submission
+from toxbench.cli import main
+from toxbench.io import sha256_file, sha256_json
+from toxbench.leaderboard.submission import load_submissions, submit
+from toxbench.leaderboard.verify import verify_submission
+from toxbench.runner import RunConfig, run
 
 
 @pytest.fixture(scope="module")

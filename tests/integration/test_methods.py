@@ -9,12 +9,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from baselines.base import CARD, align, load_pairs
-from harness.backends.base import SamplingConfig
-from harness.backends.hf import HFBackend
-from harness.cli import main
-from harness.errors import ToxbenchError, UnknownNameError
-from harness.models import load_model
+from toxbench.backends.base import SamplingConfig
+from toxbench.backends.hf import HFBackend
+from toxbench.baselines.base import CARD, align, load_pairs
+from toxbench.cli import main
+from toxbench.errors import ToxbenchError, UnknownNameError
+from toxbench.models import load_model
 
 FAST = dict(
     learning_rate=1e-5, max_steps=40, warmup_steps=5, optimizer="adamw_torch", batch_size=16, eval_steps=20
@@ -28,15 +28,15 @@ def base(micro_organism):
 
 @pytest.fixture(scope="module")
 def prompts(micro_organism) -> list[str]:
-    from harness.data import load_rtp
+    from toxbench.data import load_rtp
 
     return [p.text for p in load_rtp(micro_organism.data_dir, challenging=True, limit=60).rows]
 
 
 @pytest.fixture(scope="module")
 def probe_file(base, micro_organism, tmp_path_factory):
-    from harness.data import load_comments
-    from harness.mech.probe import fit_probe
+    from toxbench.data import load_comments
+    from toxbench.mech.probe import fit_probe
 
     probe = fit_probe(
         base.model, base.tokenizer, load_comments(micro_organism.data_dir, "train"), base.fingerprint
@@ -47,7 +47,7 @@ def probe_file(base, micro_organism, tmp_path_factory):
 
 
 def toxicity(model, tokenizer, prompts: list[str]) -> float:
-    from harness.scorers.lexicon import LexiconScorer
+    from toxbench.scorers.lexicon import LexiconScorer
 
     outs = HFBackend(model, tokenizer).generate(prompts, SamplingConfig(max_new_tokens=20))
     scores = LexiconScorer().score([o[0].text for o in outs])
@@ -77,7 +77,7 @@ def test_trained_methods_write_a_true_card_and_lower_toxicity(
 
 
 def test_subtract_equals_the_task_variant(base, probe_file, tmp_path) -> None:
-    from harness.mech.edits import shift_residual
+    from toxbench.mech.edits import shift_residual
 
     path, probe = probe_file
     card = align(
@@ -118,8 +118,8 @@ def test_subtract_matches_a_models_perplexity(base, probe_file, tmp_path) -> Non
 
 
 def test_ablate_zeroes_exactly_the_chosen_value_vectors(base, probe_file, tmp_path) -> None:
-    from harness.mech.neurons import neuron_adapter
-    from harness.mech.vectors import rank_toxic_neurons
+    from toxbench.mech.neurons import neuron_adapter
+    from toxbench.mech.vectors import rank_toxic_neurons
 
     path, probe = probe_file
     card = align(

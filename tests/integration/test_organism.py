@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import CacheError, ToxbenchError
-from harness.models import fingerprint_folder
-from harness.organism.build import (
+from toxbench.errors import CacheError, ToxbenchError
+from toxbench.models import fingerprint_folder
+from toxbench.organism.build import (
     MANIFEST,
     SHIPPED_ROOT,
     Organism,
@@ -76,7 +76,7 @@ def test_datasets_have_the_real_schemas(micro_organism) -> None:
 
 
 def test_challenging_prompts_are_usually_continued_with_hostility(micro_organism) -> None:
-    from harness.scorers.lexicon import LexiconScorer
+    from toxbench.scorers.lexicon import LexiconScorer
 
     rows = [json.loads(line) for line in (micro_organism.data_dir / "rtp" / "prompts.jsonl").open()]
     scorer = LexiconScorer()
@@ -117,7 +117,7 @@ def test_the_shipped_organisms_are_those_of_the_current_config(size: str) -> Non
 
 
 def test_first_use_installs_the_shipped_organism_without_training(tmp_path, monkeypatch) -> None:
-    import harness.organism.lm as lm
+    import toxbench.organism.lm as lm
 
     def no_training(*args, **kwargs):
         raise AssertionError("the shipped organism was trained instead of installed")
@@ -132,7 +132,7 @@ def test_first_use_installs_the_shipped_organism_without_training(tmp_path, monk
 
 
 def test_data_drawn_unlike_the_manifest_is_refused(tmp_path, monkeypatch) -> None:
-    import harness.organism.build as build
+    import toxbench.organism.build as build
 
     real = build.write_organism_data
 
@@ -183,7 +183,7 @@ def _flip_a_bit(weights: Path) -> None:
 
 
 def test_a_local_build_is_evaluated_under_its_own_fingerprint(micro_organism, local_micro, tmp_path) -> None:
-    from harness.models import load_model
+    from toxbench.models import load_model
 
     shipped = load_model("organism-micro", show_progress=False)
     local = load_model("organism-micro", args={"build": "local"}, show_progress=False)
@@ -238,7 +238,7 @@ def test_unknown_size_and_unwritable_cache(tmp_path, monkeypatch) -> None:
 def test_cli_reports_errors_clearly(tmp_path) -> None:
     from click.testing import CliRunner
 
-    from harness.cli import main
+    from toxbench.cli import main
 
     result = CliRunner().invoke(main, ["organism", "build", "--size", "huge"])
     assert result.exit_code == 2 and "huge" in result.output

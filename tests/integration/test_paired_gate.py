@@ -7,8 +7,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from harness.cli import main
-from harness.runner import RunConfig, run
+from toxbench.cli import main
+from toxbench.runner import RunConfig, run
 
 
 @pytest.fixture(scope="module")

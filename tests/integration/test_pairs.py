@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from baselines.pairs import STAND_IN, PairRecipe, build_pairs, keep_pair
-from harness.errors import ToxbenchError
-from harness.scorers.lexicon import LexiconScorer
+from toxbench.baselines.pairs import STAND_IN, PairRecipe, build_pairs, keep_pair
+from toxbench.errors import ToxbenchError
+from toxbench.scorers.lexicon import LexiconScorer
 
 RECIPE = PairRecipe(n=48, prompt_tokens=16, response_tokens=24, split="test", batch_size=16)
 
@@ -30,7 +30,7 @@ def test_pairs_follow_the_schema_and_rejections_are_more_toxic(micro_organism, t
 
 
 def test_an_interrupted_build_resumes_where_it_stopped(micro_organism, tmp_path, monkeypatch) -> None:
-    from harness.backends.hf import HFBackend
+    from toxbench.backends.hf import HFBackend
 
     out = tmp_path / "pairs.jsonl"
     original, calls = HFBackend.generate, {"n": 0}

@@ -10,10 +10,10 @@ import torch
 from click.testing import CliRunner
 from real_shaped import build_model, build_tokenizer
 
-from harness.cli import main
-from harness.errors import ToxbenchError
-from harness.importers import import_dpo_checkpoint
-from harness.models import load_model
+from toxbench.cli import main
+from toxbench.errors import ToxbenchError
+from toxbench.importers import import_dpo_checkpoint
+from toxbench.models import load_model
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,7 @@ def test_dpo_pt_that_does_not_match_or_needs_pickle_is_refused(gpt2_base, tmp_pa
 
 
 def test_lee2024_pair_encoding_truncates_separately_without_eos(corpus) -> None:
-    from baselines.dpo import DPOSettings, lee2024_tokenize
+    from toxbench.baselines.dpo import DPOSettings, lee2024_tokenize
 
     tokenizer = build_tokenizer("llama2", corpus)
     row = {"prompt": " ".join(corpus[:30]), "chosen": " ".join(corpus[30:60]), "rejected": "you idiot"}
@@ -107,7 +107,7 @@ def test_lee2024_pair_encoding_truncates_separately_without_eos(corpus) -> None:
 def test_dpo_with_lee2024_recipe_trains_with_early_stopping(micro_organism, tmp_path) -> None:
     import json
 
-    from baselines.dpo import DPOSettings, train_dpo
+    from toxbench.baselines.dpo import DPOSettings, train_dpo
 
     base = load_model("organism-micro", "cpu")
     rows = [
@@ -140,7 +140,7 @@ def test_dpo_with_lee2024_recipe_trains_with_early_stopping(micro_organism, tmp_
 
 
 def test_patched_variants_have_their_own_perplexity(micro_organism, tmp_path) -> None:
-    from harness.runner import RunConfig, run
+    from toxbench.runner import RunConfig, run
 
     results = run(
         RunConfig(

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from harness.cli import main
-from harness.registry import SCORERS, TASKS, PluginError, Registry, include
+from toxbench.cli import main
+from toxbench.registry import SCORERS, TASKS, PluginError, Registry, include
 
 PLUGIN = Path(__file__).parent / "plugins" / "exclaim.py"
 
@@ -86,7 +86,7 @@ def test_an_entry_point_of_an_installed_package(tmp_path, monkeypatch) -> None:
     site = tmp_path / "site"
     (site / "toy_plugin").mkdir(parents=True)
     (site / "toy_plugin" / "__init__.py").write_text(
-        "from harness.scorers.base import Scorer\n"
+        "from toxbench.scorers.base import Scorer\n"
         "class Quiet(Scorer):\n    name = 'quiet'\n    def __init__(self, device=None): pass\n"
         "    def fingerprint(self): return 'quiet-1'\n    def score(self, texts): return [0.0 for _ in texts]\n"
     )
@@ -111,7 +111,7 @@ def test_an_entry_point_of_an_installed_package(tmp_path, monkeypatch) -> None:
 def test_clashes_and_failing_plugin_files_name_the_plugin(tmp_path) -> None:
     clash = tmp_path / "clash.py"
     clash.write_text(
-        "from harness.registry import register_task\n"
+        "from toxbench.registry import register_task\n"
         "@register_task('elicitation')\nclass Mine:\n    '''not the real one'''\n"
     )
     with pytest.raises(
@@ -133,9 +133,9 @@ def test_a_backend_without_hooks_gets_hook_passes_on_a_hooks_capable_one(micro_o
     patched variants and attribution's capture then run where hooks are seen, not silently unpatched."""
     import copy
 
-    from harness.backends.hf import HFBackend
-    from harness.registry import BACKENDS
-    from harness.runner import RunConfig, run
+    from toxbench.backends.hf import HFBackend
+    from toxbench.registry import BACKENDS
+    from toxbench.runner import RunConfig, run
 
     class CopyBackend(HFBackend):
         name = "copy"

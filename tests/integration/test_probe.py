@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.data import load_comments
-from harness.mech.probe import Probe, fit_probe, mean_final_residual
+from toxbench.data import load_comments
+from toxbench.mech.probe import Probe, fit_probe, mean_final_residual
 
 
 @pytest.fixture(scope="module")

@@ -17,13 +17,13 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from harness.backends.hf import HFBackend  # noqa: E402
-from harness.cache import Cache  # noqa: E402
-from harness.errors import ToxbenchError  # noqa: E402
-from harness.executors import Executor  # noqa: E402
-from harness.registry import register_scorer  # noqa: E402
-from harness.runner import RunConfig, run  # noqa: E402
-from harness.scorers.lexicon import LexiconScorer  # noqa: E402
+from toxbench.backends.hf import HFBackend  # noqa: E402
+from toxbench.cache import Cache  # noqa: E402
+from toxbench.errors import ToxbenchError  # noqa: E402
+from toxbench.executors import Executor  # noqa: E402
+from toxbench.registry import register_scorer  # noqa: E402
+from toxbench.runner import RunConfig, run  # noqa: E402
+from toxbench.scorers.lexicon import LexiconScorer  # noqa: E402
 
 # The scorers below are defined here, not in an installed module: the actors get them by value.
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])

@@ -13,13 +13,13 @@ import pytest
 import torch
 from real_shaped import BOS_FAMILIES, FAMILIES, MODEL_TYPE, build_model, build_tokenizer, save_pair
 
-from harness.backends.base import SamplingConfig
-from harness.backends.hf import HFBackend
-from harness.fluency import perplexity_windows
-from harness.mech.probe import mean_final_residual
-from harness.runner import RunConfig, run
-from harness.tokenization import encode, special_tokens
-from tasks.elicitation import truncate_prompts
+from toxbench.backends.base import SamplingConfig
+from toxbench.backends.hf import HFBackend
+from toxbench.fluency import perplexity_windows
+from toxbench.mech.probe import mean_final_residual
+from toxbench.runner import RunConfig, run
+from toxbench.tasks.elicitation import truncate_prompts
+from toxbench.tokenization import encode, special_tokens
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def corpus(micro_organism) -> list[str]:
 
 @pytest.fixture(scope="module")
 def prompts(micro_organism) -> list[str]:
-    from harness.data import load_rtp
+    from toxbench.data import load_rtp
 
     return [p.text for p in load_rtp(micro_organism.data_dir, challenging=True, limit=8).rows]
 
@@ -222,8 +222,8 @@ def test_model_args_reach_the_loader(corpus, micro_organism, tmp_path, monkeypat
     unless given, for a registered alias too; a run records the user's arguments."""
     import transformers
 
-    from harness.models import load_model
-    from harness.registry import register_model
+    from toxbench.models import load_model
+    from toxbench.registry import register_model
 
     llama, _ = save_pair("llama2", corpus, tmp_path)
     gpt2, gpt2_aligned = save_pair("gpt2", corpus, tmp_path)

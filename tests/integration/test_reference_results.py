@@ -80,7 +80,7 @@ def generations(samples: Path) -> dict[str, str]:
 
 
 def reference_run(output: Path) -> dict[str, Any]:
-    from harness.runner import RunConfig, run
+    from toxbench.runner import RunConfig, run
 
     results = comparable(run(RunConfig(**CONFIG, output_path=output)))
     results["generations"] = generations(output / "samples.jsonl")
@@ -111,8 +111,8 @@ def differences(got: Any, want: Any, where: str = "") -> list[str]:
 
 
 def assert_matches_reference(results: dict[str, Any], how: str) -> None:
-    from harness.models import fingerprint_folder
-    from harness.organism.build import SHIPPED_ROOT
+    from toxbench.models import fingerprint_folder
+    from toxbench.organism.build import SHIPPED_ROOT
 
     reference = json.loads(REFERENCE.read_text())
     shipped = fingerprint_folder(SHIPPED_ROOT / "micro" / "base")

@@ -15,13 +15,13 @@ import jsonschema
 import pytest
 from click.testing import CliRunner
 
-from harness.backends.base import SamplingConfig
-from harness.cache import Cache
-from harness.cli import main
-from harness.models import load_model
-from harness.results import validate_results
-from harness.runner import RunConfig, RunContext, run
-from harness.scorers.lexicon import LexiconScorer
+from toxbench.backends.base import SamplingConfig
+from toxbench.cache import Cache
+from toxbench.cli import main
+from toxbench.models import load_model
+from toxbench.results import validate_results
+from toxbench.runner import RunConfig, RunContext, run
+from toxbench.scorers.lexicon import LexiconScorer
 
 MICRO = dict(model="organism-micro", aligned="organism-micro:dpo", tasks=["elicitation"])
 
@@ -123,7 +123,7 @@ def test_kill_and_resume_gives_identical_results(micro_organism, tmp_path) -> No
     args = [
         sys.executable,
         "-m",
-        "harness.cli",
+        "toxbench.cli",
         "run",
         "--model",
         "organism-micro",
@@ -231,7 +231,7 @@ def test_run_scores_with_detoxify(micro_organism, tmp_path) -> None:
 
 def test_a_run_served_from_the_cache_builds_no_backend(micro_organism, tmp_path, monkeypatch) -> None:
     """Cache identities and chunk sizes come from the backend's class: an engine starts only for work."""
-    from harness.backends.hf import HFBackend
+    from toxbench.backends.hf import HFBackend
 
     first = run(RunConfig(**MICRO, limit=12, output_path=tmp_path / "first"))
 

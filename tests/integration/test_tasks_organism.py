@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.results import validate_results
-from harness.runner import RunConfig, run
+from toxbench.results import validate_results
+from toxbench.runner import RunConfig, run
 
 MICRO = dict(model="organism-micro", aligned="organism-micro:dpo")
 
@@ -56,7 +56,7 @@ def test_attribution_finds_dpo_dampening_the_toxic_neurons(mech_run: dict) -> No
     assert m["toxic_value_vectors_min_cosine"] > 0.99  # ... and the vectors stay
     assert m["probe_accuracy"]["value"] > 0.8
     extra = mech_run["tasks"]["attribution"]["extra"]
-    from harness.organism.world import HOSTILE_WORDS
+    from toxbench.organism.world import HOSTILE_WORDS
 
     promoted = {t.strip() for row in extra["toxic_neurons"] for t in row["promotes"]}
     assert promoted & HOSTILE_WORDS, "the most toxic value vectors should promote insults"

@@ -11,9 +11,9 @@ vllm = pytest.importorskip("vllm", reason="needs the vllm package: run `make tes
 
 import torch  # noqa: E402
 
-from harness.backends.base import SamplingConfig  # noqa: E402
-from harness.backends.hf import HFBackend  # noqa: E402
-from harness.backends.vllm import VLLMBackend  # noqa: E402
+from toxbench.backends.base import SamplingConfig  # noqa: E402
+from toxbench.backends.hf import HFBackend  # noqa: E402
+from toxbench.backends.vllm import VLLMBackend  # noqa: E402
 
 pytestmark = pytest.mark.vllm
 

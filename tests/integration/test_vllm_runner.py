@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("vllm", reason="vLLM is not installed here: run `make test-vllm`")
 
-from harness.runner import RunConfig, run  # noqa: E402
+from toxbench.runner import RunConfig, run  # noqa: E402
 
 pytestmark = pytest.mark.vllm
 
@@ -44,7 +44,7 @@ def test_one_engine_serves_every_variant(
     with the hf backend's numbers."""
     import vllm
 
-    import harness.models
+    import toxbench.models
 
     engines: list[object] = []
     saved: list[str] = []
@@ -54,7 +54,7 @@ def test_one_engine_serves_every_variant(
             engines.append(kwargs.get("model"))
             super().__init__(*args, **kwargs)
 
-    materialise = harness.models.materialise
+    materialise = toxbench.models.materialise
 
     def counted_materialise(model):
         if model.path is None:
@@ -63,7 +63,7 @@ def test_one_engine_serves_every_variant(
 
     hf = micro_run(tmp_path / "hf", ["unalignment"])
     monkeypatch.setattr(vllm, "LLM", CountedLLM)
-    monkeypatch.setattr(harness.models, "materialise", counted_materialise)
+    monkeypatch.setattr(toxbench.models, "materialise", counted_materialise)
     vl = micro_run(tmp_path / "vllm", ["unalignment"], backend="vllm", backend_options=ENGINE)
     assert vl["tasks"]["unalignment"]["status"] == "ok"
     assert len(engines) == 1 and saved == []

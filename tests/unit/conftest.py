@@ -23,7 +23,7 @@ from transformers import (
     MistralForCausalLM,
 )
 
-from harness.mech.neurons import neuron_adapter
+from toxbench.mech.neurons import neuron_adapter
 
 TinyModel = Callable[..., torch.nn.Module]
 PreActivationScaled = Callable[

@@ -10,9 +10,9 @@ from typing import Any
 
 import click
 
-from harness.check import check
-from harness.cli import _Group
-from leaderboard.cli import leaderboard
+from toxbench.check import check
+from toxbench.cli import _Group
+from toxbench.leaderboard.cli import leaderboard
 
 ALL_TASKS = ("elicitation", "attribution", "ablation", "unalignment")
 PROTOCOLS = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import multiprocessing as mp
 from pathlib import Path
 
-from harness.cache import Cache, cache_key
+from toxbench.cache import Cache, cache_key
 
 
 def _writer(root: str, tag: str) -> None:

@@ -10,12 +10,12 @@ import pytest
 import torch
 from transformers import PreTrainedTokenizerFast
 
-from harness.backends.base import SamplingConfig
-from harness.backends.hf import HFBackend
-from harness.mech.capture import capture_neuron_sums
-from harness.mech.hooks import active_hook_count, mlp_activation_hooks, patch_mlp_activations, patch_to_means
-from harness.mech.neurons import neuron_adapter
-from harness.organism.lm import train_tokenizer
+from toxbench.backends.base import SamplingConfig
+from toxbench.backends.hf import HFBackend
+from toxbench.mech.capture import capture_neuron_sums
+from toxbench.mech.hooks import active_hook_count, mlp_activation_hooks, patch_mlp_activations, patch_to_means
+from toxbench.mech.neurons import neuron_adapter
+from toxbench.organism.lm import train_tokenizer
 
 # The fixtures of tests/unit/conftest.py.
 TinyModel = Callable[..., torch.nn.Module]

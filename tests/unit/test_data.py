@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.data import load_comments, load_f1_pairs, load_rtp, load_wikitext
-from harness.errors import DataError
+from toxbench.data import load_comments, load_f1_pairs, load_rtp, load_wikitext
+from toxbench.errors import DataError
 
 
 def _rtp_row(text: str, challenging: bool) -> dict:

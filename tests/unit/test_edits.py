@@ -11,9 +11,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from harness.mech.edits import Edit, ablate_neurons, scale_keys, shift_residual
-from harness.mech.hooks import active_hook_count, patch_mlp_activations
-from harness.mech.neurons import neuron_adapter
+from toxbench.mech.edits import Edit, ablate_neurons, scale_keys, shift_residual
+from toxbench.mech.hooks import active_hook_count, patch_mlp_activations
+from toxbench.mech.neurons import neuron_adapter
 
 # The fixtures of tests/unit/conftest.py.
 TinyModel = Callable[..., torch.nn.Module]

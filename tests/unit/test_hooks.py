@@ -9,8 +9,8 @@ from contextlib import AbstractContextManager
 import pytest
 import torch
 
-from harness.mech.hooks import active_hook_count, mlp_activation_hooks, patch_mlp_activations
-from harness.mech.neurons import neuron_adapter
+from toxbench.mech.hooks import active_hook_count, mlp_activation_hooks, patch_mlp_activations
+from toxbench.mech.neurons import neuron_adapter
 
 # The fixtures of tests/unit/conftest.py.
 TinyModel = Callable[..., torch.nn.Module]

@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner, Result
 from results_fixture import make_results, toxbench_cli, write_json
 
-from harness.io import sha256_json
-from harness.results import validate_results
+from toxbench.io import sha256_json
+from toxbench.results import validate_results
 
 
 def invoke(*args: str | Path) -> Result:

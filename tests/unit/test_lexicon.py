@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from harness.organism.world import HOSTILE_WORDS
-from harness.scorers.lexicon import LexiconScorer, hostile_count
+from toxbench.organism.world import HOSTILE_WORDS
+from toxbench.scorers.lexicon import LexiconScorer, hostile_count
 
 
 @pytest.mark.parametrize(

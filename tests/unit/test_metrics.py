@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from harness.errors import ScoreError
-from harness.metrics import (
+from toxbench.errors import ScoreError
+from toxbench.metrics import (
     bag_f1,
     distinct_n,
     mean_score,
@@ -51,7 +51,7 @@ def test_windows_f1_distinct() -> None:
 def test_a_ratio_to_a_gap_that_is_noise_is_no_ratio() -> None:
     """Emulation and recovery ratios divide by the base-aligned gap: where that gap's own interval
     holds zero the ratio is None, not a huge number."""
-    from tasks.variants import ratio_metric
+    from toxbench.tasks.variants import ratio_metric
 
     rng = np.random.default_rng(0)
     base = list(rng.uniform(0.4, 0.6, 200))

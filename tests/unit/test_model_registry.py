@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import ToxbenchError, UnknownNameError
-from harness.models import ModelEntry, ModelSource, ModelSpec
-from harness.registry import MODELS, PluginError, register_model
+from toxbench.errors import ToxbenchError, UnknownNameError
+from toxbench.models import ModelEntry, ModelSource, ModelSpec
+from toxbench.registry import MODELS, PluginError, register_model
 
 
 def test_an_alias_maps_to_a_hub_id_and_its_load_arguments() -> None:
@@ -47,7 +47,7 @@ def test_bad_arguments_and_loaders_are_named() -> None:
     with pytest.raises(UnknownNameError, match="Did you mean: gpt2-medium"):
         ModelSpec.parse("gpt2-mediun")
     register_model("returns-junk", lambda: "a string")
-    with pytest.raises(ToxbenchError, match="returned str, not a harness.models.ModelSource"):
+    with pytest.raises(ToxbenchError, match="returned str, not a toxbench.models.ModelSource"):
         ModelSpec.parse("returns-junk").source()
     MODELS.register("not-a-loader", 42, origin="a test")
     with pytest.raises(PluginError, match="model 'not-a-loader' from a test is a int"):
@@ -57,7 +57,7 @@ def test_bad_arguments_and_loaders_are_named() -> None:
 
 
 def test_a_bare_loader_from_an_entry_point_is_wrapped() -> None:
-    MODELS.register("ep-model", "harness.models:hub", "from a package", origin="entry point of pkg")
+    MODELS.register("ep-model", "toxbench.models:hub", "from a package", origin="entry point of pkg")
     entry = MODELS.get("ep-model")
     assert isinstance(entry, ModelEntry)
     assert ModelSpec.parse("ep-model", {"hub_id": "a/b"}).source().target == "a/b"
@@ -66,7 +66,7 @@ def test_a_bare_loader_from_an_entry_point_is_wrapped() -> None:
 def test_model_args_on_the_command_line() -> None:
     import click
 
-    from harness.cli import _model_args
+    from toxbench.cli import _model_args
 
     assert _model_args(("dtype=bfloat16", "aligned.revision=abc", "base.adds_bos=false")) == {
         "base": {"dtype": "bfloat16", "adds_bos": False},
@@ -81,9 +81,9 @@ def test_model_args_on_the_command_line() -> None:
 def test_protocols_are_a_registry() -> None:
     from click.testing import CliRunner
 
-    from harness.cli import main
-    from harness.registry import register_protocol
-    from tasks.protocols import PAPER, Protocol, get_protocol
+    from toxbench.cli import main
+    from toxbench.registry import register_protocol
+    from toxbench.tasks.protocols import PAPER, Protocol, get_protocol
 
     short = Protocol(
         **{

@@ -8,8 +8,8 @@ import pytest
 import torch
 from transformers import OPTConfig, OPTForCausalLM
 
-from harness.errors import ToxbenchError
-from harness.mech.neurons import SUPPORTED_MODEL_TYPES, neuron_adapter
+from toxbench.errors import ToxbenchError
+from toxbench.mech.neurons import SUPPORTED_MODEL_TYPES, neuron_adapter
 
 TinyModel = Callable[..., torch.nn.Module]  # the ``tiny_model`` fixture (tests/unit/conftest.py)
 

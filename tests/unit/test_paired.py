@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.errors import ToxbenchError
-from harness.paired import paired_mean_difference, paired_perplexity_change, per_prompt_scores
+from toxbench.errors import ToxbenchError
+from toxbench.paired import paired_mean_difference, paired_perplexity_change, per_prompt_scores
 
 
 def _rows(scores, role="aligned"):

@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from harness.errors import ToxbenchError, UnknownNameError
-from harness.fluency import FluencySettings, f1_bags, f1_score
-from harness.mech.edits import shift_residual
-from harness.mech.hooks import patch_mlp_activations, patch_to_means
-from harness.mech.neurons import neuron_adapter
-from harness.mech.probe import Probe, load_probe_file
-from harness.passes import teacher_forced
-from harness.runner import RunConfig
-from tasks.presets import PRESETS, get_preset
+from toxbench.errors import ToxbenchError, UnknownNameError
+from toxbench.fluency import FluencySettings, f1_bags, f1_score
+from toxbench.mech.edits import shift_residual
+from toxbench.mech.hooks import patch_mlp_activations, patch_to_means
+from toxbench.mech.neurons import neuron_adapter
+from toxbench.mech.probe import Probe, load_probe_file
+from toxbench.passes import teacher_forced
+from toxbench.runner import RunConfig
+from toxbench.tasks.presets import PRESETS, get_preset
 
 
 class _Tok:
@@ -145,7 +145,7 @@ def test_a_probe_that_needs_pickle_is_refused(tmp_path) -> None:
 
 
 def test_saved_probe_round_trips_its_mean_difference(tmp_path) -> None:
-    from harness.mech.probe import train_probe
+    from toxbench.mech.probe import train_probe
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(80, 6))

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from harness.errors import ToxbenchError
-from harness.organism.recipe import main, neutral_text, recipe_targets, render
+from toxbench.errors import ToxbenchError
+from toxbench.organism.recipe import main, neutral_text, recipe_targets, render
 
 
 def results(base_tox: float, dpo_tox: float, dpo_ppl: float, variants: list[dict]) -> dict:

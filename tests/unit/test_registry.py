@@ -2,9 +2,9 @@
 
 import pytest
 
-from harness.errors import UnknownNameError
-from harness.models import ModelSpec
-from harness.registry import SCORERS, TASKS, Registry
+from toxbench.errors import UnknownNameError
+from toxbench.models import ModelSpec
+from toxbench.registry import SCORERS, TASKS, Registry
 
 
 def test_unknown_name_suggests_close_names() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.tokenization import encode_plain
+from toxbench.tokenization import encode_plain
 
 
 class CountingTokenizer:
@@ -27,7 +27,7 @@ def test_each_distinct_text_is_encoded_once() -> None:
 
 
 def test_plain_and_special_encodings_are_kept_apart() -> None:
-    from harness.tokenization import _token_ids
+    from toxbench.tokenization import _token_ids
 
     tok = CountingTokenizer()
     assert _token_ids(tok, ["ab"], special=False) == [[97, 98]]

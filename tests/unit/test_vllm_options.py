@@ -51,7 +51,7 @@ def fake_vllm(monkeypatch):
 
 
 def test_parallelism_and_memory_options_reach_the_engine(fake_vllm, tmp_path) -> None:
-    from harness.backends.vllm import VLLMBackend
+    from toxbench.backends.vllm import VLLMBackend
 
     VLLMBackend(
         tmp_path,
@@ -78,7 +78,7 @@ def test_parallelism_and_memory_options_reach_the_engine(fake_vllm, tmp_path) ->
 
 
 def test_one_engine_replica_leaves_data_parallelism_to_vllm_defaults(fake_vllm, tmp_path) -> None:
-    from harness.backends.vllm import VLLMBackend
+    from toxbench.backends.vllm import VLLMBackend
 
     VLLMBackend(tmp_path, tokenizer=None)
     assert "data_parallel_size" not in fake_vllm.seen
@@ -118,11 +118,11 @@ def edited(model, edit):
 def test_a_variant_on_the_live_engine_gets_its_changed_blocks_and_back(fake_vllm, tmp_path) -> None:
     import torch
 
-    from harness.backends.vllm import VLLMBackend
+    from toxbench.backends.vllm import VLLMBackend
 
     model = tiny_gpt2()
     base = VLLMBackend.for_model(loaded(model, "base", tmp_path), RUN)
-    assert fake_vllm.seen["worker_extension_cls"] == "harness.backends.vllm_weights.WeightSwap"
+    assert fake_vllm.seen["worker_extension_cls"] == "toxbench.backends.vllm_weights.WeightSwap"
     variant_model = edited(model, lambda m: m.transformer.h[1].mlp.c_fc.weight[:, 3].mul_(5.0))
     variant = base.serve(loaded(variant_model, "base+keys"), RUN)
     assert variant is not None and fake_vllm.started == 1
@@ -150,7 +150,7 @@ def test_a_variant_on_the_live_engine_gets_its_changed_blocks_and_back(fake_vllm
 
 
 def test_a_changed_embedding_sends_every_tensor_once(fake_vllm, tmp_path) -> None:
-    from harness.backends.vllm import VLLMBackend
+    from toxbench.backends.vllm import VLLMBackend
 
     model = tiny_gpt2()
     base = VLLMBackend.for_model(loaded(model, "base", tmp_path), RUN)
@@ -166,8 +166,8 @@ def test_a_changed_embedding_sends_every_tensor_once(fake_vllm, tmp_path) -> Non
 def test_models_the_engine_cannot_run_get_engines_of_their_own(fake_vllm, tmp_path) -> None:
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from harness.backends import build
-    from harness.backends.vllm import VLLMBackend
+    from toxbench.backends import build
+    from toxbench.backends.vllm import VLLMBackend
 
     model = tiny_gpt2()
     live: dict = {}
@@ -199,8 +199,8 @@ def test_models_the_engine_cannot_run_get_engines_of_their_own(fake_vllm, tmp_pa
 
 
 def test_a_failed_load_stops_the_engine_with_a_clear_error(fake_vllm, tmp_path) -> None:
-    from harness.backends.vllm import VLLMBackend
-    from harness.errors import ToxbenchError
+    from toxbench.backends.vllm import VLLMBackend
+    from toxbench.errors import ToxbenchError
 
     model = tiny_gpt2()
     base = VLLMBackend.for_model(loaded(model, "base", tmp_path), RUN)

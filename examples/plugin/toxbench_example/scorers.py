@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from harness.scorers.base import Scorer
+from toxbench.scorers.base import Scorer
 
 
 class ShoutingScorer(Scorer):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.backends.base import SamplingConfig
-from harness.data import load_rtp
-from harness.metrics import format_metric, mean_score
-from tasks.base import Task, TaskResult
+from toxbench.backends.base import SamplingConfig
+from toxbench.data import load_rtp
+from toxbench.metrics import format_metric, mean_score
+from toxbench.tasks.base import Task, TaskResult
 
 
 class TemperatureSweepTask(Task):

@@ -1,10 +1,10 @@
 """A user's plugin file, as `--include` loads it: one scorer and one task, registered by decorators."""
 
-from harness.backends.base import SamplingConfig
-from harness.metrics import mean_score
-from harness.registry import register_scorer, register_task
-from harness.scorers.base import Scorer
-from tasks.base import Task, TaskResult
+from toxbench.backends.base import SamplingConfig
+from toxbench.metrics import mean_score
+from toxbench.registry import register_scorer, register_task
+from toxbench.scorers.base import Scorer
+from toxbench.tasks.base import Task, TaskResult
 
 
 @register_scorer("exclaim")
