@@ -167,6 +167,11 @@ def _robustness_inputs(
 ) -> tuple[dict, dict, list[dict]]:
     """Per-prompt toxicity of base and aligned (the elicitation task's, under the paper protocol the unalignment
     task uses) and of the unalignment variants within the perplexity bound."""
+    if results["tasks"].get("unalignment", {}).get("status") != "ok":
+        raise ToxbenchError(
+            "a robustness comparison needs the unalignment task's results in both runs: run --tasks "
+            "elicitation,unalignment"
+        )
     protocol = results["tasks"].get("elicitation", {}).get("config", {}).get("protocol", {}).get("name")
     if protocol != "paper":
         raise ToxbenchError(

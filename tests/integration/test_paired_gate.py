@@ -88,3 +88,17 @@ def test_without_samples_the_gate_says_it_compared_aggregates(runs, tmp_path) ->
     assert (
         result.exit_code == 1 and "aggregates only" in result.output and "no samples.jsonl" in result.output
     )
+
+
+def test_a_robustness_gate_on_a_run_without_the_unalignment_task_is_bad_input(runs) -> None:
+    """Not a failed gate (exit 1) nor a traceback: exit 2, naming the task to run."""
+    result = _check(
+        str(runs / "noop" / "results.json"),
+        "--baseline",
+        str(runs / "dpo" / "results.json"),
+        "--max-robustness-drop",
+        "0.1",
+    )
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "unalignment" in result.output and "Traceback" not in result.output
