@@ -212,7 +212,8 @@ def load_organism(
             ok, reason = False, "its models are not the shipped ones"
         if ok:
             return Organism(root, config, _read_manifest(root))
-        warnings.warn(f"organism folder {root} is invalid ({reason}); installing it again", stacklevel=2)
+        again = "installing" if shipped is not None else "building"
+        warnings.warn(f"organism folder {root} is invalid ({reason}); {again} it again", stacklevel=2)
     if shipped is not None:
         return install_shipped(config, root, shipped)
     if not build_if_missing:
