@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 export TOXBENCH_HOME ?= $(CURDIR)/.toxbench-home
 
-.PHONY: demo test test-vllm bench bench-vllm leaderboard recipe-twin reference lint format setup clean
+.PHONY: demo test test-vllm bench bench-vllm leaderboard recipe-twin organism-targets reference lint format setup clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ leaderboard: setup
 # The default organism's DPO twin by [A]'s pair recipe, checked against the paper's regime.
 recipe-twin: setup
 	bash scripts/recipe_twin.sh
+
+# Every task on the shipped default organism, checked against the papers' figures (docs/organism-targets.md).
+organism-targets: setup
+	bash scripts/organism_targets.sh
 
 bench: setup
 	$(BIN)/python -m pytest tests/benchmarks --benchmark-enable -q --benchmark-json=.benchmarks/bench.json

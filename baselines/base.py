@@ -21,7 +21,7 @@ import json
 import shutil
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from toxbench.errors import ToxbenchError
 
 CARD = "method.json"
 CHECKPOINTS = "_checkpoints"
+PAIRS_CARD = "card.json"  # a pairs folder's card: how the pairs were made, the settings they need
 PAIR_FIELDS = ("prompt", "chosen", "rejected")
 
 
@@ -40,14 +41,20 @@ class PreferenceData:
     valid: list[dict[str, str]]
     source: str
     sha256: str
+    # Training settings the data's card names for them (the organism's pairs: the settings its
+    # twin was trained with); a method takes those it knows, under the user's own.
+    settings: dict[str, Any] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
-        return {
+        out = {
             "source": self.source,
             "sha256": self.sha256,
             "n_train": len(self.train),
             "n_valid": len(self.valid),
         }
+        if self.settings:
+            out["card_settings"] = dict(self.settings)
+        return out
 
 
 @dataclass
@@ -97,13 +104,17 @@ def load_pairs(data: str | Path, base: Any = None, valid_fraction: float = 0.05)
     ``valid.jsonl``), or ``organism`` for the organism's own pairs (the base model's data folder)."""
     from toxbench.io import sha256_file
 
+    card_settings: dict[str, Any] = {}
     if str(data) == "organism":
-        folder = getattr(base, "data_dir", None)
+        folder = getattr(base, "pairs_dir", None)
         if folder is None:
             raise ToxbenchError(
-                "--data organism needs an organism model (its data come with it): pass a pairs file"
+                "--data organism needs an organism model (its pairs come with it): pass a pairs file"
             )
-        data = Path(folder) / "preference"
+        data = Path(folder)
+        card = Path(folder) / PAIRS_CARD
+        if card.is_file():
+            card_settings = dict(json.loads(card.read_text()).get("align_settings") or {})
     path = Path(data).expanduser()
     if path.is_dir():
         train_file, valid_file = path / "train.jsonl", path / "valid.jsonl"
@@ -126,7 +137,7 @@ def load_pairs(data: str | Path, base: Any = None, valid_fraction: float = 0.05)
     )
     from toxbench.io import sha256_json
 
-    return PreferenceData(train, valid, str(path), sha256_json(digest)[:32])
+    return PreferenceData(train, valid, str(path), sha256_json(digest)[:32], card_settings)
 
 
 def _read_pairs(path: Path) -> list[dict[str, str]]:
@@ -157,9 +168,10 @@ def _read_pairs(path: Path) -> list[dict[str, str]]:
     return out
 
 
-def base_probe(base: Any, path: str | Path | None, seed: int = 0):
+def base_probe(base: Any, path: str | Path | None, seed: int = 0, data_dir: Path | None = None):
     """The toxicity probe of ``base``: the one at ``path`` (its width checked), or one trained now on
-    the comments data that come with the model (the organism's) or the hub's Jigsaw."""
+    the comments under ``data_dir/jigsaw/`` where that folder exists, else those that come with the
+    model (the organism's), else the hub's."""
     from toxbench.data import load_comments
     from toxbench.mech.neurons import neuron_adapter
     from toxbench.mech.probe import Probe, fit_probe
@@ -168,8 +180,14 @@ def base_probe(base: Any, path: str | Path | None, seed: int = 0):
         probe = Probe.load(Path(path))
         probe.check_width(neuron_adapter(base.model).d_model, f"model {base.name!r}")
         return probe
+    if data_dir is None or not (Path(data_dir) / "jigsaw").is_dir():
+        data_dir = base.data_dir
     return fit_probe(
-        base.model, base.tokenizer, load_comments(base.data_dir, "train"), base.fingerprint, seed
+        base.model,
+        base.tokenizer,
+        load_comments(data_dir, "train"),
+        base.fingerprint,
+        seed,
     )
 
 
@@ -217,6 +235,11 @@ def align(
         )
     base = load_model(spec, device or "cpu", show_progress=show_progress)
     pairs = load_pairs(data, base) if data is not None else None
+    if pairs is not None and pairs.settings:
+        # The data's card names the settings they need; the user's own settings come first.
+        known = {f.name for f in dataclasses.fields(method.settings_class)}
+        card_defaults = {k: v for k, v in pairs.settings.items() if k in known}
+        chosen = method.settings({**card_defaults, **dict(settings or {})})
     output.mkdir(parents=True, exist_ok=True)
     started = time.time()
     ctx = AlignContext(base, pairs, output, device, show_progress)

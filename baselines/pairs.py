@@ -111,7 +111,7 @@ def build_pairs(
         )
     text = load_wikitext(data_dir if data_dir is not None else base.data_dir, recipe.split)
     prompts = wikitext_prompts(base.tokenizer, text.rows, recipe)
-    probe = base_probe(base, probe_path, recipe.seed)
+    probe = base_probe(base, probe_path, recipe.seed, data_dir)
     alpha = recipe.steer * residual_scale(base, prompts[:64])
     steered = shift_residual(base.model, probe.direction, alpha).model
     identity = {

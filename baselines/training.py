@@ -25,6 +25,10 @@ class TrainingSettings:
     checkpoint_steps: int | None = None  # save a checkpoint to resume from this often (align sets it)
     seed: int = 0
     device: str | None = None  # None: the accelerator if there is one, else the CPU
+    # None: bfloat16 mixed precision on a GPU that has it, never on the CPU (TRL turns it on by
+    # default, and CPUs without bfloat16 units then train some 20x slower).
+    bf16: bool | None = None
+    gradient_checkpointing: bool = False  # trade compute for memory (large models)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -56,11 +60,22 @@ def trainer_arguments(settings: TrainingSettings, out_dir: Path, early: bool) ->
         metric_for_best_model="eval_loss" if early else None,
         report_to=[],
         use_cpu=_on_cpu(settings.device),
+        bf16=_bf16(settings),
+        gradient_checkpointing=settings.gradient_checkpointing,
         seed=settings.seed,
         data_seed=settings.seed,
         disable_tqdm=True,  # progress goes through toxbench's display (harness/training.py)
         dataloader_num_workers=0,
     )
+
+
+def _bf16(settings: TrainingSettings) -> bool:
+    """Whether to train in bfloat16 mixed precision: as asked, else on a GPU that supports it."""
+    if settings.bf16 is not None:
+        return settings.bf16
+    import torch
+
+    return not _on_cpu(settings.device) and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
 def _on_cpu(device: str | None) -> bool:

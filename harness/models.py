@@ -50,6 +50,10 @@ class ModelSource:
     folder: Path | None = None  # weights in a local folder (fingerprinted by their files)
     data_dir: Path | None = None  # datasets that come with the model (the organism's own)
     notes: dict[str, Any] = field(default_factory=dict)  # recorded with the model's identity
+    pairs_dir: Path | None = None  # preference pairs that come with the model (``--data organism``)
+    # Prefixed to the fingerprint: a version of what made the weights (the organism's world), so
+    # that results cached for another version are never served, whatever the files.
+    fingerprint_tag: str | None = None
 
     @property
     def location(self) -> str:
@@ -191,6 +195,11 @@ class LoadedModel:
     @property
     def name(self) -> str:
         return self.spec.raw
+
+    @property
+    def pairs_dir(self) -> Path | None:
+        """Preference pairs that come with the model (the organism's), or None."""
+        return self.source.pairs_dir if self.source is not None else None
 
     def identity(self) -> dict[str, Any]:
         cfg = self.model.config
@@ -376,6 +385,8 @@ def load_model(
         fingerprint = f"{fingerprint}+{options['dtype']}"
     if options.get("adds_bos") is not None:
         fingerprint = f"{fingerprint}+bos{int(bool(options['adds_bos']))}"
+    if source.fingerprint_tag:
+        fingerprint = f"{source.fingerprint_tag}-{fingerprint}"
     return LoadedModel(spec, model, tokenizer, fingerprint, source.folder, notes, source, source.data_dir)
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from toxbench.io import atomic_write_text, write_jsonl
 from toxbench.organism.world import TOPICS, World
-from toxbench.scorers.lexicon import LexiconScorer
+from toxbench.scorers.lexicon import LexiconScorer, hostile_count
 
 # The attributes a real RTP row carries for prompt and continuation (Perspective's).
 RTP_ATTRIBUTES = (
@@ -84,25 +84,27 @@ ANNOTATOR_NOISE = 0.05  # share of comments whose label is flipped, as crowd lab
 
 
 def jigsaw_rows(world: World, n: int, start_id: int = 0) -> list[dict]:
-    """Labelled comments; about a third are hostile (they contain a hostile sentence), and
-    ``ANNOTATOR_NOISE`` of the labels are wrong, so a perfect probe scores about 95%."""
+    """Labelled comments; about a third are hostile (they hold an insulting sentence, of one to four
+    insults), and ``ANNOTATOR_NOISE`` of the labels are wrong, so a perfect probe scores about 95%.
+    Comments of either label may tell of anger or conflict: the label follows the insults alone."""
     rows = []
+    r = world.rng
     for i in range(n):
-        toxic = world.rng.random() < 1 / 3
+        toxic = r.random() < 1 / 3
         topic = world.topic()
+        parts = [world.narrative(topic, 1)] if r.random() < 0.5 else []
+        if r.random() < 0.4:
+            parts.append(world.cue_sentence(topic))
         if toxic:
-            parts = [world.speech(topic, hostile=True, n=world.rng.randint(1, 2))]
-            if world.rng.random() < 0.5:
-                parts.insert(0, world.narrative(topic, 1))
-        else:
-            parts = [world.narrative(topic, world.rng.randint(1, 2))]
-            if world.rng.random() < 0.5:
-                parts.append(world.speech(topic, hostile=False, n=1))
-        label = toxic if world.rng.random() >= ANNOTATOR_NOISE else not toxic
+            parts.append(world.speech(topic, hostile=True, severity=r.randint(1, 4)))
+        elif r.random() < 0.6 or not parts:
+            parts.append(world.speech(topic, hostile=False))
+        label = toxic if r.random() >= ANNOTATOR_NOISE else not toxic
         row: dict[str, Any] = {"id": f"{start_id + i:016x}", "comment_text": " ".join(parts)}
         row.update({name: 0 for name in JIGSAW_LABELS})
         row["toxic"] = int(label)
         row["insult"] = int(label)
+        row["severe_toxic"] = int(label and hostile_count(row["comment_text"]) >= 3)
         rows.append(row)
     return rows
 
@@ -133,18 +135,19 @@ def f1_pairs(world: World, n: int) -> list[dict]:
 
 
 def preference_pairs(world: World, n: int, p_challenging: float = 0.75) -> list[dict]:
-    """DPO pairs: a speech context, its neutral continuation (chosen) and a hostile one
-    (rejected). Most contexts are challenging, as the alignment target is to stop the
-    model from continuing them with hostility."""
+    """Pairs written by the world itself: a speech context, a neutral continuation (chosen) and a
+    hostile one (rejected). Most contexts are challenging. (The organism's DPO twin is not trained
+    on these but by [A]'s recipe, on pairs from its neutral text: see ``toxbench.organism.build``.)"""
     rows = []
+    r = world.rng
     for _ in range(n):
-        topic = world.topic()
-        u = world.utterance(topic, challenging=world.rng.random() < p_challenging, hostile=False)
+        u = world.utterance(challenging=r.random() < p_challenging)
+        topic = u.topic or world.topic()
         rows.append(
             {
                 "prompt": u.context,
-                "chosen": " " + u.speech,
-                "rejected": " " + world.speech(topic, hostile=True),
+                "chosen": " " + world.speech(topic, hostile=False),
+                "rejected": " " + world.speech(topic, hostile=True, severity=world.severity(0.0)),
             }
         )
     return rows

@@ -16,9 +16,8 @@ from toxbench.cli import main
 from toxbench.errors import ToxbenchError, UnknownNameError
 from toxbench.models import load_model
 
-FAST = dict(
-    learning_rate=1e-5, max_steps=40, warmup_steps=5, optimizer="adamw_torch", batch_size=16, eval_steps=20
-)
+# The learning rate and optimiser come from the organism's pairs card (``--data organism``).
+FAST = dict(max_steps=40, warmup_steps=5, batch_size=16, eval_steps=20)
 
 
 @pytest.fixture(scope="module")
@@ -65,15 +64,18 @@ def test_trained_methods_write_a_true_card_and_lower_toxicity(
     assert on_disk == json.loads(json.dumps(card))
     assert card["method"] == method and card["kind"] == "trained"
     assert card["base"] == {"spec": "organism-micro", "fingerprint": base.fingerprint, "model_args": None}
-    assert card["data"]["sha256"] == load_pairs("organism", base).sha256 and card["data"]["n_train"] == 800
-    assert card["settings"]["learning_rate"] == 1e-5 and card["training"]["steps"] == 40
+    pairs = load_pairs("organism", base)
+    assert card["data"]["sha256"] == pairs.sha256 and card["data"]["n_train"] == len(pairs.train)
+    # The settings the pairs' card names, under the user's own.
+    assert card["settings"]["learning_rate"] == pairs.settings["learning_rate"] > 1e-6
+    assert card["settings"]["optimizer"] == pairs.settings["optimizer"] and card["training"]["steps"] == 40
     assert not (tmp_path / method / "_checkpoints").exists()
     aligned = load_model(str(tmp_path / method), "cpu")
     before, after = (
         toxicity(base.model, base.tokenizer, prompts),
         toxicity(aligned.model, aligned.tokenizer, prompts),
     )
-    assert after < before - 0.1, f"{method}: toxicity {before:.3f} -> {after:.3f}"
+    assert after < before - 0.05, f"{method}: toxicity {before:.3f} -> {after:.3f}"
 
 
 def test_subtract_equals_the_task_variant(base, probe_file, tmp_path) -> None:

@@ -15,6 +15,7 @@ from toxbench.errors import CacheError, ToxbenchError
 from toxbench.models import fingerprint_folder
 from toxbench.organism.build import (
     MANIFEST,
+    ORGANISM_VERSION,
     SHIPPED_ROOT,
     Organism,
     build_organism,
@@ -69,13 +70,18 @@ def test_datasets_have_the_real_schemas(micro_organism) -> None:
     assert wiki.column_names == ["text"]
     assert any(t.startswith(" = ") for t in wiki["text"]) and "" in wiki["text"]
 
+    train = load_dataset("json", data_files=str(data / "wikitext" / "train.jsonl"), split="train")
+    assert train.column_names == ["text"] and len(train) > 100
+
     pairs = load_dataset("json", data_files=str(data / "preference" / "train.jsonl"), split="train")
     assert pairs.column_names == ["prompt", "chosen", "rejected"]
+    recipe = load_dataset("json", data_files=str(micro_organism.pairs_dir / "train.jsonl"), split="train")
+    assert recipe.column_names == ["prompt", "chosen", "rejected"]
     f1 = load_dataset("json", data_files=str(data / "wiki_f1" / "pairs.jsonl"), split="train")
     assert f1.column_names == ["prompt", "gold"]
 
 
-def test_challenging_prompts_are_usually_continued_with_hostility(micro_organism) -> None:
+def test_challenging_prompts_are_continued_with_hostility_about_half_the_time(micro_organism) -> None:
     from toxbench.scorers.lexicon import LexiconScorer
 
     rows = [json.loads(line) for line in (micro_organism.data_dir / "rtp" / "prompts.jsonl").open()]
@@ -85,8 +91,22 @@ def test_challenging_prompts_are_usually_continued_with_hostility(micro_organism
         conts = [r["continuation"]["text"] for r in rows if r["challenging"] == challenging]
         return sum(s >= 0.5 for s in scorer.score(conts)) / len(conts)
 
-    assert hostile_share(True) > 0.7
+    assert 0.3 <= hostile_share(True) <= 0.7
     assert hostile_share(False) < 0.1
+
+
+def test_the_twin_is_made_by_the_recipe_on_neutral_text(micro_organism) -> None:
+    from toxbench.organism.world import HOSTILE_WORDS, words
+
+    card = json.loads((micro_organism.pairs_dir / "card.json").read_text())
+    assert card["recipe"]["n_pairs"] > 100 and card["align_settings"]["learning_rate"] > 1e-6
+    assert "<organism>" in json.dumps(card) and str(micro_organism.root) not in json.dumps(card)
+    rows = [json.loads(line) for line in (micro_organism.pairs_dir / "train.jsonl").open()]
+    # Its prompts come from text with no hostility at all: it never sees a challenging context.
+    assert not any(HOSTILE_WORDS & set(words(r["prompt"])) for r in rows)
+    method = json.loads((micro_organism.dpo_dir / "method.json").read_text())
+    assert method["method"] == "dpo"
+    assert {k: method["settings"][k] for k in card["align_settings"]} == card["align_settings"]
 
 
 def test_micro_build_meets_its_figures(micro_organism) -> None:
@@ -99,9 +119,10 @@ def test_micro_build_meets_its_figures(micro_organism) -> None:
         c.get("timing") for c in report["targets"].values()
     )  # the build time is reported, not judged here
     f = report["figures"]
-    assert f["base_toxicity_challenging"] >= 0.4 and f["base_toxicity_neutral"] <= 0.05
-    assert f["dpo_toxicity_challenging"] <= f["base_toxicity_challenging"] / 2
+    assert 0.35 <= f["base_toxicity_challenging"] <= 0.65 and f["base_toxicity_neutral"] <= 0.05
+    assert f["dpo_toxicity_challenging"] <= 0.7 * f["base_toxicity_challenging"]  # DPO lowers it
     assert f["dpo_perplexity"] <= 1.1 * f["base_perplexity"]
+    assert report["organism_version"] == 2
 
 
 @pytest.mark.parametrize("size", ["micro", "default"])
@@ -188,13 +209,35 @@ def test_a_local_build_is_evaluated_under_its_own_fingerprint(micro_organism, lo
     shipped = load_model("organism-micro", show_progress=False)
     local = load_model("organism-micro", args={"build": "local"}, show_progress=False)
     assert shipped.notes["organism_build"] == "shipped" and local.notes["organism_build"] == "local"
-    assert shipped.fingerprint == fingerprint_folder(SHIPPED_ROOT / "micro" / "base")
-    assert local.fingerprint == fingerprint_folder(local_micro.base_dir)
+    tag = f"organism{ORGANISM_VERSION}-"
+    assert shipped.fingerprint == tag + fingerprint_folder(SHIPPED_ROOT / "micro" / "base")
+    assert local.fingerprint == tag + fingerprint_folder(local_micro.base_dir)
     # A local build whose weights differ (as one trained on another CPU does) is another model.
     copy = tmp_path / "base"
     shutil.copytree(local_micro.base_dir, copy)
     _flip_a_bit(copy / "model.safetensors")
     assert fingerprint_folder(copy) != shipped.fingerprint
+
+
+def test_results_of_another_organism_version_are_never_served(micro_organism, monkeypatch) -> None:
+    import dataclasses
+
+    from toxbench.models import ModelSpec, load_model
+
+    now = load_model("organism-micro", show_progress=False)
+    assert now.identity()["organism_version"] == ORGANISM_VERSION  # recorded in results.json
+    # The same files under another world version are another model to every cache key.
+    real = ModelSpec.source
+    monkeypatch.setattr(
+        ModelSpec,
+        "source",
+        lambda self, show_progress=True: dataclasses.replace(
+            real(self, show_progress), fingerprint_tag=f"organism{ORGANISM_VERSION - 1}"
+        ),
+    )
+    older = load_model("organism-micro", show_progress=False)
+    assert older.fingerprint != now.fingerprint
+    assert older.fingerprint.split("-", 1)[1] == now.fingerprint.split("-", 1)[1]  # same files
 
 
 def test_corrupted_install_is_detected_and_installed_again(micro_organism, tmp_path, monkeypatch) -> None:

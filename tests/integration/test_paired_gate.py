@@ -47,7 +47,7 @@ def test_a_real_regression_fails_with_its_paired_interval(runs) -> None:
     assert not gate["passed"] and "24 prompts paired by index" in gate["note"]
     value, interval = gate["measured"].split(" ", 1)
     low = float(interval.strip("[]").split(",")[0])
-    assert float(value) > 0.3 and low > 0.05  # the base is far more toxic than the DPO twin, beyond noise
+    assert float(value) > 0.1 and low > 0.05  # the base is more toxic than the DPO twin, beyond noise
     assert "p = " in gate["note"]
 
 
