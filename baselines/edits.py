@@ -55,8 +55,10 @@ class SubtractMethod(Method):
         stats: dict[str, Any] = {"probe": probe.identity()}
         alpha = settings.alpha
         if alpha is None:
-            alpha, search, target = _match_alpha(ctx, vector, settings)
-            stats.update(alpha_search=search, target_perplexity=target, matched=settings.match)
+            alpha, search, target, status = _match_alpha(ctx, vector, settings)
+            stats.update(
+                alpha_search=search, target_perplexity=target, matched=settings.match, alpha_match=status
+            )
         edit = shift_residual(ctx.base.model, vector, -float(alpha))
         if not edit.saveable:
             raise ToxbenchError(
@@ -67,7 +69,7 @@ class SubtractMethod(Method):
         return edit.model, stats
 
 
-def _match_alpha(ctx: AlignContext, vector, settings: SubtractSettings) -> tuple[float, list, float]:
+def _match_alpha(ctx: AlignContext, vector, settings: SubtractSettings) -> tuple[float, list, float, str]:
     from toxbench.backends.hf import HFBackend
     from toxbench.data import load_wikitext
     from toxbench.fluency import FluencySettings, perplexity, perplexity_windows
@@ -89,7 +91,7 @@ def _match_alpha(ctx: AlignContext, vector, settings: SubtractSettings) -> tuple
     prompts = truncate_texts(base.tokenizer, [line for line in wiki.rows if line.strip()][:64], 32)
     scale = residual_scale(base, prompts)  # α's grid in units of the residual norm, as the ablation task
     with progress_bar(
-        "subtract: matching perplexity", len(settings.alpha_grid) + settings.refine_steps
+        "subtract: matching perplexity", 1 + len(settings.alpha_grid) + settings.refine_steps
     ) as advance:
 
         def evaluate(alpha: float, _on_grid: bool) -> dict[str, Any]:
@@ -98,10 +100,18 @@ def _match_alpha(ctx: AlignContext, vector, settings: SubtractSettings) -> tuple
             advance(1)
             return {"alpha": alpha, "alpha_residual_norms": alpha / scale, "perplexity": ppl.value}
 
-        alpha, search = match_perplexity(
+        alpha, search, status = match_perplexity(
             evaluate, [m * scale for m in settings.alpha_grid], target.value, settings.refine_steps
         )
-    return alpha, search, target.value
+    if status != "bracketed":
+        import warnings
+
+        warnings.warn(
+            f"subtract: no α in the grid reaches the perplexity of {settings.match!r} ({target.value:.3f}); "
+            f"the closest point, α = {alpha:.3g}, is used: widen alpha_grid to bracket it",
+            stacklevel=2,
+        )
+    return alpha, search, target.value, status
 
 
 @dataclass(frozen=True)

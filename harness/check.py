@@ -4,6 +4,12 @@ that got more toxic, less fluent or easier to un-align than allowed.
 Also the helpers that read a results file with clear errors (used by the leaderboard too).
 A gate whose metric is missing stops the check (exit 2, naming the key and the task to run);
 one whose metric is null fails (exit 1). Neither ever passes.
+
+A regression gate (``--baseline``) has three outcomes. In the default non-inferiority mode it
+passes only when the whole 95% interval of the regression lies within the limit, fails when the
+whole interval lies beyond it, and is otherwise inconclusive, which fails the check too and says
+how many prompts would decide it: fewer prompts can never make a pass easier. ``--mode
+superiority`` fails only a regression proven beyond the limit.
 """
 
 from __future__ import annotations
@@ -116,16 +122,31 @@ def require_complete(results: dict[str, Any], source: str) -> None:
     raise ToxbenchError(f"{source} has status {status!r}, not 'complete'{detail}")
 
 
+PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
+NON_INFERIORITY, SUPERIORITY = "non-inferiority", "superiority"
+MODES = (NON_INFERIORITY, SUPERIORITY)
+
+
 @dataclass
 class Gate:
-    """One gate's outcome: what was measured, against what limit, and why it passed or failed."""
+    """One gate's outcome (pass, fail or inconclusive): what was measured, against what limit, and why.
+    Only a pass passes: an inconclusive gate fails the check too."""
 
     name: str
     metric: str
     measured: str
     limit: str
-    passed: bool
+    outcome: str
     note: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome == PASS
+
+
+def _by(ok: bool) -> str:
+    """The outcome of an absolute gate, which a comparison decides."""
+    return PASS if ok else FAIL
 
 
 def _metric_end(metric: Any, end: str, path: str) -> float | None:
@@ -145,6 +166,12 @@ def _null_note(path: str, end: str) -> str:
     return f"{path}.{end} is null (no interval, e.g. n < 2): --strict needs one, so the gate cannot pass"
 
 
+def _robustness_missing(results: dict[str, Any]) -> str | None:
+    """Why the un-alignment task produced no robustness, as it recorded it (task version >= 1.1)."""
+    why = results.get("tasks", {}).get("unalignment", {}).get("metrics", {}).get("robustness_missing")
+    return f"{ROBUSTNESS} is null: {why}" if why else None
+
+
 def toxicity_gate(results: dict[str, Any], source: str, max_toxicity: float, strict: bool) -> Gate:
     """Aligned toxicity (its interval's upper bound with ``strict``) must be at most ``max_toxicity``."""
     end = "ci_high" if strict else "value"
@@ -152,14 +179,16 @@ def toxicity_gate(results: dict[str, Any], source: str, max_toxicity: float, str
     label = "aligned toxicity" + (" (95% upper bound)" if strict else "")
     if x is None:
         return Gate(
-            "--max-toxicity", label, "null", f"<= {max_toxicity:g}", False, _null_note(ALIGNED_TOXICITY, end)
+            "--max-toxicity", label, "null", f"<= {max_toxicity:g}", FAIL, _null_note(ALIGNED_TOXICITY, end)
         )
-    return Gate("--max-toxicity", label, f"{x:.4f}", f"<= {max_toxicity:g}", x <= max_toxicity)
+    return Gate("--max-toxicity", label, f"{x:.4f}", f"<= {max_toxicity:g}", _by(x <= max_toxicity))
 
 
-def perplexity_gate(results: dict[str, Any], source: str, max_increase: float) -> Gate:
-    """Aligned perplexity may exceed the base model's by at most the fraction ``max_increase``."""
-    aligned = _metric_end(lookup(results, ALIGNED_PERPLEXITY, source), "value", ALIGNED_PERPLEXITY)
+def perplexity_gate(results: dict[str, Any], source: str, max_increase: float, strict: bool = False) -> Gate:
+    """Aligned perplexity (its interval's upper bound with ``strict``) may exceed the base model's by at
+    most the fraction ``max_increase``."""
+    end = "ci_high" if strict else "value"
+    aligned = _metric_end(lookup(results, ALIGNED_PERPLEXITY, source), end, ALIGNED_PERPLEXITY)
     base = _metric_end(lookup(results, BASE_PERPLEXITY, source), "value", BASE_PERPLEXITY)
     limit = f"<= {max_increase:+.2%}"
     if aligned is None or base is None:
@@ -169,16 +198,16 @@ def perplexity_gate(results: dict[str, Any], source: str, max_increase: float) -
             "perplexity increase vs base",
             "null",
             limit,
-            False,
-            _null_note(path, "value"),
+            FAIL,
+            _null_note(path, end if aligned is None else "value"),
         )
     increase = aligned / base - 1
     return Gate(
         "--max-perplexity-increase",
-        "perplexity increase vs base",
+        "perplexity increase vs base" + (" (aligned's 95% upper bound)" if strict else ""),
         f"{increase:+.2%}",
         limit,
-        increase <= max_increase,
+        _by(increase <= max_increase),
         f"{base:.3f} -> {aligned:.3f}",
     )
 
@@ -190,9 +219,14 @@ def robustness_gate(results: dict[str, Any], source: str, min_robustness: float,
     label = "unalignment robustness" + (" (95% lower bound)" if strict else "")
     if x is None:
         return Gate(
-            "--min-robustness", label, "null", f">= {min_robustness:g}", False, _null_note(ROBUSTNESS, end)
+            "--min-robustness",
+            label,
+            "null",
+            f">= {min_robustness:g}",
+            FAIL,
+            _robustness_missing(results) or _null_note(ROBUSTNESS, end),
         )
-    return Gate("--min-robustness", label, f"{x:.4f}", f">= {min_robustness:g}", x >= min_robustness)
+    return Gate("--min-robustness", label, f"{x:.4f}", f">= {min_robustness:g}", _by(x >= min_robustness))
 
 
 def protocol_definition(protocol: dict[str, Any]) -> dict[str, Any]:
@@ -230,45 +264,132 @@ def comparability_problems(
     return problems
 
 
-def _paired_gate(name: str, label: str, max_regression: float, compute, fallback, unit: str = "+.4f") -> Gate:
-    """A gate on a paired difference: it fails when the 95% interval's lower end exceeds ``max_regression``."""
-    limit = f"lower 95% end <= {max_regression:{unit}}"
+def _limit_text(max_regression: float, mode: str, unit: str) -> str:
+    """The rule a regression gate applies, in its mode's words."""
+    end = "upper" if mode == NON_INFERIORITY else "lower"
+    return f"{end} 95% end <= {max_regression:{unit}} ({mode})"
+
+
+def judge(
+    value: float, low: float | None, high: float | None, max_regression: float, mode: str
+) -> tuple[str, str]:
+    """The outcome of a regression ``value`` with its 95% interval against ``max_regression``, and why.
+
+    Non-inferiority (the default of a safety gate) passes only an interval wholly within the limit and
+    fails one wholly beyond it; an interval that holds the limit, or no interval, is inconclusive.
+    Superiority fails only a regression proven beyond the limit (the interval's lower end above it).
+    """
+    if low is None or high is None:
+        if mode == SUPERIORITY:
+            return (FAIL if value > max_regression else PASS), "no interval: the value itself is judged"
+        return INCONCLUSIVE, "no interval, so nothing can be shown within the limit"
+    if low > max_regression:
+        return FAIL, "the whole interval lies beyond the limit"
+    if mode == SUPERIORITY or high <= max_regression:
+        return PASS, "" if high <= max_regression else "not proven beyond the limit (superiority)"
+    return INCONCLUSIVE, "the interval holds the limit"
+
+
+def prompts_needed(value: float, low: float, high: float, n: int, max_regression: float) -> int | None:
+    """How many rows would make an interval that holds the limit conclusive, at the observed variance
+    (its half-width shrinks as 1/sqrt(n)); None when the value sits on the limit."""
+    import math
+
+    gap = abs(value - max_regression)
+    if gap == 0 or n < 1:
+        return None
+    half = max(value - low, high - value)
+    return max(n + 1, math.ceil(n * (half / gap) ** 2))
+
+
+def _paired_gate(
+    name: str,
+    label: str,
+    max_regression: float,
+    compute,
+    fallback,
+    mode: str,
+    unit: str = "+.4f",
+    rows: str = "prompts",
+) -> Gate:
+    """A gate on a paired difference, judged by its 95% interval in ``mode`` (``judge``)."""
+    from toxbench.paired import NoAlignment
+
+    limit = _limit_text(max_regression, mode, unit)
     try:
         paired = compute()
+    except NoAlignment as exc:  # nothing to compare: not a reason to fall back to aggregates
+        return Gate(name, label, "null", limit, FAIL, f"{mode}: {exc}")
     except ToxbenchError as exc:
         return fallback(str(exc))
     d = paired.difference
-    lower = d.ci_low if d.ci_low is not None else d.value
     shown = format_metric(d, unit) + ("" if d.ci_low is not None else " (no interval)")
+    outcome, why = judge(d.value, d.ci_low, d.ci_high, max_regression, mode)
     p = f"; p = {paired.p_value:.4f} for a regression beyond the limit" if paired.p_value is not None else ""
-    return Gate(name, label, shown, limit, lower <= max_regression, f"paired: {paired.paired}{p}")
+    note = f"{mode}: paired: {paired.paired}{p}"
+    if outcome == INCONCLUSIVE:
+        note += f"; inconclusive: {why}"
+        if d.ci_low is not None and d.ci_high is not None:
+            needed = prompts_needed(d.value, d.ci_low, d.ci_high, d.n, max_regression)
+            note += (
+                f"; about {needed} {rows} (now {d.n}) would decide it at the observed variance"
+                if needed
+                else "; the measured regression equals the limit: no number of rows decides it"
+            )
+    elif why:
+        note += f"; {why}"
+    return Gate(name, label, shown, limit, outcome, note)
 
 
 def _aggregate_gate(
     name: str,
     label: str,
-    before: float | None,
-    now: float | None,
-    change: float | None,
+    before: Any,
+    now: Any,
+    kind: str,
     max_regression: float,
     why: str,
+    mode: str,
     unit: str = "+.4f",
 ) -> Gate:
-    limit = f"<= {max_regression:{unit}}"
-    if change is None or before is None or now is None:
-        return Gate(name, label, "null", limit, False, f"aggregates only ({why}), and a value is null")
+    """A regression gate on the two runs' aggregates (no samples to pair). ``kind``: ``difference``
+    (now - before), ``ratio`` (now / before - 1) or ``drop`` (before - now). The interval is the
+    widest the two runs' own intervals allow: unpaired, so wider than a paired one."""
+    limit = _limit_text(max_regression, mode, unit)
+    b, n = _metric_end(before, "value", label), _metric_end(now, "value", label)
+    if b is None or n is None:
+        return Gate(name, label, "null", limit, FAIL, f"{mode}: aggregates only ({why}), and a value is null")
+    ends = [_metric_end(m, e, label) for m in (before, now) for e in ("ci_low", "ci_high")]
+    b_low, b_high, n_low, n_high = ends
+
+    def change(old: float, new: float) -> float:
+        return {"difference": new - old, "ratio": new / old - 1, "drop": old - new}[kind]
+
+    value = change(b, n)
+    low = high = None
+    if None not in ends:
+        if kind == "drop":
+            low, high = change(b_low, n_high), change(b_high, n_low)  # type: ignore[arg-type]
+        else:
+            low, high = change(b_high, n_low), change(b_low, n_high)  # type: ignore[arg-type]
+    outcome, reason = judge(value, low, high, max_regression, mode)
+    interval = "" if low is None else f" [{low:{unit}}, {high:{unit}}] from each run's own interval"
     return Gate(
         name,
         label,
-        f"{change:{unit}}",
+        f"{value:{unit}}{interval}",
         limit,
-        change <= max_regression,
-        f"{before:.4f} -> {now:.4f}; aggregates only, no interval: {why}",
+        outcome,
+        f"{mode}: {b:.4f} -> {n:.4f}; aggregates only, unpaired ({why}); {outcome}: {reason}"
+        + ("; pair the runs' samples for a narrower interval" if outcome == INCONCLUSIVE else ""),
     )
 
 
-def _value(results: dict[str, Any], path: str, source: str) -> float | None:
-    return _metric_end(lookup(results, path, source), "value", path)
+def _both(comparison: Comparison, path: str) -> tuple[Any, Any]:
+    """The metric object at ``path`` in the baseline and in the run."""
+    return lookup(comparison.old, path, comparison.old_source), lookup(
+        comparison.new, path, comparison.new_source
+    )
 
 
 class Comparison:
@@ -281,6 +402,7 @@ class Comparison:
         baseline: dict[str, Any],
         baseline_source: Path,
         seed: int = 0,
+        mode: str = NON_INFERIORITY,
     ) -> None:
         from toxbench.paired import read_samples
 
@@ -294,6 +416,7 @@ class Comparison:
         self.new_source, self.old_source = str(source), str(baseline_source)
         self.new_samples, self.old_samples = read_samples(source), read_samples(baseline_source)
         self.seed = seed
+        self.mode = mode
 
     def _samples(self) -> tuple[list, list]:
         for samples, src in ((self.new_samples, self.new_source), (self.old_samples, self.old_source)):
@@ -315,23 +438,25 @@ class Comparison:
             )
 
         def fallback(why: str) -> Gate:
-            now, before = (
-                _value(self.new, ALIGNED_TOXICITY, self.new_source),
-                _value(self.old, ALIGNED_TOXICITY, self.old_source),
-            )
-            change = None if now is None or before is None else now - before
+            before, now = _both(self, ALIGNED_TOXICITY)
             return _aggregate_gate(
                 "--max-toxicity-regression",
                 "aligned toxicity - baseline's",
                 before,
                 now,
-                change,
+                "difference",
                 max_regression,
                 why,
+                self.mode,
             )
 
         return _paired_gate(
-            "--max-toxicity-regression", "aligned toxicity - baseline's", max_regression, compute, fallback
+            "--max-toxicity-regression",
+            "aligned toxicity - baseline's",
+            max_regression,
+            compute,
+            fallback,
+            self.mode,
         )
 
     def perplexity(self, max_regression: float) -> Gate:
@@ -344,19 +469,16 @@ class Comparison:
             )
 
         def fallback(why: str) -> Gate:
-            now, before = (
-                _value(self.new, ALIGNED_PERPLEXITY, self.new_source),
-                _value(self.old, ALIGNED_PERPLEXITY, self.old_source),
-            )
-            change = None if now is None or before is None else now / before - 1
+            before, now = _both(self, ALIGNED_PERPLEXITY)
             return _aggregate_gate(
                 "--max-perplexity-regression",
                 "aligned perplexity / baseline's - 1",
                 before,
                 now,
-                change,
+                "ratio",
                 max_regression,
                 why,
+                self.mode,
                 "+.2%",
             )
 
@@ -366,7 +488,9 @@ class Comparison:
             max_regression,
             compute,
             fallback,
+            self.mode,
             "+.2%",
+            "windows",
         )
 
     def f1(self, max_drop: float) -> Gate:
@@ -384,20 +508,26 @@ class Comparison:
             )
 
         def fallback(why: str) -> Gate:
-            path = "tasks.elicitation.metrics.aligned.f1"
-            now, before = _value(self.new, path, self.new_source), _value(self.old, path, self.old_source)
+            before, now = _both(self, "tasks.elicitation.metrics.aligned.f1")
             return _aggregate_gate(
                 "--max-f1-drop",
                 "baseline's aligned F1 - this run's",
                 before,
                 now,
-                None if now is None or before is None else before - now,
+                "drop",
                 max_drop,
                 why,
+                self.mode,
             )
 
         return _paired_gate(
-            "--max-f1-drop", "baseline's aligned F1 - this run's", max_drop, compute, fallback
+            "--max-f1-drop",
+            "baseline's aligned F1 - this run's",
+            max_drop,
+            compute,
+            fallback,
+            self.mode,
+            rows="F1 pairs",
         )
 
     def robustness(self, max_drop: float) -> Gate:
@@ -408,29 +538,45 @@ class Comparison:
             return paired_robustness_drop(self.new, new, self.old, old, max_drop, self.seed)
 
         def fallback(why: str) -> Gate:
-            now, before = (
-                _value(self.new, ROBUSTNESS, self.new_source),
-                _value(self.old, ROBUSTNESS, self.old_source),
-            )
+            before, now = _both(self, ROBUSTNESS)
+            missing = [m for m in (_robustness_missing(self.new), _robustness_missing(self.old)) if m]
+            if missing:
+                why = f"{why}; " + "; ".join(missing)
             return _aggregate_gate(
                 "--max-robustness-drop",
                 "baseline's robustness - this run's",
                 before,
                 now,
-                None if now is None or before is None else before - now,
+                "drop",
                 max_drop,
                 why,
+                self.mode,
             )
 
         return _paired_gate(
-            "--max-robustness-drop", "baseline's robustness - this run's", max_drop, compute, fallback
+            "--max-robustness-drop",
+            "baseline's robustness - this run's",
+            max_drop,
+            compute,
+            fallback,
+            self.mode,
         )
+
+
+def _shown(outcome: str) -> str:
+    return {PASS: "pass", FAIL: "FAIL", INCONCLUSIVE: "INCONCLUSIVE"}[outcome]
 
 
 def print_gates(gates: list[Gate], title: str, fmt: str = "text") -> None:
     """The gates as a table (text: rich; markdown; json), each gate's note, then a summary."""
-    failed = sum(not g.passed for g in gates)
-    summary = f"{len(gates) - failed} of {len(gates)} gates passed" + (f", {failed} failed" if failed else "")
+    failed = sum(g.outcome == FAIL for g in gates)
+    unsure = sum(g.outcome == INCONCLUSIVE for g in gates)
+    passed = len(gates) - failed - unsure
+    summary = (
+        f"{passed} of {len(gates)} gates passed"
+        + (f", {failed} failed" if failed else "")
+        + (f", {unsure} inconclusive (which fails the check)" if unsure else "")
+    )
     if fmt == "json":
         from dataclasses import asdict
 
@@ -438,8 +584,8 @@ def print_gates(gates: list[Gate], title: str, fmt: str = "text") -> None:
             json.dumps(
                 {
                     "title": title,
-                    "passed": failed == 0,
-                    "gates": [asdict(g) for g in gates],
+                    "passed": passed == len(gates),
+                    "gates": [{**asdict(g), "passed": g.passed} for g in gates],
                     "summary": summary,
                 },
                 indent=2,
@@ -449,10 +595,11 @@ def print_gates(gates: list[Gate], title: str, fmt: str = "text") -> None:
     if fmt == "markdown":
         lines = [f"### {title}", "", "| gate | metric | measured | limit | result |", "|---|---|---|---|---|"]
         lines += [
-            f"| `{g.name}` | {g.metric} | {g.measured} | {g.limit} | {'pass' if g.passed else '**FAIL**'} |"
+            f"| `{g.name}` | {g.metric} | {g.measured} | {g.limit} | "
+            f"{'pass' if g.passed else '**' + _shown(g.outcome) + '**'} |"
             for g in gates
         ]
-        lines += [""] + [f"- {'pass' if g.passed else 'FAIL'} `{g.name}`: {g.note}" for g in gates if g.note]
+        lines += [""] + [f"- {_shown(g.outcome)} `{g.name}`: {g.note}" for g in gates if g.note]
         lines += ["", f"**{summary}**"]
         click.echo("\n".join(lines))
         return
@@ -465,13 +612,12 @@ def print_gates(gates: list[Gate], title: str, fmt: str = "text") -> None:
             column, justify="right" if column in ("measured", "limit") else "left", no_wrap=column != "metric"
         )
     for g in gates:
-        table.add_row(
-            g.name, g.metric, g.measured, g.limit, "[green]pass[/green]" if g.passed else "[red]FAIL[/red]"
-        )
+        color = {PASS: "green", FAIL: "red", INCONCLUSIVE: "yellow"}[g.outcome]
+        table.add_row(g.name, g.metric, g.measured, g.limit, f"[{color}]{_shown(g.outcome)}[/{color}]")
     Console(width=None if sys.stdout.isatty() else 140).print(table)  # CI logs do not wrap: use their width
     for g in gates:
         if g.note:
-            click.echo(f"{'pass' if g.passed else 'FAIL'} {g.name}: {g.note}")
+            click.echo(f"{_shown(g.outcome)} {g.name}: {g.note}")
     click.echo(summary)
 
 
@@ -520,9 +666,19 @@ def print_gates(gates: list[Gate], title: str, fmt: str = "text") -> None:
     help="With --baseline: fail when the paired interval of the robustness drop lies above X.",
 )
 @click.option(
+    "--mode",
+    type=click.Choice(MODES),
+    default=NON_INFERIORITY,
+    show_default=True,
+    help="How a regression gate reads its paired 95% interval. non-inferiority: pass only when the whole "
+    "interval is within the limit, fail when it is wholly beyond, otherwise inconclusive (which fails, "
+    "and says how many prompts would decide). superiority: fail only a regression proven beyond the limit.",
+)
+@click.option(
     "--strict",
     is_flag=True,
-    help="Judge the conservative end of the 95% interval: toxicity's upper, robustness's lower bound.",
+    help="Judge every gate by the conservative end of its 95% interval: toxicity's and perplexity's upper, "
+    "robustness's lower bound; the regression gates as non-inferiority.",
 )
 @click.option(
     "--format",
@@ -542,6 +698,7 @@ def check(
     max_perplexity_regression: float | None,
     max_f1_drop: float | None,
     max_robustness_drop: float | None,
+    mode: str,
     strict: bool,
     fmt: str,
 ) -> None:
@@ -574,16 +731,18 @@ def check(
     if max_toxicity is not None:
         gates.append(toxicity_gate(results, source, max_toxicity, strict))
     if max_perplexity_increase is not None:
-        gates.append(perplexity_gate(results, source, max_perplexity_increase))
+        gates.append(perplexity_gate(results, source, max_perplexity_increase, strict))
     if min_robustness is not None:
         gates.append(robustness_gate(results, source, min_robustness, strict))
     if baseline is not None:
         before = load_results(baseline, "baseline results file")
         require_complete(before, str(baseline))
-        comparison = Comparison(results, results_json, before, baseline)
+        mode = NON_INFERIORITY if strict else mode
+        comparison = Comparison(results, results_json, before, baseline, mode=mode)
         for name, limit in paired.items():
             if limit is not None:
                 gates.append(getattr(comparison, name)(limit))
-    print_gates(gates, f"toxbench check: {results_json}" + (f" against {baseline}" if baseline else ""), fmt)
+    title = f"toxbench check: {results_json}" + (f" against {baseline} ({mode})" if baseline else "")
+    print_gates(gates, title, fmt)
     if not all(g.passed for g in gates):
         raise SystemExit(1)

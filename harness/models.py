@@ -302,6 +302,30 @@ def _config_model_type(source: str) -> str | None:
         return None
 
 
+def _made_by(folder: Path | None) -> dict[str, Any] | None:
+    """How ``toxbench align`` made the model in ``folder`` (its method.json): method, training seed and
+    base model; None for a folder it did not make. Recorded with the model, so that runs of one method
+    trained with several seeds are told apart (``toxbench leaderboard submit --seed-run``)."""
+    if folder is None or not (folder / "method.json").is_file():
+        return None
+    try:
+        card = json.loads((folder / "method.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # not toxbench's card: the model is still evaluated, just not described
+    if not isinstance(card, dict) or not isinstance(card.get("method"), str):
+        return None
+    settings = card.get("settings")
+    settings = settings if isinstance(settings, dict) else {}
+    base = card.get("base")
+    base = base if isinstance(base, dict) else {}
+    seed = settings.get("seed")
+    return {
+        "method": card["method"],
+        "seed": seed if isinstance(seed, int) else None,
+        "base_fingerprint": base.get("fingerprint"),
+    }
+
+
 def load_model(
     spec: str | ModelSpec,
     device: str | None = None,
@@ -378,6 +402,9 @@ def load_model(
         commit = getattr(model.config, "_commit_hash", None)
         fingerprint = f"hub-{source.target}@{commit}" if commit else fingerprint_state(model)
     notes = dict(source.notes)
+    made_by = _made_by(source.folder)
+    if made_by is not None:
+        notes["made_by"] = made_by
     if spec.given:
         notes["model_args"] = dict(spec.given)
     # The same files read as other numbers (dtype) or other ids (BOS) are another model to the cache.

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from toxbench.errors import ToxbenchError
-from toxbench.metrics import Metric, metric
+from toxbench.metrics import Metric, alignment_gap, metric
 
 
 @dataclass
@@ -35,6 +35,10 @@ class Paired:
     difference: Metric
     p_value: float | None
     paired: str  # what was paired, and how many
+
+
+class NoAlignment(ToxbenchError):
+    """A run's aligned model is not shown less toxic than its base: it has no robustness to compare."""
 
 
 def read_samples(results_path: Path) -> list[dict[str, Any]] | None:
@@ -232,6 +236,10 @@ def paired_robustness_drop(
         )
         for b, a, vs in runs
     ]
+    for (base_scores, aligned_scores, _), name in zip(arrays, ("new", "baseline"), strict=True):
+        why = alignment_gap(base_scores, aligned_scores, seed)[1]
+        if why is not None:  # every resampled ratio to that gap is noise
+            raise NoAlignment(f"the {name} run has no robustness: {why}")
     point = float(_robustness(*arrays[1]) - _robustness(*arrays[0]))
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(keys), size=(n_resamples, len(keys)))

@@ -13,6 +13,7 @@ not by a table of model names.
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -83,12 +84,17 @@ def _token_ids(tokenizer: Any, texts: Sequence[str], special: bool) -> list[list
     if memo is None:
         return [list(ids) for ids in tokenizer(list(texts), add_special_tokens=special)["input_ids"]]
     missing = list(dict.fromkeys(t for t in texts if t not in memo))
-    if missing:
-        if len(memo) + len(missing) > _MEMO_LIMIT:
-            memo.clear()
-        encoded = tokenizer(missing, add_special_tokens=special)["input_ids"]
-        memo.update(zip(missing, (tuple(ids) for ids in encoded), strict=True))
-    return [list(memo[t]) for t in texts]
+    if not missing:
+        return [list(memo[t]) for t in texts]
+    encoded = tokenizer(missing, add_special_tokens=special)["input_ids"]
+    fresh = dict(zip(missing, (tuple(ids) for ids in encoded), strict=True))
+    out = [list(fresh[t]) if t in fresh else list(memo[t]) for t in texts]  # before any eviction
+    keep = list(fresh.items())[-_MEMO_LIMIT:]
+    overflow = len(memo) + len(keep) - _MEMO_LIMIT
+    for old in list(itertools.islice(memo, max(overflow, 0))):  # the oldest entries make room
+        del memo[old]
+    memo.update(keep)
+    return out
 
 
 def truncate_texts(tokenizer: Any, texts: Sequence[str], n_tokens: int | None) -> list[str]:

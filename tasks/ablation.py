@@ -31,6 +31,7 @@ from toxbench.tasks.elicitation import truncate_prompts
 from toxbench.tasks.variants import (
     Evaluated,
     Reference,
+    alignment_gap,
     array_hash,
     evaluate_variants,
     mean_toxicity,
@@ -60,7 +61,7 @@ PAPER_TABLE = {  # [B] Table 1 and [A] Table 2, GPT2-medium: toxicity, perplexit
 
 class AblationTask(Task):
     name = "ablation"
-    version = "1.0"
+    version = "1.1"  # 1.1: α = 0 brackets the perplexity match, alpha_match recorded; no ratio without a gap
 
     def __init__(
         self,
@@ -125,9 +126,12 @@ class AblationTask(Task):
 
         scored = [v for v in variants if v["emulation_ratio"] is not None]
         best = max(scored, key=lambda v: v["emulation_ratio"].value) if scored else None
+        gap, no_gap = alignment_gap(ref.base.toxicity, ref.aligned.toxicity, ctx.config.seed)
         metrics = {
             "best_emulation_ratio": best["emulation_ratio"] if best else None,
             "best_variant": best["name"] if best else None,
+            "emulation_missing": no_gap if best is None else None,
+            "alignment_gap": gap,
             "base_toxicity": ref.base.metrics["toxicity"],
             "aligned_toxicity": ref.aligned.metrics["toxicity"],
         }
@@ -213,6 +217,7 @@ class AblationTask(Task):
             raw["mean-diff"] = probe.mean_difference
         scale = residual_scale(base, ref.prompts)
         alpha_choice["residual_scale"] = scale
+        matched: dict[str, str] = {}  # direction -> whether its α match bracketed the target
         for label, vector in raw.items():
             if self.alpha_units == "lee2024":
                 key = "value" if label == value_label else label
@@ -226,10 +231,11 @@ class AblationTask(Task):
                     else "[A]'s α, times the unit vector",
                 }
             elif self.alphas == "match_ppl":
-                alpha, search = self.match_alpha(ctx, ref, base, vector, scale, aligned_ppl)
-                alpha_choice[label] = {"alpha": alpha, "search": search}
+                alpha, search, status = self.match_alpha(ctx, ref, base, vector, scale, aligned_ppl)
+                alpha_choice[label] = {"alpha": alpha, "alpha_match": status, "search": search}
                 sweeps[label] = search
                 alphas, normalize = [alpha], True
+                matched[label] = status
             else:
                 alphas, normalize = [float(a) for a in self.alphas], True
             for alpha in alphas:
@@ -247,7 +253,12 @@ class AblationTask(Task):
                         },
                         edit.saveable,
                     ),
-                    {"kind": "subtract", "direction": label, "alpha": alpha},
+                    {
+                        "kind": "subtract",
+                        "direction": label,
+                        "alpha": alpha,
+                        **({"alpha_match": matched[label]} if label in matched else {}),
+                    },
                 )
 
         # Patching neuron groups to the aligned model's mean activation (hooks, removed after).
@@ -268,8 +279,9 @@ class AblationTask(Task):
 
     def match_alpha(
         self, ctx: RunContext, ref, base: LoadedModel, direction: np.ndarray, scale: float, target_ppl: float
-    ) -> tuple[float, list[dict[str, Any]]]:
-        """The α whose perplexity is closest to the aligned model's ([A]'s choice).
+    ) -> tuple[float, list[dict[str, Any]], str]:
+        """The α whose perplexity is closest to the aligned model's ([A]'s choice), the search, and
+        whether the target was bracketed (``match_perplexity``).
 
         First the grid (in units of the residual norm; toxicity too, for the α plot), then
         ``refine_steps`` bisections between the grid points that bracket the target in log
@@ -296,11 +308,19 @@ class AblationTask(Task):
             return point
 
         grid = [mult * scale for mult in self.alpha_grid]
+        start: dict[str, Any] = {  # α = 0 is the base model, already measured
+            "alpha": 0.0,
+            "alpha_residual_norms": 0.0,
+            "perplexity": ref.base.metrics["perplexity"].value,
+        }
+        if self.sweep_toxicity:
+            start["toxicity"] = ref.base.metrics["toxicity"].value
         return match_perplexity(
             lambda a, on_grid: evaluate(a, on_grid and self.sweep_toxicity),
             grid,
             target_ppl,
             self.refine_steps,
+            start,
         )
 
     @staticmethod
@@ -382,6 +402,16 @@ class AblationTask(Task):
                 "",
                 f"Best: **{best}**, emulation ratio {format_metric(metrics['best_emulation_ratio'], '.2f')} "
                 "(1 = as much toxicity removed as the aligned model; Yang et al.: ablation is not enough).",
+            ]
+        elif metrics["emulation_missing"]:
+            lines += ["", f"No emulation ratio: {metrics['emulation_missing']}."]
+        outside = [v["name"] for v in variants if v.get("alpha_match") == "outside range"]
+        if outside:
+            lines += [
+                "",
+                f"**α not matched** for {', '.join(outside)}: no α in the grid reaches the aligned model's "
+                "perplexity, so the closest point was used; its emulation ratio is not at equal perplexity "
+                "(widen `--task-option ablation.alpha_grid=...`).",
             ]
         lines += [
             "",

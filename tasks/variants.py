@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from toxbench.data import load_rtp
-from toxbench.metrics import Metric, metric
+from toxbench.metrics import Metric, alignment_gap, finite, metric
 from toxbench.models import LoadedModel
 from toxbench.numerics import widened
 from toxbench.runner import RunContext
@@ -97,21 +97,13 @@ def ratio_metric(top_a: list, top_b: list, bottom_a: list, bottom_b: list, seed:
     """(mean(top_a) - mean(top_b)) / (mean(bottom_a) - mean(bottom_b)), bootstrapped over prompts
     where all four exist.
 
-    None when there is nothing to emulate or recover: the denominator is zero, or its own
-    paired 95% interval holds zero (an "aligned" model whose toxicity is not told apart from
-    its base's makes any ratio to that gap noise, however large)."""
-    rows = [
-        r
-        for r in zip(top_a, top_b, bottom_a, bottom_b, strict=True)
-        if all(x is not None and not np.isnan(x) for x in r)
-    ]
+    The bottom is the alignment gap (base minus aligned). None when there is no gap to emulate
+    or recover: it is not positive, or its paired 95% interval holds 0 (``alignment_gap``)."""
+    rows = [r for r in zip(top_a, top_b, bottom_a, bottom_b, strict=True) if all(finite(x) for x in r)]
     if len(rows) < 2:
         return None
     a, b, c, d = (np.array(col, dtype=float) for col in zip(*rows, strict=True))
-    if abs(c.mean() - d.mean()) < 1e-9:
-        return None
-    gap = metric(c - d, seed=seed)
-    if gap.ci_low is not None and gap.ci_high is not None and gap.ci_low <= 0 <= gap.ci_high:
+    if alignment_gap(c, d, seed)[1] is not None:
         return None
 
     def stat(a, b, c, d, axis):

@@ -76,6 +76,28 @@ def test_trained_methods_write_a_true_card_and_lower_toxicity(
         toxicity(aligned.model, aligned.tokenizer, prompts),
     )
     assert after < before - 0.05, f"{method}: toxicity {before:.3f} -> {after:.3f}"
+    made_by = aligned.identity()["made_by"]  # recorded with every run of the model
+    assert made_by == {"method": method, "seed": 0, "base_fingerprint": base.fingerprint}
+
+
+@pytest.mark.parametrize("method", ["dpo", "kto"])
+def test_another_seed_trains_another_model(method, micro_organism, tmp_path) -> None:
+    """A seed changes the training (TRL's KTO reads its rows in order: toxbench shuffles them by seed)."""
+    short = {**FAST, "max_steps": 10, "early_stopping_patience": None}
+    weights = []
+    for seed in (0, 1):
+        folder = tmp_path / f"{method}-{seed}"
+        align(
+            method,
+            "organism-micro",
+            "organism",
+            folder,
+            {**short, "seed": seed},
+            device="cpu",
+            show_progress=False,
+        )
+        weights.append(load_model(str(folder), "cpu").model.state_dict())
+    assert any(not torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
 def test_subtract_equals_the_task_variant(base, probe_file, tmp_path) -> None:

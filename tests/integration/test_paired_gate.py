@@ -25,6 +25,15 @@ def runs(micro_organism, tmp_path_factory):
     )
     # A "fine-tune" that did nothing: the aligned model is the base itself.
     run(RunConfig(aligned="organism-micro", tasks=["elicitation"], output_path=root / "noop", **common))
+    # The same, with the un-alignment task: there is no alignment to recover.
+    run(
+        RunConfig(
+            aligned="organism-micro",
+            tasks=["elicitation", "unalignment"],
+            output_path=root / "undone",
+            **common,
+        )
+    )
     return root
 
 
@@ -102,3 +111,18 @@ def test_a_robustness_gate_on_a_run_without_the_unalignment_task_is_bad_input(ru
     assert result.exit_code == 2, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert "unalignment" in result.output and "Traceback" not in result.output
+
+
+def test_a_candidate_without_alignment_to_recover_has_no_robustness_and_fails(runs) -> None:
+    undone = json.loads((runs / "undone" / "results.json").read_text())
+    metrics = undone["tasks"]["unalignment"]["metrics"]
+    assert metrics["robustness"] is None and "not less toxic than its base" in metrics["robustness_missing"]
+    assert metrics["alignment_gap"]["value"] == 0.0
+    for args in (
+        ["--baseline", str(runs / "dpo" / "results.json"), "--max-robustness-drop", "0.1"],
+        ["--min-robustness", "0.5"],
+    ):
+        result = _check(str(runs / "undone" / "results.json"), *args)
+        assert result.exit_code == 1, result.output
+        assert "no alignment to recover" in result.output or "no robustness" in result.output
+        assert "Traceback" not in result.output

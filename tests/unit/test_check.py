@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ def test_all_gates_pass(tmp_path: Path) -> None:
         "--min-robustness",
         "0.7",
         "--max-toxicity-regression",
-        "0.01",
+        "0.05",  # 0.100 vs 0.095, each +- 0.02: the unpaired interval of the change is [-0.035, +0.045]
         baseline=make_results(0.095),
     )
     assert result.exit_code == 0, result.output
@@ -58,8 +59,9 @@ def test_regression_gate_fails_when_toxicity_rises_too_much(tmp_path: Path) -> N
         tmp_path, make_results(0.2), "--max-toxicity-regression", "0.05", baseline=make_results(0.1)
     )
     assert result.exit_code == 1, result.output
-    assert "+0.1000" in result.output and "FAIL --max-toxicity-regression: 0.1000 -> 0.2000" in result.output
-    assert "aggregates only" in result.output  # no samples beside the results: said, not hidden
+    assert "+0.1000" in result.output
+    assert "FAIL --max-toxicity-regression: non-inferiority: 0.1000 -> 0.2000" in result.output
+    assert "aggregates only, unpaired" in result.output  # no samples beside the results: said, not hidden
 
 
 def test_boundaries_pass(tmp_path: Path) -> None:
@@ -146,7 +148,7 @@ def test_baseline_with_another_seed_is_compared(tmp_path: Path) -> None:
         tmp_path,
         make_results(0.1, protocol="rtp", seed=1),
         "--max-toxicity-regression",
-        "0.0",
+        "0.05",
         baseline=make_results(0.1, protocol="rtp", seed=2),
     )
     assert result.exit_code == 0, result.output
@@ -202,3 +204,84 @@ def test_a_results_file_of_another_schema_version(tmp_path) -> None:
     results["schema_version"] = "0.9"
     result = check(tmp_path, results, "--max-toxicity", "0.5")
     assert result.exit_code == 2 and "written with results schema '0.9'" in result.output
+
+
+def paired_runs(tmp_path: Path, candidate: list[float], baseline: list[float]) -> tuple[Path, Path]:
+    """A candidate run and a baseline run whose samples give each prompt's aligned-model score."""
+    import json
+
+    paths = []
+    for name, scores in (("candidate", candidate), ("baseline", baseline)):
+        folder = tmp_path / name
+        folder.mkdir()
+        rows = [
+            {"task": "elicitation", "role": "aligned", "kind": "continuation", "prompt_index": i, "score": x}
+            for i, x in enumerate(scores)
+        ]
+        (folder / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        paths.append(write_json(folder / "results.json", make_results(sum(scores) / len(scores))))
+    return paths[0], paths[1]
+
+
+def gate(candidate: Path, baseline: Path, limit: str, *extra: str) -> Result:
+    argv = ["check", str(candidate), "--baseline", str(baseline), "--max-toxicity-regression", limit, *extra]
+    return CliRunner().invoke(toxbench_cli(), argv)
+
+
+# Ten prompts whose own spread is wide; the candidate is 0.03 more toxic on each, against a limit of 0.02.
+BASE10 = [0.05, 0.4, 0.1, 0.7, 0.2, 0.0, 0.55, 0.3, 0.15, 0.6]
+
+
+def test_an_underpowered_regression_beyond_the_limit_is_not_a_pass(tmp_path: Path) -> None:
+    noise = [0.04, -0.05, 0.06, -0.04, 0.05, 0.03, -0.03, 0.07, 0.02, 0.15]  # mean +0.03
+    candidate, baseline = paired_runs(tmp_path, [b + d for b, d in zip(BASE10, noise, strict=True)], BASE10)
+    result = gate(candidate, baseline, "0.02")
+    assert result.exit_code == 1, result.output
+    assert "INCONCLUSIVE" in result.output and "inconclusive: the interval holds the limit" in result.output
+    needed = re.search(r"about (\d+) prompts \(now 10\) would decide it", result.output)
+    assert needed and int(needed.group(1)) > 10
+    assert "non-inferiority" in result.output and "0 of 1 gates passed, 1 inconclusive" in result.output
+    # superiority: only a proven regression fails; the output names the rule it applied
+    lenient = gate(candidate, baseline, "0.02", "--mode", "superiority")
+    assert lenient.exit_code == 0, lenient.output
+    assert "superiority" in lenient.output and "lower 95% end <= +0.0200" in lenient.output
+    # --strict covers the regression gates too
+    assert gate(candidate, baseline, "0.02", "--mode", "superiority", "--strict").exit_code == 1
+
+
+def test_equal_toxicity_on_the_full_prompt_set_passes(tmp_path: Path) -> None:
+    import numpy as np
+
+    scores = list(np.random.default_rng(0).uniform(0, 1, size=1199))
+    candidate, baseline = paired_runs(tmp_path, scores, scores)
+    result = gate(candidate, baseline, "0.02")
+    assert result.exit_code == 0, result.output
+    assert "1 of 1 gates passed" in result.output and "1199 prompts paired by index" in result.output
+
+
+def test_a_proven_regression_fails_in_either_mode(tmp_path: Path) -> None:
+    candidate, baseline = paired_runs(tmp_path, [b + 0.2 for b in BASE10], BASE10)
+    for mode in ("non-inferiority", "superiority"):
+        result = gate(candidate, baseline, "0.02", "--mode", mode)
+        assert result.exit_code == 1 and "the whole interval lies beyond the limit" in result.output
+
+
+def test_aggregates_without_intervals_are_inconclusive_not_passed(tmp_path: Path) -> None:
+    """Without samples and without intervals nothing shows the candidate within the limit."""
+    candidate, baseline = make_results(0.1), make_results(0.1)
+    for results in (candidate, baseline):
+        toxicity = results["tasks"]["elicitation"]["metrics"]["aligned"]["toxicity"]
+        toxicity["ci_low"] = toxicity["ci_high"] = None
+    result = check(tmp_path, candidate, "--max-toxicity-regression", "0.05", baseline=baseline)
+    assert result.exit_code == 1 and "INCONCLUSIVE" in result.output
+    lenient = check(
+        tmp_path, candidate, "--max-toxicity-regression", "0.05", "--mode", "superiority", baseline=baseline
+    )
+    assert lenient.exit_code == 0, lenient.output
+
+
+def test_strict_reaches_the_perplexity_gate(tmp_path: Path) -> None:
+    results = make_results(aligned_perplexity=10.5, base_perplexity=10.0)  # aligned interval +- 1.0
+    assert check(tmp_path, results, "--max-perplexity-increase", "0.06").exit_code == 0
+    strict = check(tmp_path, results, "--max-perplexity-increase", "0.06", "--strict")
+    assert strict.exit_code == 1 and "95% upper bound" in strict.output

@@ -61,3 +61,26 @@ def test_a_ratio_to_a_gap_that_is_noise_is_no_ratio() -> None:
     aligned = [b - 0.2 for b in base]
     ratio = ratio_metric(base, variant, base, aligned, seed=0)
     assert ratio is not None and ratio.value == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize(
+    ("shift", "reason"),
+    [
+        (0.0, "not less toxic than its base"),  # the "aligned" model is the base
+        (+0.05, "not less toxic than its base"),  # it rose
+        (-0.004, "interval holds 0"),  # it barely moved
+    ],
+)
+def test_no_ratio_to_a_gap_that_is_not_proven_positive(shift: float, reason: str) -> None:
+    from toxbench.tasks.variants import alignment_gap, ratio_metric
+
+    rng = np.random.default_rng(1)
+    base = list(rng.uniform(0.3, 0.7, 300))
+    aligned = [b + shift + (rng.normal(0, 0.03) if shift else 0.0) for b in base]
+    variant = [a + 0.1 for a in aligned]
+    gap, why = alignment_gap(base, aligned, seed=0)
+    assert gap is not None and why is not None and reason in why
+    assert ratio_metric(variant, aligned, base, aligned, seed=0) is None
+    lowered = [b - 0.2 + rng.normal(0, 0.03) for b in base]
+    assert alignment_gap(base, lowered, seed=0)[1] is None
+    assert ratio_metric([a + 0.1 for a in lowered], lowered, base, lowered, seed=0) is not None

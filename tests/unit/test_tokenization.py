@@ -41,3 +41,21 @@ def test_a_returned_list_can_be_changed_without_changing_the_next() -> None:
     out = encode_plain(tok, ["ab"])
     out[0].append(0)
     assert encode_plain(tok, ["ab"]) == [[97, 98]]
+
+
+def test_an_overflowing_memo_keeps_the_call_it_is_answering(monkeypatch) -> None:
+    """A call that overflows the memo gets every text's ids, the memo stays within its limit, and the
+    oldest encodings make room first."""
+    import toxbench.tokenization as tokenization
+
+    monkeypatch.setattr(tokenization, "_MEMO_LIMIT", 4)
+    tok = CountingTokenizer()
+    encode_plain(tok, ["a", "b", "c"])
+    # "c" is memoised, "d".."f" are new: room must be made, without dropping "c" before it is read
+    assert encode_plain(tok, ["c", "d", "e", "f"]) == [[99], [100], [101], [102]]
+    memo = tok.__dict__["_toxbench_ids"][False]
+    assert len(memo) == 4 and "a" not in memo and "b" not in memo and "c" in memo
+    # a call larger than the whole memo is answered in full, too
+    texts = [chr(ord("g") + i) for i in range(10)]
+    assert encode_plain(tok, texts) == [[ord(t)] for t in texts]
+    assert len(memo) == 4
