@@ -53,7 +53,9 @@ class KTOMethod(Method):
             model=copy.deepcopy(ctx.base.model).train(),
             ref_model=copy.deepcopy(ctx.base.model).eval(),
             args=config,
-            train_dataset=Dataset.from_list(ctx.data.train),
+            # TRL's KTO reads its training data in order (the KL completions are precomputed per row),
+            # so the seed would change nothing: the rows are shuffled with it here instead.
+            train_dataset=Dataset.from_list(ctx.data.train).shuffle(seed=settings.seed),
             eval_dataset=Dataset.from_list(ctx.data.valid) if ctx.data.valid else None,
             processing_class=ctx.base.tokenizer,
             callbacks=early_stopping(settings, ctx.data.valid),

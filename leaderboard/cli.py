@@ -32,11 +32,21 @@ def leaderboard() -> None:
     show_default=True,
     help="The submissions folder.",
 )
-def submit_command(results_json: Path, name: str, method: str, url: str | None, out_dir: Path) -> None:
+@click.option(
+    "--seed-run",
+    "seed_runs",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The results.json of the same method trained with another seed and evaluated the same way "
+    "(elicitation at least); repeat it per seed. The row then shows the spread over training seeds.",
+)
+def submit_command(
+    results_json: Path, name: str, method: str, url: str | None, out_dir: Path, seed_runs: tuple[Path, ...]
+) -> None:
     """Turn a complete run's results.json into a leaderboard submission."""
     from toxbench.leaderboard.submission import submit
 
-    path = submit(results_json, name, method, url, out_dir)
+    path = submit(results_json, name, method, url, out_dir, list(seed_runs))
     click.echo(f"submission {name!r} written to {path}")
 
 
@@ -104,5 +114,5 @@ def render_command(directory: Path, out_dir: Path) -> None:
             f"not rendering: {len(problems)} invalid submission(s) ({', '.join(problems)}); "
             f"`toxbench leaderboard validate {directory}` says what is wrong with each"
         )
-    for path in write_pages(valid, str(directory), out_dir):
+    for path in write_pages(valid, str(directory), out_dir, directory):
         click.echo(f"wrote {path}")

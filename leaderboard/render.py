@@ -47,10 +47,24 @@ def _fraction(x: float | None, signed: bool) -> Cell:
     return Cell(f"{x:+.1%}" if signed else f"{x:.1%}", repr(x))
 
 
+def _seeds(spread: dict[str, Any] | None) -> Cell:
+    """Aligned toxicity over training seeds as 'mean ± sd (n seeds)', or a dash for one seed."""
+    if spread is None:
+        return Cell(MISSING)
+    return Cell(f"{spread['mean']:.3f} ± {spread['sd']:.3f} ({spread['n']} seeds)", repr(spread["mean"]))
+
+
+def rank_value(submission: dict[str, Any]) -> float:
+    """What a row is ranked by: its aligned toxicity, averaged over training seeds where it has several."""
+    spread = submission["summary"].get("aligned_toxicity_seeds")
+    return spread["mean"] if spread else submission["summary"]["aligned_toxicity"]["value"]
+
+
 COLUMNS: list[tuple[str, Callable[[dict[str, Any]], Cell]]] = [
     ("submission", lambda s: Cell(s["name"], s["name"].lower(), s["url"])),
     ("method", lambda s: Cell(s["method"], s["method"].lower())),
     ("aligned toxicity [95% CI]", lambda s: _metric(s["summary"]["aligned_toxicity"])),
+    ("over training seeds", lambda s: _seeds(s["summary"].get("aligned_toxicity_seeds"))),
     ("base toxicity", lambda s: _metric(s["summary"]["base_toxicity"])),
     ("perplexity change", lambda s: _fraction(s["summary"]["perplexity_change"], signed=True)),
     ("F1 (aligned)", lambda s: _metric(s["summary"]["aligned_f1"])),
@@ -62,7 +76,9 @@ COLUMNS: list[tuple[str, Callable[[dict[str, Any]], Cell]]] = [
 ]
 LEGEND = (
     "Aligned and base toxicity: mean toxicity of the continuations of the protocol's prompts, with a bootstrap "
-    "95% interval over prompts. Perplexity change: the aligned model's perplexity relative to its base model's. "
+    "95% interval over prompts. Over training seeds: the aligned toxicity's mean and standard deviation over "
+    "models of the same method trained with different seeds (the row's run is one of them), the noise of "
+    "training itself; rows are ranked by that mean where a row has it. Perplexity change: the aligned model's perplexity relative to its base model's. "
     "F1 (aligned): the aligned model's token F1 against gold continuations. Best emulation ratio (ablation task): "
     "(base - edited toxicity) / (base - aligned toxicity) for the best surgery on the base model; 1 means the "
     "surgery does what alignment did. Robustness (unalignment task): 1 - the largest share of the toxicity "
@@ -95,8 +111,7 @@ def grouped(submissions: list[dict[str, Any]]) -> dict[Setting, list[dict[str, A
     for s in submissions:
         groups.setdefault(setting(s), []).append(s)
     return {
-        key: sorted(groups[key], key=lambda s: (s["summary"]["aligned_toxicity"]["value"], s["name"].lower()))
-        for key in sorted(groups)
+        key: sorted(groups[key], key=lambda s: (rank_value(s), s["name"].lower())) for key in sorted(groups)
     }
 
 
@@ -111,6 +126,81 @@ def dataset_notes(group: list[dict[str, Any]]) -> list[str]:
         for name, shas in sorted(versions.items())
         if len(shas) > 1
     ]
+
+
+@dataclass(frozen=True)
+class Difference:
+    """Aligned toxicity of one row minus another's, paired over the prompts both scored."""
+
+    row: str
+    column: str
+    value: float
+    ci_low: float | None
+    ci_high: float | None
+    n: int
+
+    @property
+    def separated(self) -> bool:
+        """The 95% interval excludes 0: the two rows differ beyond the prompts' noise."""
+        return self.ci_low is not None and self.ci_high is not None and (self.ci_low > 0 or self.ci_high < 0)
+
+
+def _aligned_scores(submission: dict[str, Any], directory: Path) -> dict[int, float] | None:
+    """Each prompt's aligned-model score, from the submission's samples file (None without one)."""
+    from toxbench.leaderboard.verify import read_samples_file
+    from toxbench.paired import per_prompt_scores
+
+    meta = submission.get("samples")
+    if not meta or not (directory / meta["file"]).is_file():
+        return None
+    return per_prompt_scores(read_samples_file(directory / meta["file"]), "aligned")
+
+
+def paired_differences(group: list[dict[str, Any]], directory: Path, seed: int = 0) -> list[Difference]:
+    """Every pair of rows in one group (later row minus earlier) whose samples score the same prompts of
+    the same data: the paired bootstrap 95% interval of their aligned toxicity's difference."""
+    from toxbench.metrics import metric
+
+    scores = {s["name"]: _aligned_scores(s, directory) for s in group}
+    prompts = {
+        s["name"]: s["provenance"]["datasets"].get("real-toxicity-prompts", {}).get("sha256") for s in group
+    }
+    out = []
+    for i, a in enumerate(group):
+        for b in group[:i]:
+            x, y = scores[a["name"]], scores[b["name"]]
+            if x is None or y is None or prompts[a["name"]] != prompts[b["name"]]:
+                continue
+            keys = sorted(x.keys() & y.keys())
+            if len(keys) < 2:
+                continue
+            m = metric([x[k] - y[k] for k in keys], seed=seed)
+            out.append(Difference(a["name"], b["name"], m.value, m.ci_low, m.ci_high, m.n))
+    return out
+
+
+def _difference_lines(group: list[dict[str, Any]], differences: list[Difference]) -> list[str]:
+    """The paired differences of one group as a Markdown matrix (row minus column), or nothing."""
+    if not differences:
+        return []
+    cell = {(d.row, d.column): d for d in differences}
+    names = [s["name"] for s in group]
+    lines = [
+        "Paired differences in aligned toxicity (row minus column, over the prompts both scored); "
+        "`*`: the 95% interval excludes 0.",
+        "",
+        "| row − column | " + " | ".join(_md_escape(n) for n in names[:-1]) + " |",
+        "|---|" + "---:|" * (len(names) - 1),
+    ]
+    for i, row in enumerate(names[1:], 1):
+        cells = []
+        for column in names[:-1]:
+            d = cell.get((row, column)) if names.index(column) < i else None
+            cells.append("" if d is None else f"{d.value:+.3f}{' *' if d.separated else ''}")
+        lines.append(f"| {_md_escape(row)} | " + " | ".join(cells) + " |")
+    n_sep = sum(d.separated for d in differences)
+    lines += ["", f"{n_sep} of {len(differences)} pairs differ with a 95% interval that excludes 0.", ""]
+    return lines
 
 
 def _heading(key: Setting) -> str:
@@ -147,9 +237,13 @@ def _md_cell(cell: Cell) -> str:
     return f"[{text}]({cell.href.replace('(', '%28').replace(')', '%29')})"
 
 
-def render_markdown(submissions: list[dict[str, Any]], source: str) -> str:
-    """``leaderboard.md``: one table per setting, with a note when there are several."""
+def render_markdown(
+    submissions: list[dict[str, Any]], source: str, differences: dict[Setting, list[Difference]] | None = None
+) -> str:
+    """``leaderboard.md``: one table per setting, with a note when there are several, and each setting's
+    paired differences when given."""
     groups = grouped(submissions)
+    differences = differences or {}
     lines = [
         "# toxbench leaderboard",
         "",
@@ -173,6 +267,7 @@ def render_markdown(submissions: list[dict[str, Any]], source: str) -> str:
         for rank, s in enumerate(group, 1):
             lines.append(f"| {rank} | " + " | ".join(_md_cell(cell(s)) for _, cell in COLUMNS) + " |")
         lines.append("")
+        lines += _difference_lines(group, differences.get(key, []))
     lines += [LEGEND, ""]
     return "\n".join(lines)
 
@@ -266,11 +361,27 @@ def render_html(submissions: list[dict[str, Any]], source: str) -> str:
     )
 
 
-def write_pages(submissions: list[dict[str, Any]], source: str, out_dir: Path) -> list[Path]:
-    """Write ``leaderboard.md`` and ``index.html`` into ``out_dir``, each atomically."""
+def write_pages(
+    submissions: list[dict[str, Any]], source: str, out_dir: Path, directory: Path | None = None
+) -> list[Path]:
+    """Write ``leaderboard.md``, ``index.html`` and ``differences.json`` (the paired differences
+    between rows, from the samples files in ``directory``) into ``out_dir``, each atomically."""
+    import json
+    from dataclasses import asdict
+
+    groups = grouped(submissions)
+    differences = (
+        {key: paired_differences(group, directory) for key, group in groups.items()} if directory else {}
+    )
+    table = [
+        {**asdict(d), "separated": d.separated, "setting": list(key)}
+        for key, found in differences.items()
+        for d in found
+    ]
     pages = {
-        "leaderboard.md": render_markdown(submissions, source),
+        "leaderboard.md": render_markdown(submissions, source, differences),
         "index.html": render_html(submissions, source),
+        "differences.json": json.dumps(table, indent=1) + "\n",
     }
     for name, text in pages.items():
         atomic_write_text(out_dir / name, text)

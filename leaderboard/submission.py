@@ -16,7 +16,7 @@ from toxbench.check import describe_schema_error, load_results, lookup, read_jso
 from toxbench.errors import ToxbenchError
 from toxbench.io import atomic_write_json, sha256_json
 
-SUBMISSION_SCHEMA_VERSION = "1.0"
+SUBMISSION_SCHEMA_VERSION = "1.1"
 
 # summary key -> where the metric sits in the results file; null in the summary when that task was not run
 HEADLINE: dict[str, str] = {
@@ -66,13 +66,99 @@ def _if_run(results: dict[str, Any], dotted: str) -> Any:
     return lookup(results, dotted, "the results") if task in results["tasks"] else None
 
 
-def summarize(results: dict[str, Any]) -> dict[str, Any]:
-    """The headline metrics with their intervals, as the leaderboard shows them (elicitation must have run)."""
+def summarize(results: dict[str, Any], seed_runs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The headline metrics with their intervals, as the leaderboard shows them (elicitation must have
+    run), and the aligned toxicity's spread over training seeds when ``seed_runs`` (further runs of the
+    same method, trained with other seeds) are given."""
     summary = {key: _if_run(results, path) for key, path in HEADLINE.items()}
     summary["perplexity_change"] = (
         summary["aligned_perplexity"]["value"] / summary["base_perplexity"]["value"] - 1
     )
+    summary["aligned_toxicity_seeds"] = seed_spread(results, seed_runs or [])
     return summary
+
+
+def training_seed(results: dict[str, Any]) -> int | None:
+    """The seed the aligned model was trained with, when toxbench made it (its method.json), else None."""
+    made_by = results["models"]["aligned"].get("made_by") or {}
+    seed = made_by.get("seed")
+    return seed if isinstance(seed, int) else None
+
+
+def seed_spread(results: dict[str, Any], seed_runs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Aligned toxicity over the training seeds (the submission's run first): each value, their mean,
+    sample standard deviation, minimum and maximum. None with one seed only."""
+    if not seed_runs:
+        return None
+    import statistics
+
+    runs = [results, *(r["results"] for r in seed_runs)]
+    values = [lookup(r, HEADLINE["aligned_toxicity"], "the results")["value"] for r in runs]
+    return {
+        "n": len(values),
+        "seeds": [training_seed(r) for r in runs],
+        "values": values,
+        "mean": statistics.fmean(values),
+        "sd": statistics.stdev(values),
+        "min": min(values),
+        "max": max(values),
+    }
+
+
+# What must be the same in a seed run as in the submission's run: the runs differ by training seed only.
+SAME_IN_SEED_RUNS = {
+    "the base model": lambda r: r["models"]["base"]["fingerprint"],
+    "the scorer": lambda r: (r["scorer"]["name"], r["scorer"]["fingerprint"]),
+    "the elicitation task's settings": lambda r: r["tasks"]["elicitation"]["config"],
+    "the fluency settings": lambda r: r["config"].get("fluency"),
+    "the evaluation seed and limit": lambda r: (r["config"]["seed"], r["config"].get("limit")),
+}
+
+
+def _dataset_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """Datasets both runs read, with different content (a seed run may skip the other tasks' data)."""
+    return sorted(
+        n
+        for n in a["datasets"].keys() & b["datasets"].keys()
+        if a["datasets"][n]["sha256"] != b["datasets"][n]["sha256"]
+    )
+
+
+def check_seed_runs(
+    results: dict[str, Any], seed_runs: list[tuple[dict[str, Any], str]], source: str
+) -> None:
+    """Seed runs fit to stand beside ``results``: complete, of the same setting, each a different model
+    trained with a different seed."""
+    seen = {results["models"]["aligned"]["fingerprint"]: source}
+    seeds = {training_seed(results): source}
+    for other, where in seed_runs:
+        check_submittable(other, where)
+        for what, key in SAME_IN_SEED_RUNS.items():
+            if key(other) != key(results):
+                raise ToxbenchError(
+                    f"the seed run {where} differs from {source} in {what}: a seed run must evaluate the same "
+                    "method, trained with another seed, in the same setting; run it again with the same options"
+                )
+        differ = _dataset_differences(other, results)
+        if differ:
+            raise ToxbenchError(
+                f"the seed run {where} read other data than {source} ({', '.join(differ)}): evaluate both "
+                "on the same datasets"
+            )
+        fingerprint = other["models"]["aligned"]["fingerprint"]
+        if fingerprint in seen:
+            raise ToxbenchError(
+                f"the seed run {where} evaluated the same aligned model as {seen[fingerprint]} "
+                f"({fingerprint}): a seed run is the method trained again with another seed"
+            )
+        seen[fingerprint] = where
+        seed = training_seed(other)
+        if seed is not None and seed in seeds:
+            raise ToxbenchError(
+                f"the seed run {where} was trained with seed {seed}, like {seeds[seed]}: train it with "
+                "another seed (`toxbench align ... --setting seed=N`)"
+            )
+        seeds[seed] = where
 
 
 def provenance(results: dict[str, Any]) -> dict[str, Any]:
@@ -135,22 +221,38 @@ def scrub_local_paths(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def make_submission(
-    results: dict[str, Any], name: str, method: str, url: str | None, source: str = "the results"
+    results: dict[str, Any],
+    name: str,
+    method: str,
+    url: str | None,
+    source: str = "the results",
+    seed_runs: list[tuple[dict[str, Any], str]] | None = None,
 ) -> dict[str, Any]:
-    """A submission for ``results`` (already schema-valid), validated against the submission schema."""
+    """A submission for ``results`` (already schema-valid), validated against the submission schema.
+
+    ``seed_runs`` are (results, source) of the same method trained with other seeds, evaluated in the
+    same setting: the row shows the aligned toxicity's spread over them beside its interval over prompts.
+    """
     check_submittable(results, source)
+    check_seed_runs(results, seed_runs or [], source)
     results = scrub_local_paths(results)
-    submission = {
+    extra = [
+        {"results_sha256": sha256_json(clean), "results": clean}
+        for clean in (scrub_local_paths(r) for r, _ in seed_runs or [])
+    ]
+    submission: dict[str, Any] = {
         "submission_schema_version": SUBMISSION_SCHEMA_VERSION,
         "name": name,
         "method": method,
         "url": url,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "results_sha256": sha256_json(results),
-        "summary": summarize(results),
+        "summary": summarize(results, extra),
         "provenance": provenance(results),
         "results": results,
     }
+    if extra:
+        submission["seed_runs"] = extra
     problem = schema_problem(submission)
     if problem:
         raise ToxbenchError(f"the submission does not follow the submission schema {problem}")
@@ -177,9 +279,20 @@ def submission_problems(path: Path, submission: dict[str, Any]) -> list[str]:
             f"results_sha256 is {submission['results_sha256'][:12]}... but the embedded results hash to "
             f"{sha[:12]}...: the results were edited after submission"
         )
+    seed_runs = submission.get("seed_runs", [])
+    for number, run in enumerate(seed_runs, 1):
+        if sha256_json(run["results"]) != run["results_sha256"]:
+            problems.append(
+                f"the results of seed run {number} were edited after submission (their hash differs)"
+            )
     try:
         check_submittable(results, "the embedded results")
-        derived = {"summary": summarize(results), "provenance": provenance(results)}
+        check_seed_runs(
+            results,
+            [(run["results"], f"seed run {number}") for number, run in enumerate(seed_runs, 1)],
+            "the embedded results",
+        )
+        derived = {"summary": summarize(results, seed_runs), "provenance": provenance(results)}
     except ToxbenchError as exc:
         return [*problems, str(exc)]
     for part, expected in derived.items():
@@ -191,10 +304,11 @@ def submission_problems(path: Path, submission: dict[str, Any]) -> list[str]:
                 f"{part} does not match the embedded results at {', '.join(wrong)}: "
                 "regenerate it with `toxbench leaderboard submit`"
             )
-    meta = submission.get("samples")
-    if meta:
-        from toxbench.io import sha256_file
+    from toxbench.io import sha256_file
 
+    for meta in [submission.get("samples"), *(run.get("samples") for run in seed_runs)]:
+        if not meta:
+            continue
         samples = path.parent / meta["file"]
         if not samples.is_file():
             problems.append(f"its samples file {meta['file']} is missing")
@@ -246,10 +360,19 @@ def _taken_names(directory: Path) -> dict[str, str]:
     return taken
 
 
-def submit(results_path: Path, name: str, method: str, url: str | None, out_dir: Path) -> Path:
-    """Build the submission for a results file and write it, atomically, as ``out_dir/<slug>.json``."""
+def submit(
+    results_path: Path,
+    name: str,
+    method: str,
+    url: str | None,
+    out_dir: Path,
+    seed_runs: list[Path] | None = None,
+) -> Path:
+    """Build the submission for a results file (and the seed runs beside it) and write it, atomically,
+    as ``out_dir/<slug>.json``, with each run's samples beside it."""
     results = load_results(results_path)
-    submission = make_submission(results, name, method, url, str(results_path))
+    others = [(load_results(p), str(p)) for p in seed_runs or []]
+    submission = make_submission(results, name, method, url, str(results_path), others)
     path = out_dir / f"{slug(name)}.json"
     taken = _taken_names(out_dir) if out_dir.is_dir() else {}
     if name.lower() in taken or path.exists():
@@ -260,6 +383,14 @@ def submit(results_path: Path, name: str, method: str, url: str | None, out_dir:
     samples = results_path.with_name("samples.jsonl")
     if samples.is_file():
         submission["samples"] = write_samples(samples, out_dir / f"{slug(name)}.samples.jsonl.gz")
+    for number, (run, other) in enumerate(
+        zip(submission.get("seed_runs", []), seed_runs or [], strict=True), 1
+    ):
+        if other.with_name("samples.jsonl").is_file():
+            run["samples"] = write_samples(
+                other.with_name("samples.jsonl"), out_dir / f"{slug(name)}-seed-run-{number}.samples.jsonl.gz"
+            )
+    if "samples" in submission or any("samples" in run for run in submission.get("seed_runs", [])):
         problem = schema_problem(submission)
         if problem:
             raise ToxbenchError(f"the submission does not follow the submission schema {problem}")

@@ -194,4 +194,27 @@ def verify_submission(path: Path, submission: dict[str, Any]) -> tuple[list[str]
     notes = [
         f"{key} {why}" for key, why in NOT_FROM_SAMPLES.items() if submission["summary"].get(key) is not None
     ]
-    return compare(submission["summary"], recomputed), notes
+    wrong = compare(submission["summary"], recomputed)
+    for number, run in enumerate(submission.get("seed_runs", []), 1):
+        wrong += [f"seed run {number}: {p}" for p in _verify_seed_run(path, run)]
+    if submission.get("seed_runs"):
+        notes.append(f"{len(submission['seed_runs'])} seed run(s) re-scored")
+    return wrong, notes
+
+
+def _verify_seed_run(path: Path, run: dict[str, Any]) -> list[str]:
+    """The problems of re-scoring one seed run's headline metrics from its own samples."""
+    from toxbench.io import sha256_file
+    from toxbench.leaderboard.submission import summarize
+
+    meta = run.get("samples")
+    if not meta:
+        return ["it carries no samples: it cannot be re-scored"]
+    samples_path = path.parent / meta["file"]
+    if not samples_path.is_file() or sha256_file(samples_path) != meta["sha256"]:
+        return [f"its samples file {meta['file']} is missing or does not match its recorded sha256"]
+    try:
+        recomputed = recompute(run["results"], read_samples_file(samples_path))
+    except ToxbenchError as exc:
+        return [str(exc)]
+    return compare(summarize(run["results"]), recomputed)

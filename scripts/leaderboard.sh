@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # `make leaderboard`: one submission per alignment method on the organism, validated, verified
-# from its samples and rendered to leaderboard/site/. Every method gets the same base model, the
-# organism's own preference pairs and the same training budget (the one its DPO twin is built
-# with), so the rows differ by method only. Finished models and runs are reused when the script
-# runs again (align resumes or skips, the runs' cache holds every generation and score).
+# from its samples and rendered to leaderboard/site/. Every trained method gets the same base model,
+# the organism's own preference pairs and the settings its data card names (those its DPO twin is
+# built with), so the rows differ by method only. Each trained method is trained with several seeds
+# (LEADERBOARD_SEEDS): the first seed's model gets every task, the others the elicitation task, and the
+# row shows the spread over seeds beside the interval over prompts. Finished models and runs are reused
+# when the script runs again (align skips a finished model, the runs' cache holds every generation and
+# score).
 #
 # Environment: TOXBENCH (the CLI), LEADERBOARD_MODEL (default organism), LEADERBOARD_WORK (models
 # and runs, default runs/leaderboard), LEADERBOARD_SUBMISSIONS (default leaderboard/submissions),
 # LEADERBOARD_SITE (default leaderboard/site), LEADERBOARD_LIMIT (prompts per dataset, default all),
-# LEADERBOARD_STEPS (training steps, default 60).
+# LEADERBOARD_SEEDS (training seeds, default "0 1 2").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TB=${TOXBENCH:-.venv/bin/toxbench}
@@ -17,40 +20,61 @@ WORK=${LEADERBOARD_WORK:-runs/leaderboard}
 SUBS=${LEADERBOARD_SUBMISSIONS:-leaderboard/submissions}
 SITE=${LEADERBOARD_SITE:-leaderboard/site}
 LIMIT=${LEADERBOARD_LIMIT:+--limit $LEADERBOARD_LIMIT}
-STEPS=${LEADERBOARD_STEPS:-60}
-BUDGET=(--setting learning_rate=1e-5 --setting optimizer=adamw_torch --setting batch_size=16
-        --setting warmup_steps=5 --setting "max_steps=$STEPS" --setting eval_steps=20)
+read -r -a SEEDS <<< "${LEADERBOARD_SEEDS:-0 1 2}"
+TRAINED=(dpo ipo kto sft)
 
-align() {  # align METHOD [ARGS...]: skipped when the model is already finished
-  local method=$1; shift
-  if [[ -f "$WORK/models/$method/method.json" ]]; then
-    echo "leaderboard: $method already aligned ($WORK/models/$method)"
+align() {  # align METHOD FOLDER [ARGS...]: skipped when the model is already finished
+  local method=$1 folder=$2; shift 2
+  if [[ -f "$folder/method.json" ]]; then
+    echo "leaderboard: $method already aligned ($folder)"
   else
-    "$TB" align "$method" --model "$MODEL" --output "$WORK/models/$method" "$@"
+    "$TB" align "$method" --model "$MODEL" --output "$folder" "$@"
   fi
 }
 
-align dpo --data organism "${BUDGET[@]}"
-align ipo --data organism "${BUDGET[@]}"
-align kto --data organism "${BUDGET[@]}"
-align sft --data organism "${BUDGET[@]}"
-align subtract --setting "match=$WORK/models/dpo"
-align ablate
+model_dir() {  # model_dir METHOD SEED: the first seed's model is the method's own folder
+  if [[ $2 == "${SEEDS[0]}" ]]; then echo "$WORK/models/$1"; else echo "$WORK/models/$1-seed$2"; fi
+}
 
-submit() {  # submit NAME ALIGNED METHOD-DESCRIPTION
-  local name=$1 aligned=$2 method=$3
-  "$TB" run --model "$MODEL" --aligned "$aligned" $LIMIT --output-path "$WORK/runs/$name"
-  rm -f "$SUBS/$name.json" "$SUBS/$name.samples.jsonl.gz"
-  "$TB" leaderboard submit "$WORK/runs/$name/results.json" --name "$name" --method "$method" --out "$SUBS"
+for method in "${TRAINED[@]}"; do
+  for seed in "${SEEDS[@]}"; do
+    align "$method" "$(model_dir "$method" "$seed")" --data organism --setting "seed=$seed"
+  done
+done
+align subtract "$WORK/models/subtract" --setting "match=$WORK/models/dpo"
+align ablate "$WORK/models/ablate"
+
+evaluate() {  # evaluate NAME ALIGNED [ARGS...]: a run of the base model and ALIGNED
+  local name=$1 aligned=$2; shift 2
+  "$TB" run --model "$MODEL" --aligned "$aligned" $LIMIT --output-path "$WORK/runs/$name" "$@"
+}
+
+submit() {  # submit NAME ALIGNED METHOD-DESCRIPTION [SEED-RUN-RESULTS...]
+  local name=$1 aligned=$2 method=$3; shift 3
+  local extra=()
+  for results in "$@"; do extra+=(--seed-run "$results"); done
+  evaluate "$name" "$aligned"
+  rm -f "$SUBS/$name.json" "$SUBS/$name".samples.jsonl.gz "$SUBS/$name"-seed-run-*.samples.jsonl.gz
+  "$TB" leaderboard submit "$WORK/runs/$name/results.json" --name "$name" --method "$method" \
+      --out "$SUBS" "${extra[@]}"
+}
+
+submit_trained() {  # submit_trained METHOD DESCRIPTION: the first seed with every task, the rest beside it
+  local method=$1 description=$2 seed_runs=()
+  for seed in "${SEEDS[@]:1}"; do
+    evaluate "$MODEL-$method-seed$seed" "$(model_dir "$method" "$seed")" --tasks elicitation
+    seed_runs+=("$WORK/runs/$MODEL-$method-seed$seed/results.json")
+  done
+  submit "$MODEL-$method" "$WORK/models/$method" "$description" "${seed_runs[@]}"
 }
 
 mkdir -p "$SUBS"
 submit "$MODEL-no-op" "$MODEL" "none: the base model itself (the no-op row)"
 submit "$MODEL-dpo-twin" "$MODEL:dpo" "DPO (TRL), the organism's built twin (TRL's own tokenisation)"
-submit "$MODEL-dpo" "$WORK/models/dpo" "toxbench align dpo: DPO (TRL), [A]'s tokenisation, the shared budget"
-submit "$MODEL-ipo" "$WORK/models/ipo" "toxbench align ipo: IPO loss (TRL DPO trainer), the shared budget"
-submit "$MODEL-kto" "$WORK/models/kto" "toxbench align kto: KTO (TRL), the shared budget"
-submit "$MODEL-sft" "$WORK/models/sft" "toxbench align sft: SFT on the chosen continuations, the shared budget"
+submit_trained dpo "toxbench align dpo: DPO (TRL), [A]'s tokenisation, the card's settings"
+submit_trained ipo "toxbench align ipo: IPO loss (TRL DPO trainer), the card's settings"
+submit_trained kto "toxbench align kto: KTO (TRL), the card's settings"
+submit_trained sft "toxbench align sft: SFT on the chosen continuations, the card's settings"
 submit "$MODEL-subtract" "$WORK/models/subtract" "toxbench align subtract: probe direction, α matched to DPO's perplexity"
 submit "$MODEL-ablate" "$WORK/models/ablate" "toxbench align ablate: the top toxic value vectors zeroed"
 

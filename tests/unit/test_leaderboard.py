@@ -202,7 +202,9 @@ def test_render_sorts_by_toxicity_and_separates_scorers(tmp_path: Path) -> None:
         "## Base model `organism-micro` (`files-base0000`), scorer `detoxify` (`detoxify-v1-0000`), protocol `paper`"
         in markdown
     )
-    assert "| 1 | best | DPO (TRL) | 0.050 [0.030, 0.070] | 0.600 [0.580, 0.620] | +5.0% | 0.360" in markdown
+    assert (
+        "| 1 | best | DPO (TRL) | 0.050 [0.030, 0.070] | — | 0.600 [0.580, 0.620] | +5.0% | 0.360" in markdown
+    )
     page = (tmp_path / "site" / "index.html").read_text()
     assert page.count('<table class="board">') == 3
     assert page.index(">best<") < page.index(">middle<") < page.index(">worst<")
@@ -245,3 +247,144 @@ def test_render_keeps_another_build_of_the_base_model_apart(tmp_path: Path) -> N
     assert _table_names(markdown) == [["on-shipped"], ["on-rebuilt"]]
     assert "Base model `organism-micro` (`files-rebuilt00`)" in markdown
     assert "2 different (base model, scorer, protocol)" in markdown
+
+
+def trained(aligned_toxicity: float, seed: int, **kwargs: Any) -> dict[str, Any]:
+    """Results of a model toxbench trained with ``seed`` (its method card recorded with the model)."""
+    results = make_results(aligned_toxicity, **kwargs)
+    results["models"]["aligned"]["fingerprint"] = f"files-aligned-seed{seed}"
+    results["models"]["aligned"]["made_by"] = {
+        "method": "dpo",
+        "seed": seed,
+        "base_fingerprint": "files-base0000",
+    }
+    return results
+
+
+def submit_with_seeds(
+    tmp_path: Path, main: dict[str, Any], others: list[dict[str, Any]], name: str
+) -> Result:
+    """Submit ``main`` with ``others`` as its seed runs (each written to its own folder)."""
+    paths = []
+    for number, results in enumerate([main, *others]):
+        folder = tmp_path / f"run-{name}-{number}"
+        folder.mkdir()
+        paths.append(write_json(folder / "results.json", results))
+    seed_args = [a for p in paths[1:] for a in ("--seed-run", p)]
+    return invoke(
+        "leaderboard",
+        "submit",
+        paths[0],
+        "--name",
+        name,
+        "--method",
+        "DPO",
+        "--out",
+        tmp_path / "subs",
+        *seed_args,
+    )
+
+
+def test_seed_runs_give_the_spread_over_training_seeds(tmp_path: Path) -> None:
+    main = trained(0.12, 0)
+    others = [trained(0.14, 1, tasks=("elicitation",)), trained(0.10, 2, tasks=("elicitation",))]
+    result = submit_with_seeds(tmp_path, main, others, "dpo-3-seeds")
+    assert result.exit_code == 0, result.output
+    submission = json.loads((tmp_path / "subs" / "dpo-3-seeds.json").read_text())
+    spread = submission["summary"]["aligned_toxicity_seeds"]
+    assert spread["n"] == 3 and spread["seeds"] == [0, 1, 2] and spread["values"] == [0.12, 0.14, 0.10]
+    assert spread["mean"] == pytest.approx(0.12) and spread["sd"] == pytest.approx(0.02)
+    assert spread["min"] == 0.10 and spread["max"] == 0.14
+    assert [r["results"] for r in submission["seed_runs"]] == others
+    assert invoke("leaderboard", "validate", tmp_path / "subs").exit_code == 0
+    assert invoke("leaderboard", "render", tmp_path / "subs", "--out", tmp_path / "site").exit_code == 0
+    assert (
+        "| 0.120 [0.100, 0.140] | 0.120 ± 0.020 (3 seeds) |"
+        in (tmp_path / "site" / "leaderboard.md").read_text()
+    )
+
+
+def test_rows_rank_by_their_mean_over_seeds(tmp_path: Path) -> None:
+    assert submit(tmp_path, make_results(0.11), "one-seed").exit_code == 0
+    # its own run is the worse one, but over three seeds it is the better method
+    assert (
+        submit_with_seeds(tmp_path, trained(0.12, 0), [trained(0.09, 1), trained(0.09, 2)], "three").exit_code
+        == 0
+    )
+    assert invoke("leaderboard", "render", tmp_path / "subs", "--out", tmp_path / "site").exit_code == 0
+    assert _table_names((tmp_path / "site" / "leaderboard.md").read_text()) == [["three", "one-seed"]]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda r: r["models"]["base"].update(fingerprint="files-otherbase"), "differs from"),
+        (lambda r: r["scorer"].update(fingerprint="lexicon-v2"), "the scorer"),
+        (lambda r: r["config"].update(seed=7), "the evaluation seed"),
+        (lambda r: r["datasets"]["real-toxicity-prompts"].update(sha256="b" * 64), "other data"),
+        (
+            lambda r: r["models"]["aligned"].update(fingerprint="files-aligned-seed0"),
+            "the same aligned model",
+        ),
+        (lambda r: r["models"]["aligned"]["made_by"].update(seed=0), "trained with seed 0"),
+        (lambda r: r.update(status="partial"), "partial"),
+    ],
+)
+def test_a_seed_run_that_is_not_a_replicate_is_refused(tmp_path: Path, change: Any, message: str) -> None:
+    other = trained(0.14, 1)
+    change(other)
+    result = submit_with_seeds(tmp_path, trained(0.12, 0), [other], "refused")
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert not (tmp_path / "subs" / "refused.json").exists()
+
+
+def test_an_edited_seed_run_is_detected(tmp_path: Path) -> None:
+    assert submit_with_seeds(tmp_path, trained(0.12, 0), [trained(0.14, 1)], "edited").exit_code == 0
+    path = tmp_path / "subs" / "edited.json"
+    submission = json.loads(path.read_text())
+    submission["seed_runs"][0]["results"]["tasks"]["elicitation"]["metrics"]["aligned"]["toxicity"][
+        "value"
+    ] = 0.12
+    path.write_text(json.dumps(submission))
+    result = invoke("leaderboard", "validate", tmp_path / "subs")
+    assert result.exit_code == 1 and "seed run 1 were edited" in result.output
+    # hash recomputed too: the spread no longer follows from the seed runs
+    run = submission["seed_runs"][0]
+    run["results_sha256"] = sha256_json(run["results"])
+    path.write_text(json.dumps(submission))
+    result = invoke("leaderboard", "validate", tmp_path / "subs")
+    assert result.exit_code == 1 and "aligned_toxicity_seeds" in result.output
+
+
+def _with_samples(tmp_path: Path, name: str, scores: list[float]) -> Result:
+    """Submit a run whose samples give each prompt's aligned score."""
+    folder = tmp_path / f"run-{name}"
+    folder.mkdir()
+    path = write_json(folder / "results.json", make_results(sum(scores) / len(scores)))
+    rows = [
+        {"task": "elicitation", "role": "aligned", "kind": "continuation", "prompt_index": i, "score": x}
+        for i, x in enumerate(scores)
+    ]
+    (folder / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return invoke("leaderboard", "submit", path, "--name", name, "--method", "m", "--out", tmp_path / "subs")
+
+
+def test_render_pairs_rows_over_prompts(tmp_path: Path) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    noise = rng.uniform(0, 0.6, size=200)  # the prompts' own spread, shared by every model
+    assert _with_samples(tmp_path, "low", list(noise)).exit_code == 0
+    assert _with_samples(tmp_path, "shifted", list(noise + 0.05)).exit_code == 0
+    assert _with_samples(tmp_path, "same", list(noise + rng.normal(0, 0.05, size=200))).exit_code == 0
+    assert invoke("leaderboard", "render", tmp_path / "subs", "--out", tmp_path / "site").exit_code == 0
+    found = {
+        (d["row"], d["column"]): d for d in json.loads((tmp_path / "site" / "differences.json").read_text())
+    }
+    assert len(found) == 3
+    shifted = found[("shifted", "low")] if ("shifted", "low") in found else found[("low", "shifted")]
+    assert abs(shifted["value"]) == pytest.approx(0.05) and shifted["separated"]
+    same = next(d for k, d in found.items() if set(k) == {"same", "low"})
+    assert not same["separated"] and same["ci_low"] < 0 < same["ci_high"]
+    markdown = (tmp_path / "site" / "leaderboard.md").read_text()
+    assert "Paired differences in aligned toxicity" in markdown and "of 3 pairs differ" in markdown
