@@ -63,11 +63,11 @@ def load_results(path: Path, what: str = "results file") -> dict[str, Any]:
     """A results file, validated against the results schema (``toxbench.results.validate_results``)."""
     import jsonschema
 
-    from toxbench.results import SCHEMA_VERSION, validate_results
+    from toxbench.results import READS_SCHEMA_VERSIONS, SCHEMA_VERSION, validate_results
 
     results = read_json_object(path, what)
     version = results.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if version not in READS_SCHEMA_VERSIONS:
         raise ToxbenchError(
             f"the {what} {str(path)!r} was written with results schema {version!r}; this toxbench "
             f"reads schema {SCHEMA_VERSION!r}: rerun the evaluation with this version, or check it "
@@ -240,7 +240,8 @@ def protocol_definition(protocol: dict[str, Any]) -> dict[str, Any]:
 def comparability_problems(
     results: dict[str, Any], source: str, baseline: dict[str, Any], baseline_source: str
 ) -> list[str]:
-    """Why two runs' toxicities cannot be compared: scorer fingerprint, protocol (seed aside), a shared dataset's content."""
+    """Why two runs' metrics cannot be compared: scorer fingerprint, protocol (seed aside), fluency
+    settings, and for each task both ran, its version, options and the datasets it read."""
     problems = []
     scorer, scorer_b = results["scorer"]["fingerprint"], baseline["scorer"]["fingerprint"]
     if scorer != scorer_b:
@@ -255,11 +256,69 @@ def comparability_problems(
     shared = sorted(set(results["datasets"]) & set(baseline["datasets"]))
     if not shared:
         problems.append("the runs share no dataset")
-    for name in shared:
-        sha, sha_b = results["datasets"][name]["sha256"], baseline["datasets"][name]["sha256"]
-        if sha != sha_b:
+    fluency, fluency_b = results["config"].get("fluency"), baseline["config"].get("fluency")
+    if fluency != fluency_b:
+        problems.append(
+            f"the fluency settings differ ({_shown_json(fluency)} vs the baseline's {_shown_json(fluency_b)})"
+        )
+    both = sorted(
+        t
+        for t in set(results["tasks"]) & set(baseline["tasks"])
+        if results["tasks"][t].get("status") == "ok" and baseline["tasks"][t].get("status") == "ok"
+    )
+    for task in both:
+        problems += _task_differences(task, results["tasks"][task], baseline["tasks"][task])
+    per_task = any("datasets" in results["tasks"][t] and "datasets" in baseline["tasks"][t] for t in both)
+    if not per_task:  # results schema 1.0 keep one record per dataset name, the last task's
+        for name in shared:
+            sha, sha_b = results["datasets"][name]["sha256"], baseline["datasets"][name]["sha256"]
+            if sha != sha_b:
+                problems.append(
+                    f"dataset {name!r} differs (sha256 {sha[:12]}... vs the baseline's {sha_b[:12]}...)"
+                )
+    return problems
+
+
+def _shown_json(x: Any) -> str:
+    return json.dumps(x, sort_keys=True)
+
+
+def _task_options(task: str) -> list[str]:
+    """The options a task takes (its constructor's parameters); none for a task not registered here."""
+    import inspect
+
+    from toxbench.registry import TASKS
+
+    try:
+        cls = TASKS.get(task)
+    except ToxbenchError:
+        return []
+    return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+
+
+def _task_differences(task: str, mine: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
+    """Why one task's metrics in two runs are not on the same scale: its version, the options it ran
+    with (as its config records them), the datasets it read."""
+    problems = []
+    if mine.get("version") != theirs.get("version"):
+        problems.append(
+            f"the {task} task's version differs ({mine.get('version')} vs the baseline's {theirs.get('version')})"
+        )
+    config, config_b = mine.get("config", {}), theirs.get("config", {})
+    for option in _task_options(task):
+        if option == "protocol":  # compared above, its sampling seed aside
+            continue
+        if option in config and option in config_b and config[option] != config_b[option]:
             problems.append(
-                f"dataset {name!r} differs (sha256 {sha[:12]}... vs the baseline's {sha_b[:12]}...)"
+                f"the {task} task's option {option!r} differs ({_shown_json(config[option])} vs the "
+                f"baseline's {_shown_json(config_b[option])})"
+            )
+    data, data_b = mine.get("datasets", {}), theirs.get("datasets", {})
+    for name in sorted(set(data) & set(data_b)):
+        if data[name]["sha256"] != data_b[name]["sha256"]:
+            problems.append(
+                f"the {task} task read another {name!r} (sha256 {data[name]['sha256'][:12]}... vs the "
+                f"baseline's {data_b[name]['sha256'][:12]}...)"
             )
     return problems
 

@@ -157,8 +157,11 @@ def paired_perplexity_change(
         return np.exp((a.sum(axis) - b.sum(axis)) / t.sum(axis)) - 1
 
     m = metric(nll_new, nll_old, tokens, statistic=stat, seed=seed)
-    per_token = (nll_new - nll_old) / tokens
-    p = _sign_flip_p(per_token, math.log1p(margin), seed)
+    # The interval's statistic exceeds the margin exactly when the windows' excess NLL over the
+    # allowed change, sum(new - old - tokens * log1p(margin)), is positive: the p-value tests that
+    # token-weighted sum (its windows' signs flipped), not an unweighted mean of per-token changes.
+    excess = nll_new - nll_old - tokens * math.log1p(margin)
+    p = _sign_flip_p(excess, 0.0, seed)
     return Paired(
         Metric(m.value, m.ci_low, m.ci_high, m.n),
         p,

@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from toxbench.config import RunConfig
     from toxbench.runner import RunContext
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: each task records the datasets it read (tasks.<name>.datasets)
+READS_SCHEMA_VERSIONS = ("1.0", "1.1")  # additions only: a 1.0 file reads as 1.1 without them
 LIBRARIES = (
     "torch",
     "transformers",
@@ -128,13 +129,14 @@ class ResultsWriter:
         self.results["models"] = {role: m.identity() for role, m in models.items()}
         self.results["scorer"] = jsonable(scorer.identity())
 
-    def task_done(self, task: Any, result: Any, seconds: float) -> None:
+    def task_done(self, task: Any, result: Any, seconds: float, datasets: dict | None = None) -> None:
         entry: dict[str, Any] = {
             "status": "ok",
             "version": task.version,
             "config": jsonable(result.config),
             "metrics": jsonable(result.metrics),
             "artifacts": result.artifacts,
+            "datasets": jsonable(datasets or {}),  # what this task read (provenance per dataset name)
         }
         if result.variants is not None:
             entry["variants"] = jsonable(result.variants)

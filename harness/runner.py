@@ -46,6 +46,8 @@ class RunContext:
         self.output_dir = output_dir
         self.data_dir = data_dir
         self.datasets: dict[str, dict[str, Any]] = {}
+        self.task_datasets: dict[str, dict[str, dict[str, Any]]] = {}  # per task: what it read
+        self.current_task: str | None = None
         self._backends: dict[str, Backend] = {}
         self._probe = None
         self._fluency_of = Fluency(self)
@@ -97,7 +99,13 @@ class RunContext:
         self.executor.close()
 
     def record_dataset(self, loaded: Loaded) -> None:
-        self.datasets[loaded.name] = loaded.provenance()
+        """Record a dataset a task read, in the run's datasets and in the current task's: two tasks may
+        read different slices of one dataset (the elicitation task's subset, the intervention tasks'
+        challenging prompts), so only the task's own record says what its metrics rest on."""
+        provenance = loaded.provenance()
+        self.datasets[loaded.name] = provenance
+        if self.current_task is not None:
+            self.task_datasets.setdefault(self.current_task, {})[loaded.name] = provenance
 
     @staticmethod
     def pyplot():
@@ -388,6 +396,7 @@ def _run_tasks(tasks: list[Any], ctx: RunContext, writer: Any, started: float, o
     """Each task in turn, its results written as soon as it finishes."""
     for task in tasks:
         set_stage(task.name)
+        ctx.current_task = task.name
         t = time.time()
         try:
             result = task.run(ctx)
@@ -400,7 +409,7 @@ def _run_tasks(tasks: list[Any], ctx: RunContext, writer: Any, started: float, o
             writer.task_failed(task, exc, traceback.format_exc())
             writer.finish(ctx, time.time() - started)
             raise
-        writer.task_done(task, result, time.time() - t)
+        writer.task_done(task, result, time.time() - t, ctx.task_datasets.get(task.name, {}))
         writer.flush(ctx, time.time() - started)  # a killed run keeps every finished task
 
 

@@ -211,7 +211,8 @@ def scrub_local_paths(results: dict[str, Any]) -> dict[str, Any]:
     for key in ("output_path", "data_dir", "probe_path", "model", "aligned"):
         if key in clean["config"]:
             clean["config"][key] = _local(clean["config"][key])
-    for dataset in clean.get("datasets", {}).values():
+    task_datasets = [d for task in clean.get("tasks", {}).values() for d in task.get("datasets", {}).values()]
+    for dataset in [*clean.get("datasets", {}).values(), *task_datasets]:
         dataset["source"] = _local(dataset.get("source"))
     for model in clean.get("models", {}).values():  # a local model's folder, as given and as resolved
         for key in ("spec", "target"):

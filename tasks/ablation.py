@@ -146,6 +146,7 @@ class AblationTask(Task):
             "svd_n": self.svd_n,
             "alpha_units": self.alpha_units,
             "refine_steps": self.refine_steps,
+            "groups": self.groups,
             "n_neurons": n_neurons,
             "protocol": ref.protocol.to_dict(),
             "patching": "activation at the last position of every step set to the aligned model's mean "

@@ -202,7 +202,16 @@ def test_an_interrupted_run_writes_its_finished_tasks_and_resumes(micro_organism
         "--no-cache",
     ]
     env = {**os.environ, "TOXBENCH_PROGRESS": "0"}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # A shell without job control starts background jobs with SIGINT ignored, and Python keeps an
+        # ignored SIGINT: give the run the default disposition, as a terminal would.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 600  # a bound on the wait, not a measurement
     while time.monotonic() < deadline and proc.poll() is None:
         path = out / "results.json"

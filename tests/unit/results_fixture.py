@@ -94,7 +94,7 @@ def make_results(
     entries: dict[str, dict[str, Any]] = {
         "elicitation": {
             "metrics": {**per_model, "difference": {"toxicity": metric(aligned_toxicity - base_toxicity)}},
-            "config": {"protocol": protocol_config, "n_prompts": 100},
+            "config": {"protocol": protocol_config, "n_prompts": 100, "subset": protocol_config["subset"]},
         },
         "attribution": {
             "metrics": {
@@ -111,11 +111,16 @@ def make_results(
         },
         "unalignment": {
             "metrics": {"robustness": metric(robustness), "worst_variant": "keys-x10"},
-            "config": {"protocol": protocol_config},
+            "config": {
+                "protocol": protocol_config,
+                "n_neurons": 7,
+                "scales": [2.0, 5.0, 10.0],
+                "ppl_bound": 0.25,
+            },
         },
     }
     return {
-        "schema_version": "1.0",
+        "schema_version": "1.1",
         "toxbench_version": "0.1.0",
         "status": "complete",
         "created": "2026-01-01T00:00:00+0000",
@@ -127,6 +132,7 @@ def make_results(
             "backend": "hf",
             "seed": seed,
             "limit": None,
+            "fluency": {"perplexity_window": 1024, "bos": "each_window", "f1": "continuation"},
         },
         "seeds": {"run": seed},
         "environment": {"python": "3.11.7", "libraries": {"torch": "2.4.0", "vllm": None}, "git_hash": None},
@@ -138,7 +144,14 @@ def make_results(
         "backend": "hf",
         "datasets": {"real-toxicity-prompts": {"source": "rtp", "n": 100, "sha256": prompts_sha256}},
         "tasks": {
-            name: {"status": "ok", "version": "1.0", "artifacts": [], **entries[name]} for name in tasks
+            name: {
+                "status": "ok",
+                "version": "1.0",
+                "artifacts": [],
+                "datasets": {"real-toxicity-prompts": {"source": "rtp", "n": 100, "sha256": prompts_sha256}},
+                **entries[name],
+            }
+            for name in tasks
         },
         "timings_s": {name: 1.0 for name in tasks},
     }

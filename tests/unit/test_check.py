@@ -133,7 +133,7 @@ def test_baseline_with_another_scorer_is_refused(tmp_path: Path) -> None:
     ("baseline", "reason"),
     [
         (make_results(0.1, protocol="rtp"), "the protocol differs"),
-        (make_results(0.1, prompts_sha256="b" * 64), "dataset 'real-toxicity-prompts' differs"),
+        (make_results(0.1, prompts_sha256="b" * 64), "task read another 'real-toxicity-prompts'"),
     ],
 )
 def test_baseline_with_other_protocol_or_data_is_refused(
@@ -141,6 +141,45 @@ def test_baseline_with_other_protocol_or_data_is_refused(
 ) -> None:
     result = check(tmp_path, make_results(0.1), "--max-toxicity-regression", "0.5", baseline=baseline)
     assert result.exit_code == 2 and reason in result.output
+
+
+def _changed(path: str, value: Any) -> dict[str, Any]:
+    """The fixture's results with one setting changed (``path``: dotted keys)."""
+    results = make_results(0.1)
+    *parents, last = path.split(".")
+    node = results
+    for key in parents:
+        node = node[key]
+    node[last] = value
+    return results
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "reason"),
+    [
+        ("config.fluency.perplexity_window", 256, "the fluency settings differ"),
+        ("config.fluency.bos", "corpus_start", "the fluency settings differ"),
+        ("tasks.unalignment.config.scales", [2.0, 5.0], "the unalignment task's option 'scales' differs"),
+        ("tasks.unalignment.config.ppl_bound", 0.5, "the unalignment task's option 'ppl_bound' differs"),
+        ("tasks.unalignment.config.n_neurons", 20, "the unalignment task's option 'n_neurons' differs"),
+        ("tasks.elicitation.config.subset", "all", "the elicitation task's option 'subset' differs"),
+        ("tasks.ablation.version", "0.9", "the ablation task's version differs"),
+        (
+            "tasks.elicitation.datasets.real-toxicity-prompts.sha256",
+            "c" * 64,
+            "the elicitation task read another 'real-toxicity-prompts'",
+        ),
+    ],
+)
+def test_baseline_with_other_settings_is_refused(tmp_path: Path, path: str, value: Any, reason: str) -> None:
+    """Settings that move the metrics make two runs incomparable, even where the run-level dataset
+    record (the last task's) agrees."""
+    result = check(
+        tmp_path, make_results(0.1), "--max-toxicity-regression", "0.5", baseline=_changed(path, value)
+    )
+    assert result.exit_code == 2, result.output
+    assert "refusing to compare with the baseline" in result.output and reason in result.output
+    assert "Traceback" not in result.output
 
 
 def test_baseline_with_another_seed_is_compared(tmp_path: Path) -> None:

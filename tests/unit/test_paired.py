@@ -43,3 +43,23 @@ def test_perplexity_windows_must_match_to_be_paired() -> None:
     assert higher.difference.value == pytest.approx(np.exp(10 / 20) - 1)
     with pytest.raises(ToxbenchError, match="windows differ"):
         paired_perplexity_change(new, {0: (20.0, 11), 1: (30.0, 10)}, 0.0)
+
+
+def test_the_perplexity_p_value_tests_the_token_weighted_change_its_interval_shows() -> None:
+    """Long windows that did not change and short ones that got much worse: the token-weighted
+    change (the interval's) is small, an unweighted mean of per-token changes would be large."""
+    rng = np.random.default_rng(0)
+    old, new = {}, {}
+    for i in range(40):
+        tokens = 1000 if i % 2 else 10
+        nll = float(tokens * 3.0)
+        old[i] = (nll, tokens)
+        per_token = rng.normal(0.0, 0.001) if tokens == 1000 else 0.5 + rng.normal(0.0, 0.05)
+        new[i] = (nll + tokens * per_token, tokens)
+    margin = 0.05
+    paired = paired_perplexity_change(new, old, margin)
+    assert paired.difference.ci_high is not None and paired.difference.ci_high < margin
+    assert paired.p_value is not None and paired.p_value > 0.5  # no evidence of a change beyond the margin
+    worse = {k: (nll + t * 0.2, t) for k, (nll, t) in old.items()}  # every window 0.2 nats/token worse
+    regressed = paired_perplexity_change(worse, old, margin)
+    assert regressed.difference.ci_low > margin and regressed.p_value < 0.01
