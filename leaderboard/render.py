@@ -1,8 +1,14 @@
-"""The leaderboard pages, generated from the submissions (never edited by hand): ``leaderboard.md``
-and a self-contained ``index.html``. Rows are grouped by evaluation setting (base model, scorer,
-protocol), because toxicities from different scorers or protocols are not on the same scale and
-alignment methods are compared on the same base weights, and ranked
-by aligned toxicity, lowest first, within each group.
+"""The leaderboard pages, generated from the submissions (never edited by hand): ``leaderboard.md``,
+a self-contained ``index.html``, the paired differences between rows (``differences.json``) and a
+Pareto plot of toxicity against perplexity change per group.
+
+Rows are grouped by evaluation setting: base model, scorer, protocol, and the prompts scored
+(their dataset hash and count), because toxicities from different scorers, protocols or prompt
+sets are not on the same scale and alignment methods are compared on the same base weights.
+Within a group, rows are ordered by aligned toxicity (the mean over training seeds where a row
+has several) and **ranked in bands**: a row's rank is 1 + the number of rows shown less toxic
+than it (a paired 95% interval of the difference that excludes 0, or, without samples to pair,
+two intervals that do not overlap), so rows that no interval separates share a rank.
 """
 
 from __future__ import annotations
@@ -16,9 +22,12 @@ from typing import Any
 from toxbench.check import protocol_definition
 from toxbench.io import atomic_write_text, sha256_json
 
-# base model spec and fingerprint, scorer name and fingerprint, protocol name and hash
-Setting = tuple[str, str, str, str, str, str]
+# base model spec and fingerprint, scorer name and fingerprint, protocol name and hash, the prompts'
+# dataset hash and count
+Setting = tuple[str, str, str, str, str, str, str, int]
 MISSING = "—"
+PERPLEXITY_BOUND = 0.10  # rows whose aligned perplexity exceeds the base model's by more are marked
+PAST_BOUND = "†"
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,13 @@ def _seeds(spread: dict[str, Any] | None) -> Cell:
     return Cell(f"{spread['mean']:.3f} ± {spread['sd']:.3f} ({spread['n']} seeds)", repr(spread["mean"]))
 
 
+def _perplexity_change(x: float | None) -> Cell:
+    cell = _fraction(x, signed=True)
+    if x is not None and x > PERPLEXITY_BOUND:
+        return Cell(f"{cell.text} {PAST_BOUND}", cell.sort, cell.href)
+    return cell
+
+
 def rank_value(submission: dict[str, Any]) -> float:
     """What a row is ranked by: its aligned toxicity, averaged over training seeds where it has several."""
     spread = submission["summary"].get("aligned_toxicity_seeds")
@@ -66,7 +82,7 @@ COLUMNS: list[tuple[str, Callable[[dict[str, Any]], Cell]]] = [
     ("aligned toxicity [95% CI]", lambda s: _metric(s["summary"]["aligned_toxicity"])),
     ("over training seeds", lambda s: _seeds(s["summary"].get("aligned_toxicity_seeds"))),
     ("base toxicity", lambda s: _metric(s["summary"]["base_toxicity"])),
-    ("perplexity change", lambda s: _fraction(s["summary"]["perplexity_change"], signed=True)),
+    ("perplexity change", lambda s: _perplexity_change(s["summary"]["perplexity_change"])),
     ("F1 (aligned)", lambda s: _metric(s["summary"]["aligned_f1"])),
     ("best emulation ratio", lambda s: _metric(s["summary"]["best_emulation_ratio"], 2)),
     ("robustness", lambda s: _metric(s["summary"]["robustness"])),
@@ -85,8 +101,22 @@ LEGEND = (
     "reduction that an edit of the aligned model brings back while its perplexity stays in bounds; 1 means "
     "nothing comes back. TP- share (attribution task): the share of the gross drop in toxic writing from "
     "toxic-aligned neurons whose positive activation fell. "
-    f"{MISSING}: the task was not run or produced no value."
+    f"{MISSING}: the task was not run or produced no value. "
+    f"{PAST_BOUND}: the aligned model's perplexity is more than {PERPLEXITY_BOUND:.0%} above its base model's. "
+    "#: 1 + the number of rows shown less toxic (a paired 95% interval of the difference in aligned toxicity "
+    "that excludes 0; without samples to pair, intervals that do not overlap): rows that no interval "
+    "separates share a rank."
 )
+
+
+def prompts_scored(submission: dict[str, Any]) -> tuple[str, int]:
+    """The elicitation prompts a submission's toxicity is a mean over: their dataset's hash and count."""
+    results = submission.get("results", {})
+    own = results.get("tasks", {}).get("elicitation", {}).get("datasets", {})  # results schema >= 1.1
+    rtp = own.get("real-toxicity-prompts") or submission["provenance"]["datasets"].get(
+        "real-toxicity-prompts", {}
+    )
+    return str(rtp.get("sha256", "")), int(submission["summary"]["aligned_toxicity"]["n"])
 
 
 def setting(submission: dict[str, Any]) -> Setting:
@@ -94,6 +124,7 @@ def setting(submission: dict[str, Any]) -> Setting:
     p = submission["provenance"]
     protocol_hash = sha256_json(protocol_definition(p["protocol"]))[:8]
     base = p["models"]["base"]
+    prompts_sha, n_prompts = prompts_scored(submission)
     # The base model by its weights: an organism trained on another machine is another model.
     return (
         base["spec"],
@@ -102,6 +133,8 @@ def setting(submission: dict[str, Any]) -> Setting:
         p["scorer"]["fingerprint"],
         p["protocol"]["name"],
         protocol_hash,
+        prompts_sha[:12],
+        n_prompts,
     )
 
 
@@ -113,6 +146,30 @@ def grouped(submissions: list[dict[str, Any]]) -> dict[Setting, list[dict[str, A
     return {
         key: sorted(groups[key], key=lambda s: (rank_value(s), s["name"].lower())) for key in sorted(groups)
     }
+
+
+def rank_bands(
+    group: list[dict[str, Any]], differences: list[Difference]
+) -> list[tuple[int, dict[str, Any]]]:
+    """The group's rows with their ranks (``rank_bands`` in the module's docstring), ordered by rank,
+    then by aligned toxicity."""
+    paired = {(d.row, d.column): d for d in differences}
+
+    def shown_less_toxic(a: dict[str, Any], b: dict[str, Any]) -> bool:
+        """Whether row ``a`` is shown less toxic than row ``b``."""
+        d = paired.get((b["name"], a["name"]))
+        if d is not None:
+            return d.separated and d.value > 0
+        d = paired.get((a["name"], b["name"]))
+        if d is not None:
+            return d.separated and d.value < 0
+        x, y = a["summary"]["aligned_toxicity"], b["summary"]["aligned_toxicity"]
+        return x.get("ci_high") is not None and y.get("ci_low") is not None and x["ci_high"] < y["ci_low"]
+
+    ranks = {s["name"]: 1 + sum(shown_less_toxic(o, s) for o in group if o is not s) for s in group}
+    order = {s["name"]: i for i, s in enumerate(group)}
+    rows = sorted(group, key=lambda s: (ranks[s["name"]], order[s["name"]]))
+    return [(ranks[s["name"]], s) for s in rows]
 
 
 def dataset_notes(group: list[dict[str, Any]]) -> list[str]:
@@ -205,10 +262,10 @@ def _difference_lines(group: list[dict[str, Any]], differences: list[Difference]
 
 def _heading(key: Setting) -> str:
     """A group's heading, in Markdown."""
-    base, base_fingerprint, scorer, fingerprint, protocol, protocol_hash = key
+    base, base_fingerprint, scorer, fingerprint, protocol, protocol_hash, prompts, n_prompts = key
     return (
         f"Base model `{base}` (`{base_fingerprint}`), scorer `{scorer}` (`{fingerprint}`), "
-        f"protocol `{protocol}` (`{protocol_hash}`)"
+        f"protocol `{protocol}` (`{protocol_hash}`), {n_prompts} prompts (`{prompts or 'unrecorded'}`)"
     )
 
 
@@ -218,7 +275,8 @@ def _comparability_note(n_settings: int) -> str | None:
         return None
     return (
         f"**Not comparable across tables.** These submissions use {n_settings} different (base model, scorer, "
-        "protocol) settings. Toxicity from different scorers or protocols is on different scales, and methods "
+        "protocol, prompts) settings. Toxicity from different scorers, protocols or prompt sets is on different "
+        "scales, and methods "
         "applied to different base weights start from different models, so each setting has "
         "its own table and rows are ranked only within it."
     )
@@ -238,19 +296,24 @@ def _md_cell(cell: Cell) -> str:
 
 
 def render_markdown(
-    submissions: list[dict[str, Any]], source: str, differences: dict[Setting, list[Difference]] | None = None
+    submissions: list[dict[str, Any]],
+    source: str,
+    differences: dict[Setting, list[Difference]] | None = None,
+    plots: dict[Setting, str] | None = None,
 ) -> str:
     """``leaderboard.md``: one table per setting, with a note when there are several, and each setting's
-    paired differences when given."""
+    paired differences and Pareto plot when given."""
     groups = grouped(submissions)
     differences = differences or {}
+    plots = plots or {}
     lines = [
         "# toxbench leaderboard",
         "",
         f"<!-- generated by `toxbench leaderboard render {source}`; do not edit by hand -->",
         "",
         f"{len(submissions)} submission{'s' if len(submissions) != 1 else ''} from `{source}`, ranked by "
-        "aligned toxicity (lowest first) within each evaluation setting.",
+        "aligned toxicity (lowest first) within each evaluation setting, in bands: rows that no 95% interval "
+        "separates share a rank.",
         "",
     ]
     note = _comparability_note(len(groups))
@@ -264,10 +327,12 @@ def render_markdown(
             lines += [f"> {n}", ""]
         lines.append("| # | " + " | ".join(name for name, _ in COLUMNS) + " |")
         lines.append("|---:|" + "---|" * len(COLUMNS))
-        for rank, s in enumerate(group, 1):
+        for rank, s in rank_bands(group, differences.get(key, [])):
             lines.append(f"| {rank} | " + " | ".join(_md_cell(cell(s)) for _, cell in COLUMNS) + " |")
         lines.append("")
         lines += _difference_lines(group, differences.get(key, []))
+        if key in plots:
+            lines += [f"![Aligned toxicity against perplexity change]({plots[key]})", ""]
     lines += [LEGEND, ""]
     return "\n".join(lines)
 
@@ -282,6 +347,7 @@ th[data-dir="desc"]::after { content: " \\25BC"; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .note { background: #fff4e0; border-left: 4px solid #e0a030; padding: 0.5rem 1rem; }
 code { background: #f4f4f4; padding: 0 0.2rem; }
+img.pareto { max-width: 48rem; width: 100%; }
 """
 
 # Click a header to sort its table by that column (again to reverse); empty cells stay last.
@@ -320,14 +386,22 @@ def _html_cell(cell: Cell, numeric: bool) -> str:
     return f'<td{cls} data-sort="{html.escape(cell.sort)}">{text}</td>'
 
 
-def render_html(submissions: list[dict[str, Any]], source: str) -> str:
-    """``index.html``: the same tables as the Markdown, sortable by a few lines of inline script, no network."""
+def render_html(
+    submissions: list[dict[str, Any]],
+    source: str,
+    differences: dict[Setting, list[Difference]] | None = None,
+    plots: dict[Setting, str] | None = None,
+) -> str:
+    """``index.html``: the same tables as the Markdown, sortable by a few lines of inline script, with each
+    setting's Pareto plot beside its file; no network."""
     groups = grouped(submissions)
+    differences = differences or {}
+    plots = plots or {}
     body = [
         "<h1>toxbench leaderboard</h1>",
         f"<p>{len(submissions)} submission{'s' if len(submissions) != 1 else ''} from "
         f"<code>{html.escape(source)}</code>, ranked by aligned toxicity (lowest first) within each evaluation "
-        "setting. Click a column header to sort.</p>",
+        "setting, in bands: rows that no 95% interval separates share a rank. Click a column header to sort.</p>",
     ]
     note = _comparability_note(len(groups))
     if note:
@@ -343,13 +417,18 @@ def render_html(submissions: list[dict[str, Any]], source: str) -> str:
             f'<tr><td class="num" data-sort="{rank}">{rank}</td>'
             + "".join(_html_cell(cell(s), name not in text_columns) for name, cell in COLUMNS)
             + "</tr>"
-            for rank, s in enumerate(group, 1)
+            for rank, s in rank_bands(group, differences.get(key, []))
         ]
         body.append(
             f'<table class="board"><thead><tr>{header}</tr></thead><tbody>\n'
             + "\n".join(rows)
             + "\n</tbody></table>"
         )
+        if key in plots:
+            body.append(
+                f'<p><img class="pareto" src="{html.escape(plots[key])}" '
+                'alt="Aligned toxicity against perplexity change"></p>'
+            )
     body.append(f"<p>{html.escape(LEGEND)}</p>")
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
@@ -361,11 +440,69 @@ def render_html(submissions: list[dict[str, Any]], source: str) -> str:
     )
 
 
+def pareto_plot(group: list[dict[str, Any]], path: Path) -> Path | None:
+    """Aligned toxicity (with its 95% interval) against perplexity change, one point per row, the rows
+    no other row beats on both marked as the Pareto front, and the perplexity bound drawn. None when
+    fewer than two rows have both numbers."""
+    points = [
+        (s["summary"]["perplexity_change"], s["summary"]["aligned_toxicity"], s["name"])
+        for s in group
+        if s["summary"].get("perplexity_change") is not None
+    ]
+    if len(points) < 2:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import PercentFormatter
+
+    def beaten(x: float, y: float) -> bool:
+        return any((px <= x and t["value"] <= y) and (px < x or t["value"] < y) for px, t, _ in points)
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    front = sorted((x, t["value"]) for x, t, _ in points if not beaten(x, t["value"]))
+    ax.step(
+        [x for x, _ in front], [y for _, y in front], where="post", color="#48c", lw=1, label="Pareto front"
+    )
+    for x, t, _ in points:
+        past = x > PERPLEXITY_BOUND
+        low, high = t.get("ci_low"), t.get("ci_high")
+        yerr = None if low is None or high is None else [[t["value"] - low], [high - t["value"]]]
+        ax.errorbar(
+            [x],
+            [t["value"]],
+            yerr=yerr,
+            fmt="x" if past else "o",
+            color="#c55" if past else "#333",
+            capsize=3,
+        )
+    labels: dict[tuple[float, float], list[str]] = {}  # rows at one point share one label
+    for x, t, name in points:
+        labels.setdefault((round(x, 4), round(t["value"], 4)), []).append(name)
+    for (x, y), names in labels.items():
+        ax.annotate(", ".join(names), (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
+    ax.axvline(
+        PERPLEXITY_BOUND, color="#c55", ls=":", lw=1, label=f"perplexity bound (+{PERPLEXITY_BOUND:.0%})"
+    )
+    ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_xlabel("perplexity change vs the base model")
+    ax.set_ylabel("aligned toxicity (95% CI)")
+    ax.set_title("Less toxic for how much fluency? (lower left is better)")
+    ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def write_pages(
     submissions: list[dict[str, Any]], source: str, out_dir: Path, directory: Path | None = None
 ) -> list[Path]:
-    """Write ``leaderboard.md``, ``index.html`` and ``differences.json`` (the paired differences
-    between rows, from the samples files in ``directory``) into ``out_dir``, each atomically."""
+    """Write ``leaderboard.md``, ``index.html``, ``differences.json`` (the paired differences
+    between rows, from the samples files in ``directory``) and a Pareto plot per setting
+    (``pareto-N.png``) into ``out_dir``, each atomically."""
     import json
     from dataclasses import asdict
 
@@ -373,16 +510,25 @@ def write_pages(
     differences = (
         {key: paired_differences(group, directory) for key, group in groups.items()} if directory else {}
     )
+    plots: dict[Setting, str] = {}
+    written: list[Path] = []
+    for number, (key, group) in enumerate(groups.items(), 1):
+        name = f"pareto-{number}.png"
+        tmp = out_dir / f".{name}.tmp.png"
+        if pareto_plot(group, tmp) is not None:
+            tmp.replace(out_dir / name)
+            plots[key] = name
+            written.append(out_dir / name)
     table = [
         {**asdict(d), "separated": d.separated, "setting": list(key)}
         for key, found in differences.items()
         for d in found
     ]
     pages = {
-        "leaderboard.md": render_markdown(submissions, source, differences),
-        "index.html": render_html(submissions, source),
+        "leaderboard.md": render_markdown(submissions, source, differences, plots),
+        "index.html": render_html(submissions, source, differences, plots),
         "differences.json": json.dumps(table, indent=1) + "\n",
     }
     for name, text in pages.items():
         atomic_write_text(out_dir / name, text)
-    return [out_dir / name for name in pages]
+    return [*(out_dir / name for name in pages), *written]

@@ -75,3 +75,27 @@ def test_a_click_sorts_by_the_column(column, tmp_path) -> None:
     assert first == sorted(first) and second == sorted(second, reverse=True)
     assert sorted(found["before"]) == sorted(found["first"]) and len(found["before"]) >= 5
     assert found["first"][-1] != "" or found["first"].count("") == len(found["first"]) - len(first)
+
+
+# Appended to a copy of the page: once every image has loaded, records each one's decoded size.
+IMAGES = """
+<script>
+window.addEventListener("load", () => {
+  const out = document.createElement("pre"); out.id = "images";
+  out.textContent = JSON.stringify([...document.images].map(i => [i.getAttribute("src"), i.naturalWidth]));
+  document.body.appendChild(out);
+});
+</script>
+"""
+
+
+def test_the_pareto_plot_is_shown(tmp_path) -> None:
+    for png in SITE.glob("pareto-*.png"):
+        shutil.copy(png, tmp_path / png.name)
+    page = tmp_path / "index.html"
+    page.write_text((SITE / "index.html").read_text().replace("</body>", IMAGES + "</body>"))
+    dom = rendered_dom(page)
+    images = json.loads(
+        re.search(r'<pre id="images">(.*?)</pre>', dom, flags=re.S).group(1).replace("&quot;", '"')
+    )
+    assert images and all(src.startswith("pareto-") and width > 100 for src, width in images), images

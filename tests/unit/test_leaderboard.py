@@ -195,7 +195,7 @@ def test_render_sorts_by_toxicity_and_separates_scorers(tmp_path: Path) -> None:
     markdown = (tmp_path / "site" / "leaderboard.md").read_text()
     assert (
         "Not comparable across tables" in markdown
-        and "3 different (base model, scorer, protocol)" in markdown
+        and "3 different (base model, scorer, protocol, prompts)" in markdown
     )
     assert _table_names(markdown) == [["detox"], ["best", "middle", "worst"], ["sampled"]]
     assert (
@@ -208,7 +208,9 @@ def test_render_sorts_by_toxicity_and_separates_scorers(tmp_path: Path) -> None:
     page = (tmp_path / "site" / "index.html").read_text()
     assert page.count('<table class="board">') == 3
     assert page.index(">best<") < page.index(">middle<") < page.index(">worst<")
-    assert "src=" not in page and "http" not in page  # self-contained: nothing from the network
+    assert "http" not in page  # self-contained: nothing from the network
+    assert re.findall(r'src="([^"]+)"', page) == ["pareto-2.png"]  # the one group with two rows or more
+    assert (tmp_path / "site" / "pareto-2.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_render_keeps_runs_that_differ_only_in_seed_together(tmp_path: Path) -> None:
@@ -222,9 +224,20 @@ def test_render_keeps_runs_that_differ_only_in_seed_together(tmp_path: Path) -> 
     )
     assert invoke("leaderboard", "render", tmp_path / "subs", "--out", tmp_path / "site").exit_code == 0
     markdown = (tmp_path / "site" / "leaderboard.md").read_text()
-    assert _table_names(markdown) == [["seed-0", "seed-1", "other-prompts"]]
-    assert "Not comparable across tables" not in markdown
-    assert "dataset `real-toxicity-prompts` differs between rows (2 versions)" in markdown
+    # other prompts, or another number of them, are another setting: a table of their own
+    assert _table_names(markdown) == [["seed-0", "seed-1"], ["other-prompts"]]
+    assert "Not comparable across tables" in markdown
+
+
+def test_a_run_on_fewer_prompts_is_not_ranked_with_the_full_runs(tmp_path: Path) -> None:
+    for name, toxicity, n in (("full-a", 0.2, 1199), ("full-b", 0.3, 1199), ("limit-10", 0.01, 10)):
+        results = make_results(toxicity)
+        results["tasks"]["elicitation"]["metrics"]["aligned"]["toxicity"]["n"] = n
+        assert submit(tmp_path, results, name).exit_code == 0
+    assert invoke("leaderboard", "render", tmp_path / "subs", "--out", tmp_path / "site").exit_code == 0
+    markdown = (tmp_path / "site" / "leaderboard.md").read_text()
+    assert sorted(_table_names(markdown)) == [["full-a", "full-b"], ["limit-10"]]
+    assert "10 prompts" in markdown and "1199 prompts" in markdown
 
 
 def test_render_refuses_invalid_submissions(tmp_path: Path) -> None:
@@ -246,7 +259,7 @@ def test_render_keeps_another_build_of_the_base_model_apart(tmp_path: Path) -> N
     markdown = (tmp_path / "site" / "leaderboard.md").read_text()
     assert _table_names(markdown) == [["on-shipped"], ["on-rebuilt"]]
     assert "Base model `organism-micro` (`files-rebuilt00`)" in markdown
-    assert "2 different (base model, scorer, protocol)" in markdown
+    assert "2 different (base model, scorer, protocol, prompts)" in markdown
 
 
 def trained(aligned_toxicity: float, seed: int, **kwargs: Any) -> dict[str, Any]:
@@ -388,3 +401,54 @@ def test_render_pairs_rows_over_prompts(tmp_path: Path) -> None:
     assert not same["separated"] and same["ci_low"] < 0 < same["ci_high"]
     markdown = (tmp_path / "site" / "leaderboard.md").read_text()
     assert "Paired differences in aligned toxicity" in markdown and "of 3 pairs differ" in markdown
+
+
+def _ranks(markdown: str) -> dict[str, int]:
+    return {name: int(rank) for rank, name in re.findall(r"^\| (\d+) \| ([^|]+?) \|", markdown, flags=re.M)}
+
+
+def test_rows_that_no_interval_separates_share_a_rank(tmp_path: Path) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    noise = rng.uniform(0, 0.6, size=200)
+    assert _with_samples(tmp_path, "low", list(noise)).exit_code == 0
+    assert _with_samples(tmp_path, "same", list(noise + rng.normal(0, 0.05, size=200))).exit_code == 0
+    assert _with_samples(tmp_path, "shifted", list(noise + 0.05)).exit_code == 0
+    assert invoke("leaderboard", "render", tmp_path / "subs", "--out", tmp_path / "site").exit_code == 0
+    markdown = (tmp_path / "site" / "leaderboard.md").read_text()
+    assert _ranks(markdown) == {"low": 1, "same": 1, "shifted": 3}
+    assert _ranks(markdown) == _ranks_html((tmp_path / "site" / "index.html").read_text())
+
+
+def _ranks_html(page: str) -> dict[str, int]:
+    return {
+        name: int(rank)
+        for rank, name in re.findall(
+            r'<tr><td class="num" data-sort="(\d+)">\d+</td><td[^>]*>(?:<a [^>]*>)?([^<]+)', page
+        )
+    }
+
+
+def test_without_samples_rows_share_a_rank_where_their_intervals_overlap(tmp_path: Path) -> None:
+    for name, toxicity in (("a", 0.10), ("b", 0.12), ("c", 0.30)):  # intervals of ±0.02
+        assert submit(tmp_path, make_results(toxicity), name).exit_code == 0
+    assert invoke("leaderboard", "render", tmp_path / "subs", "--out", tmp_path / "site").exit_code == 0
+    assert _ranks((tmp_path / "site" / "leaderboard.md").read_text()) == {"a": 1, "b": 1, "c": 3}
+
+
+def test_the_pareto_plot_marks_rows_past_the_perplexity_bound(tmp_path: Path) -> None:
+    from toxbench.leaderboard.render import PERPLEXITY_BOUND
+
+    fluent = make_results(0.2, aligned_perplexity=10.5)  # +5%
+    broken = make_results(0.05, aligned_perplexity=10.0 * (1 + PERPLEXITY_BOUND) + 1.0)  # past the bound
+    assert submit(tmp_path, fluent, "fluent").exit_code == 0
+    assert submit(tmp_path, broken, "broken").exit_code == 0
+    assert invoke("leaderboard", "render", tmp_path / "subs", "--out", tmp_path / "site").exit_code == 0
+    markdown = (tmp_path / "site" / "leaderboard.md").read_text()
+    row = {
+        name: line for line in markdown.splitlines() for name in ("fluent", "broken") if f"| {name} |" in line
+    }
+    assert "+20.0% †" in row["broken"] and "†" not in row["fluent"]
+    assert "![Aligned toxicity against perplexity change](pareto-1.png)" in markdown
+    assert (tmp_path / "site" / "pareto-1.png").stat().st_size > 1000
