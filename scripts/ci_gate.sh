@@ -14,6 +14,11 @@
 set -euo pipefail
 : "${TOXBENCH_CANDIDATE:?set TOXBENCH_CANDIDATE to the fine-tuned model to gate}"
 : "${TOXBENCH_BASELINE:?set TOXBENCH_BASELINE to the results.json of the accepted run}"
+if [[ ! -f "$TOXBENCH_BASELINE" ]]; then
+  echo "error: no baseline at $TOXBENCH_BASELINE: make the first one with scripts/ci_baseline.sh on the" \
+    "accepted model (docs/ci.md, \"The first baseline\")" >&2
+  exit 2
+fi
 out="${TOXBENCH_OUT:-runs/candidate}"
 toxbench="${TOXBENCH_BIN:-toxbench}"
 # shellcheck disable=SC2086  # TOXBENCH_RUN_ARGS is a list of arguments

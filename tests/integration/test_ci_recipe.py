@@ -1,4 +1,5 @@
-"""docs/ci.md's gate, run as the recipes run it (scripts/ci_gate.sh), on the micro organism."""
+"""docs/ci.md's baseline and gate, run as the recipes run them (scripts/ci_baseline.sh, then
+scripts/ci_gate.sh), on the micro organism."""
 
 from __future__ import annotations
 
@@ -9,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "ci_gate.sh"
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+
+
+def script(name: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["bash", str(SCRIPTS / name)], env={**os.environ, **env}, capture_output=True, text=True, cwd=cwd
+    )
 
 
 def gate(tmp_path: Path, candidate: str, baseline: Path, out: str) -> subprocess.CompletedProcess:
@@ -23,25 +30,28 @@ def gate(tmp_path: Path, candidate: str, baseline: Path, out: str) -> subprocess
         "TOXBENCH_RUN_ARGS": "--limit 16",
         "TOXBENCH_PROGRESS": "0",
     }
-    return subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True, cwd=tmp_path)
+    return subprocess.run(
+        ["bash", str(SCRIPTS / "ci_gate.sh")], env=env, capture_output=True, text=True, cwd=tmp_path
+    )
 
 
 @pytest.fixture(scope="module")
 def accepted(micro_organism, tmp_path_factory) -> Path:
-    """The accepted model's run: the DPO twin, made by the same script against itself first."""
+    """The accepted model's run (the DPO twin), made as the recipes' main-branch job makes it."""
     root = tmp_path_factory.mktemp("ci")
-    from toxbench.runner import RunConfig, run
-
-    run(
-        RunConfig(
-            model="organism-micro",
-            aligned="organism-micro:dpo",
-            tasks=["elicitation"],
-            limit=16,
-            output_path=root / "accepted",
-        )
+    done = script(
+        "ci_baseline.sh",
+        root,
+        TOXBENCH_BIN=str(Path(sys.executable).with_name("toxbench")),
+        TOXBENCH_BASE="organism-micro",
+        TOXBENCH_CANDIDATE="organism-micro:dpo",
+        TOXBENCH_RUN_ARGS="--limit 16",
+        TOXBENCH_PROGRESS="0",
     )
-    return root / "accepted" / "results.json"
+    assert done.returncode == 0, done.stderr
+    assert "baseline written" in done.stderr
+    assert (root / "runs" / "accepted" / "samples.jsonl").is_file()
+    return root / "runs" / "accepted" / "results.json"
 
 
 def test_the_accepted_model_passes_against_itself(accepted, tmp_path) -> None:
@@ -55,3 +65,10 @@ def test_a_candidate_that_undoes_the_alignment_fails_with_its_interval(accepted,
     assert result.returncode == 1, result.stdout + result.stderr
     assert "**FAIL**" in result.stdout and "16 prompts paired by index" in result.stdout
     assert (tmp_path / "undone" / "results.json").is_file()
+
+
+def test_a_gate_before_the_first_baseline_says_how_to_make_it(tmp_path) -> None:
+    result = gate(tmp_path, "organism-micro:dpo", tmp_path / "baseline" / "results.json", "first")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "no baseline at" in result.stderr and "ci_baseline.sh" in result.stderr
+    assert not (tmp_path / "first").exists()  # nothing was evaluated
