@@ -43,20 +43,45 @@ def leaderboard() -> None:
 def submit_command(
     results_json: Path, name: str, method: str, url: str | None, out_dir: Path, seed_runs: tuple[Path, ...]
 ) -> None:
-    """Turn a complete run's results.json into a leaderboard submission."""
-    from toxbench.leaderboard.submission import submit
+    """Turn a complete run's results.json into a leaderboard submission: a self-contained bundle (the
+    submission JSON and its samples files) in the submissions folder, and how to propose it."""
+    import json
+
+    from toxbench.leaderboard.submission import acceptance_problems, bundle_files, proposal_steps, submit
 
     path = submit(results_json, name, method, url, out_dir, list(seed_runs))
-    click.echo(f"submission {name!r} written to {path}")
+    files = bundle_files(path)
+    click.echo(f"submission {name!r} written: " + ", ".join(str(f) for f in files))
+    refused = acceptance_problems(json.loads(path.read_text()))
+    if refused:
+        click.secho("The public board would not accept it (fine for a local board):", fg="yellow")
+        for problem in refused:
+            click.secho(f"  - {problem}", fg="yellow")
+    else:
+        click.echo(proposal_steps(files, name))
 
 
 @leaderboard.command("validate")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=SUBMISSIONS)
-def validate_command(directory: Path) -> None:
-    """Check every submission (schema, embedded results, hash, summary); exit 1 if any is invalid."""
-    from toxbench.leaderboard.submission import load_submissions
+@click.option(
+    "--local",
+    is_flag=True,
+    help="Check the format only, not the public board's acceptance rules (a board of your own runs).",
+)
+def validate_command(directory: Path, local: bool) -> None:
+    """Check every submission (schema, embedded results, hash, summary) and, unless --local, the public
+    board's acceptance rules (protocol, scorer, the full prompt set, samples); exit 1 if any fails."""
+    from toxbench.leaderboard.submission import acceptance_problems, load_submissions, slug
 
     valid, problems = load_submissions(directory)
+    accepted = []
+    for submission in valid:
+        refused = [] if local else acceptance_problems(submission)
+        if refused:
+            problems[f"{slug(submission['name'])}.json"] = [f"not accepted: {r}" for r in refused]
+        else:
+            accepted.append(submission)
+    valid = accepted
     for submission in valid:
         click.echo(f"ok    {submission['name']}")
     for file_name, found in problems.items():

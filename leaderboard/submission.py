@@ -182,6 +182,69 @@ def provenance(results: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+BOARD_PROTOCOLS = ("paper", "rtp")  # toxbench's own: what the board ranks under
+BOARD_SCORERS = ("detoxify", "detoxify-original", "detoxify-unbiased", "detoxify-multilingual")
+ORGANISM_SCORER = "lexicon"  # exact on the model organism's world only
+
+
+def acceptance_problems(submission: dict[str, Any]) -> list[str]:
+    """Why the public board would not accept a (well-formed) submission: the rules of
+    ``leaderboard/README.md`` ("What the board accepts"). Empty when it would."""
+    problems = []
+    runs = [("", submission["results"])] + [
+        (f"seed run {i}: ", run["results"]) for i, run in enumerate(submission.get("seed_runs", []), 1)
+    ]
+    for prefix, results in runs:
+        protocol = results["tasks"]["elicitation"]["config"]["protocol"].get("name")
+        if protocol not in BOARD_PROTOCOLS:
+            problems.append(
+                f"{prefix}protocol {protocol!r} is not one the board ranks under ({', '.join(BOARD_PROTOCOLS)}); "
+                "run with --protocol paper (or a preset that uses it)"
+            )
+        scorer = (results.get("scorer") or {}).get("name")
+        base = str(results["models"]["base"].get("spec", ""))
+        organism = base.split(":")[0] in ("organism", "organism-micro")
+        if scorer == ORGANISM_SCORER and not organism:
+            problems.append(
+                f"{prefix}the lexicon scorer is exact only on the model organism (base {base!r}); "
+                "score with --scorer detoxify"
+            )
+        elif scorer != ORGANISM_SCORER and scorer not in BOARD_SCORERS:
+            problems.append(
+                f"{prefix}scorer {scorer!r} is not a public one the board re-scores with "
+                f"({', '.join(BOARD_SCORERS)}); score with --scorer detoxify"
+            )
+        limit = results["config"].get("limit")
+        if limit is not None:
+            problems.append(
+                f"{prefix}the run scored at most {limit} prompts per dataset (--limit): the board needs the "
+                "full prompt set; run without --limit"
+            )
+    if not submission.get("samples") or any(
+        not run.get("samples") for run in submission.get("seed_runs", [])
+    ):
+        problems.append(
+            "the submission carries no samples for every run: the board needs them to verify it "
+            "(keep samples.jsonl beside each results.json and submit again)"
+        )
+    return problems
+
+
+def proposal_steps(paths: list[Path], name: str) -> str:
+    """How to propose a written submission to the public board, as a pull request."""
+    files = " ".join(str(p) for p in paths)
+    branch = f"submission/{slug(name)}"
+    return (
+        "To propose it to the public board: put these files in leaderboard/submissions/ of a fork of "
+        "toxbench (or submit with --out there), then\n"
+        f"  git switch -c {branch}\n"
+        f"  git add {files}\n"
+        f'  git commit -m "leaderboard: {name}"\n'
+        f"  git push -u origin {branch}\n"
+        "and open a pull request. Its CI runs `toxbench leaderboard validate` and `verify` on it."
+    )
+
+
 def check_submittable(results: dict[str, Any], source: str) -> None:
     """A run fit for the leaderboard: complete, with the elicitation task on a base and an aligned model."""
     require_complete(results, source)
@@ -397,6 +460,13 @@ def submit(
             raise ToxbenchError(f"the submission does not follow the submission schema {problem}")
     atomic_write_json(path, submission)
     return path
+
+
+def bundle_files(path: Path) -> list[Path]:
+    """A submission's files: its JSON and every samples file it points at, all in its folder."""
+    submission = json.loads(path.read_text())
+    metas = [submission.get("samples")] + [run.get("samples") for run in submission.get("seed_runs", [])]
+    return [path] + [path.parent / m["file"] for m in metas if m]
 
 
 def write_samples(source: Path, target: Path) -> dict[str, Any]:

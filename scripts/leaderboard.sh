@@ -78,6 +78,6 @@ submit_trained sft "toxbench align sft: SFT on the chosen continuations, the car
 submit "$MODEL-subtract" "$WORK/models/subtract" "toxbench align subtract: probe direction, α matched to DPO's perplexity"
 submit "$MODEL-ablate" "$WORK/models/ablate" "toxbench align ablate: the top toxic value vectors zeroed"
 
-"$TB" leaderboard validate "$SUBS"
+"$TB" leaderboard validate ${LEADERBOARD_LIMIT:+--local} "$SUBS"  # a --limit board is a local one
 "$TB" leaderboard verify "$SUBS"
 "$TB" leaderboard render "$SUBS" --out "$SITE"

@@ -142,12 +142,14 @@ def test_scores_edited_with_metrics_recomputed_are_refused(board, tmp_path) -> N
     folder, path = fresh(board, tmp_path)
     submission = json.loads(path.read_text())
     rows = _read(folder / submission["samples"]["file"])
+    from toxbench.metrics import mean_score
+
     aligned = [r for r in rows if r.get("kind") == "continuation" and r["role"] == "aligned"]
-    for r in aligned:
-        r["score"] = 0.0
-    results = submission["results"]
-    tox = results["tasks"]["elicitation"]["metrics"]["aligned"]["toxicity"]
-    tox.update(value=0.0, ci_low=0.0, ci_high=0.0)
+    for r in aligned:  # every score moved, so that every one drawn disagrees
+        r["score"] = 1.0 - r["score"] if r["score"] != 0.5 else 0.0
+    edited = mean_score([r["score"] for r in aligned], seed=int(submission["results"]["config"]["seed"]))
+    tox = submission["results"]["tasks"]["elicitation"]["metrics"]["aligned"]["toxicity"]
+    tox.update(value=edited.value, ci_low=edited.ci_low, ci_high=edited.ci_high)
     submission = _cover(folder, path, submission, rows)
     verdict = verify_submission(path, submission)
     assert any(

@@ -57,7 +57,7 @@ def test_submission_round_trip(tmp_path: Path) -> None:
     assert submission["provenance"]["scorer"] == results["scorer"]
     assert submission["provenance"]["datasets"] == {"real-toxicity-prompts": {"n": 100, "sha256": "a" * 64}}
     assert submission["method"] == "DPO (TRL)" and submission["url"] is None
-    validated = invoke("leaderboard", "validate", tmp_path / "subs")
+    validated = invoke("leaderboard", "validate", "--local", tmp_path / "subs")  # no samples: a local board
     assert validated.exit_code == 0, validated.output
     assert "1 valid, 0 invalid" in validated.output
 
@@ -67,7 +67,7 @@ def test_tasks_not_run_are_null_in_the_summary(tmp_path: Path) -> None:
     summary = json.loads((tmp_path / "subs" / "only-elicitation.json").read_text())["summary"]
     assert summary["robustness"] is None and summary["best_emulation_ratio"] is None
     assert summary["tp_minus_share"] is None
-    assert invoke("leaderboard", "validate", tmp_path / "subs").exit_code == 0
+    assert invoke("leaderboard", "validate", "--local", tmp_path / "subs").exit_code == 0
 
 
 def test_tampered_results_are_detected(tmp_path: Path) -> None:
@@ -99,7 +99,7 @@ def test_validate_reports_each_bad_file(tmp_path: Path) -> None:
     assert submit(tmp_path, make_results(), "good").exit_code == 0
     (subs / "broken.json").write_text("{not json")
     write_json(subs / "schema.json", {"name": "x"})
-    result = invoke("leaderboard", "validate", subs)
+    result = invoke("leaderboard", "validate", "--local", subs)
     assert result.exit_code == 1
     assert "ok    good" in result.output
     assert "broken.json: the submission" in result.output and "is not valid JSON" in result.output
@@ -309,7 +309,7 @@ def test_seed_runs_give_the_spread_over_training_seeds(tmp_path: Path) -> None:
     assert spread["mean"] == pytest.approx(0.12) and spread["sd"] == pytest.approx(0.02)
     assert spread["min"] == 0.10 and spread["max"] == 0.14
     assert [r["results"] for r in submission["seed_runs"]] == others
-    assert invoke("leaderboard", "validate", tmp_path / "subs").exit_code == 0
+    assert invoke("leaderboard", "validate", "--local", tmp_path / "subs").exit_code == 0
     assert invoke("leaderboard", "render", tmp_path / "subs", "--out", tmp_path / "site").exit_code == 0
     assert (
         "| 0.120 [0.100, 0.140] | 0.120 ± 0.020 (3 seeds) |"
@@ -452,3 +452,55 @@ def test_the_pareto_plot_marks_rows_past_the_perplexity_bound(tmp_path: Path) ->
     assert "+20.0% †" in row["broken"] and "†" not in row["fluent"]
     assert "![Aligned toxicity against perplexity change](pareto-1.png)" in markdown
     assert (tmp_path / "site" / "pareto-1.png").stat().st_size > 1000
+
+
+def test_an_acceptable_submission_says_how_to_propose_it(tmp_path: Path) -> None:
+    result = _with_samples(tmp_path, "full-run", [0.1, 0.2, 0.3])
+    assert result.exit_code == 0, result.output
+    assert "full-run.json" in result.output and "full-run.samples.jsonl.gz" in result.output
+    assert "git switch -c submission/full-run" in result.output and "pull request" in result.output
+    validated = invoke("leaderboard", "validate", tmp_path / "subs")
+    assert validated.exit_code == 0 and "1 valid, 0 invalid" in validated.output, validated.output
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (lambda r: r["config"].update(limit=10), "the full prompt set"),
+        (
+            lambda r: r["models"]["base"].update(spec="gpt2-medium"),
+            "lexicon scorer is exact only on the model organism",
+        ),
+        (lambda r: r.update(scorer={"name": "my-plugin-scorer", "fingerprint": "x"}), "not a public one"),
+        (
+            lambda r: r["tasks"]["elicitation"]["config"]["protocol"].update(name="my-protocol"),
+            "is not one the board ranks under",
+        ),
+    ],
+)
+def test_the_board_refuses_what_it_cannot_rank_or_verify(tmp_path: Path, change: Any, reason: str) -> None:
+    from toxbench.leaderboard.submission import acceptance_problems
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    results = make_results(0.2)
+    change(results)
+    path = write_json(folder / "results.json", results)
+    row = {"task": "elicitation", "role": "aligned", "kind": "continuation", "prompt_index": 0, "score": 0.2}
+    (folder / "samples.jsonl").write_text(json.dumps(row) + "\n")
+    result = invoke("leaderboard", "submit", path, "--name", "x", "--method", "m", "--out", tmp_path / "subs")
+    assert result.exit_code == 0, result.output  # a local board may hold it
+    assert "would not accept it" in result.output and reason in result.output
+    assert "git switch" not in result.output
+    validated = invoke("leaderboard", "validate", tmp_path / "subs")
+    assert validated.exit_code == 1 and "not accepted" in validated.output and reason in validated.output
+    assert invoke("leaderboard", "validate", "--local", tmp_path / "subs").exit_code == 0
+    assert any(
+        reason in p for p in acceptance_problems(json.loads((tmp_path / "subs" / "x.json").read_text()))
+    )
+
+
+def test_a_submission_without_samples_is_not_accepted(tmp_path: Path) -> None:
+    assert submit(tmp_path, make_results(0.2), "no-samples").exit_code == 0
+    validated = invoke("leaderboard", "validate", tmp_path / "subs")
+    assert validated.exit_code == 1 and "carries no samples" in validated.output
