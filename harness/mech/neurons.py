@@ -1,8 +1,11 @@
 """Neurons addressed as (layer, index): keys, values and the activation hook point of each MLP family.
 
-The only module that knows where an architecture keeps its MLP weights. One table row per
-supported ``config.model_type`` names the parts; ``MLPAdapter`` presents them in the
-protocol's terms (docs/protocol.md), with x the MLP's input:
+The only module that knows where an architecture keeps its MLP weights. A table row per
+well-known ``config.model_type`` names the parts; any other model's layout is found from its
+loaded modules (``discover_layout``: a gated MLP with gate/up/down projections, a fused
+``gate_up_proj``, or a dense MLP of two projections and a nonlinearity), and
+``register_mlp_layout`` names what that search cannot find. ``MLPAdapter`` presents the parts
+in the protocol's terms (docs/protocol.md), with x the MLP's input:
 
 - dense (GPT-2, GPT-NeoX): a_i = act(x·k_i + b_i); the MLP returns Σ_i a_i v_i + b_out.
 - gated (Llama, Mistral, Gemma, Gemma 2): a_i = act(x·k_i + b_i) · (x·u_i + c_i), where the key
@@ -10,6 +13,8 @@ protocol's terms (docs/protocol.md), with x the MLP's input:
   value v_i column i of ``down_proj``; the biases exist only for Llama with ``mlp_bias``.
   "Scaling a key" scales the gate row, so it moves the neuron through its nonlinearity as
   scaling a GPT-2 key does ([A] §5); scaling the up row would only rescale a_i linearly.
+- fused gated (Phi-3): one ``gate_up_proj`` holds the gate rows, then the up rows; keys and
+  up keys are views of its two halves.
 
 Gemma 2 normalises the MLP's output (``post_feedforward_layernorm``) before adding it to the
 residual stream: here, as for every family, values live in the MLP module's output space.
@@ -46,6 +51,8 @@ class _Layout:
     up: str | None = None  # gated MLPs only
     conv1d: bool = False  # weights stored [in, out] (GPT-2 Conv1D) instead of nn.Linear's [out, in]
     bias_flag: str | None = None  # a config flag that gives every MLP projection a bias (Llama's mlp_bias)
+    fused: bool = False  # ``key`` holds the gate rows then the up rows (``up`` names the same module)
+    mlp: str = "mlp"  # the MLP inside a block ("": the block holds the projections itself, as OPT's)
 
 
 _GATED: dict[str, Any] = {
@@ -67,7 +74,122 @@ _LAYOUTS: dict[str, _Layout] = {
     "gemma2": _Layout("model.layers", **_GATED),
 }
 
-SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(_LAYOUTS)
+SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(_LAYOUTS)  # by name; others by structure
+_REGISTERED: dict[str, _Layout] = {}
+
+_GATED_NAMES = ("gate_proj", "up_proj", "down_proj")
+_ACT_NAMES = ("act_fn", "activation_fn", "act", "activation")
+_NORM_NAMES = ("norm", "final_layer_norm", "ln_f", "final_layernorm", "norm_f")
+_MOE_HINTS = ("experts", "shared_expert", "router", "block_sparse_moe")
+
+
+def register_mlp_layout(
+    model_type: str,
+    *,
+    blocks: str,
+    key: str,
+    value: str,
+    act: str,
+    final_norm: str,
+    up: str | None = None,
+    conv1d: bool = False,
+    fused: bool = False,
+    mlp: str = "mlp",
+) -> None:
+    """Name where models of ``model_type`` keep their MLP parts, for a layout the structure search
+    cannot find: ``blocks`` (the ModuleList of blocks, each with an ``mlp``) and ``final_norm``
+    relative to the model, the rest relative to the MLP. ``up`` makes it gated; ``fused`` says
+    ``key`` holds the gate rows then the up rows; ``conv1d`` that weights are stored [in, out];
+    ``mlp`` is the MLP's path inside a block ("" where the block holds the projections itself)."""
+    if model_type in _LAYOUTS:
+        raise ToxbenchError(f"model type {model_type!r} already has a built-in MLP layout")
+    _REGISTERED[model_type] = _Layout(
+        blocks, key, value, act, final_norm, up=key if fused else up, conv1d=conv1d, fused=fused, mlp=mlp
+    )
+
+
+def _is_projection(module: nn.Module) -> bool:
+    return isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D"
+
+
+def _in_out(module: nn.Module) -> tuple[int, int]:
+    """A projection's (input, output) widths, nn.Linear or GPT-2's Conv1D."""
+    if isinstance(module, nn.Linear):
+        return module.in_features, module.out_features
+    weight: Tensor = module.weight  # type: ignore[assignment]  # Conv1D stores [in, out]
+    return int(weight.shape[0]), int(weight.shape[1])
+
+
+def discover_layout(model: nn.Module) -> _Layout:
+    """The MLP layout of a model no table row names, found from its modules; a ToxbenchError that
+    says what is missing where none is found (mixture-of-experts MLPs are refused by name)."""
+    what = (
+        f"{type(model).__name__} (model type {getattr(getattr(model, 'config', None), 'model_type', None)!r})"
+    )
+    blocks_name = next(
+        (
+            name
+            for name, module in model.named_modules()
+            if isinstance(module, nn.ModuleList) and len(module) and all(hasattr(b, "mlp") for b in module)
+        ),
+        None,
+    )
+    if blocks_name is None:
+        raise ToxbenchError(
+            f"no neuron adapter for {what}: no list of blocks with an `mlp` module was found; name its "
+            "layout with toxbench.mech.neurons.register_mlp_layout"
+        )
+    blocks: Any = model.get_submodule(blocks_name)
+    mlp = blocks[0].mlp
+    children = dict(mlp.named_children())
+    moe = [h for h in _MOE_HINTS if h in children]
+    if moe:
+        raise ToxbenchError(
+            f"{what} has a mixture-of-experts MLP ({', '.join(moe)}): its neurons are split across "
+            "experts that each token sees only some of, so the papers' neuron analysis (one key and one "
+            "value per neuron, seen by every token) does not apply; toxbench does not support it"
+        )
+    act = next((n for n in _ACT_NAMES if n in children), None)
+    prefix = blocks_name.rsplit(".", 1)[0] if "." in blocks_name else ""
+    norm = next(
+        (
+            f"{prefix}.{n}" if prefix else n
+            for n in _NORM_NAMES
+            if _has_module(model, f"{prefix}.{n}" if prefix else n)
+        ),
+        None,
+    )
+    if act is None or norm is None:
+        missing = "its nonlinearity" if act is None else "the final norm beside its blocks"
+        raise ToxbenchError(
+            f"no neuron adapter for {what}: {missing} was not found; name its layout with "
+            "toxbench.mech.neurons.register_mlp_layout"
+        )
+    if all(n in children for n in _GATED_NAMES):
+        return _Layout(blocks_name, "gate_proj", "down_proj", act, norm, up="up_proj")
+    if "gate_up_proj" in children and "down_proj" in children:
+        return _Layout(blocks_name, "gate_up_proj", "down_proj", act, norm, up="gate_up_proj", fused=True)
+    projections = {n: m for n, m in children.items() if _is_projection(m)}
+    embeddings: Any = model.get_input_embeddings()  # type: ignore[operator]
+    d_model = int(embeddings.embedding_dim)
+    into = [n for n, m in projections.items() if _in_out(m)[0] == d_model and _in_out(m)[1] != d_model]
+    out_of = [n for n, m in projections.items() if _in_out(m)[1] == d_model and _in_out(m)[0] != d_model]
+    if len(projections) == 2 and len(into) == 1 and len(out_of) == 1:
+        conv1d = type(projections[into[0]]).__name__ == "Conv1D"
+        return _Layout(blocks_name, into[0], out_of[0], act, norm, conv1d=conv1d)
+    raise ToxbenchError(
+        f"no neuron adapter for {what}: its MLP ({type(mlp).__name__}: {', '.join(children)}) is neither "
+        "gated (gate_proj, up_proj, down_proj), fused (gate_up_proj, down_proj) nor dense (one projection "
+        "in, one out); name its layout with toxbench.mech.neurons.register_mlp_layout"
+    )
+
+
+def _has_module(model: nn.Module, name: str) -> bool:
+    try:
+        model.get_submodule(name)
+    except AttributeError:
+        return False
+    return True
 
 
 class NeuronParam(NamedTuple):
@@ -87,22 +209,35 @@ class MLPAdapter:
         self._layout = layout
         self._blocks: Any = model.get_submodule(layout.blocks)
         self.n_layers: int = len(self._blocks)
+        if layout.fused:  # [2 d_mlp, d_model]: the gate rows, then the up rows
+            self.d_mlp = int(self._part(0, layout.key).weight.shape[0]) // 2
         self.d_model, self.d_mlp = (int(n) for n in self.keys(0).shape)
 
     def mlp(self, layer: int) -> nn.Module:
         """The MLP module of ``layer``."""
         if not 0 <= layer < self.n_layers:
             raise IndexError(f"layer {layer} is out of range: the model has {self.n_layers} layers")
-        return self._blocks[layer].mlp
+        block = self._blocks[layer]
+        return block.get_submodule(self._layout.mlp) if self._layout.mlp else block
 
     def _part(self, layer: int, name: str) -> Any:
         return getattr(self.mlp(layer), name)
 
-    def _in_param(self, layer: int, name: str) -> NeuronParam:
-        return NeuronParam(self._part(layer, name).weight, 1 if self._layout.conv1d else 0)
+    def _in_param(self, layer: int, name: str, half: int = 0) -> NeuronParam:
+        """An input projection's weight and its neuron axis; of a fused one, the ``half``-th half (a view)."""
+        weight = self._part(layer, name).weight
+        if self._layout.fused:
+            return NeuronParam(weight[half * self.d_mlp : (half + 1) * self.d_mlp], 0)
+        return NeuronParam(weight, 1 if self._layout.conv1d else 0)
+
+    def _in_bias(self, layer: int, name: str, half: int = 0) -> Tensor | None:
+        bias = self._part(layer, name).bias
+        if bias is None or not self._layout.fused:
+            return bias
+        return bias[half * self.d_mlp : (half + 1) * self.d_mlp]
 
     def key_param(self, layer: int) -> NeuronParam:
-        """The stored W_in (gated: gate_proj) and its neuron axis."""
+        """The stored W_in (gated: gate_proj; fused: a view of gate_up_proj's gate half) and its neuron axis."""
         return self._in_param(layer, self._layout.key)
 
     def value_param(self, layer: int) -> NeuronParam:
@@ -116,18 +251,18 @@ class MLPAdapter:
 
     def key_bias(self, layer: int) -> Tensor | None:
         """[d_mlp] bias added to x·k_i, or None."""
-        return self._part(layer, self._layout.key).bias
+        return self._in_bias(layer, self._layout.key)
 
     def up_keys(self, layer: int) -> Tensor | None:
         """Gated only: [d_model, d_mlp], column i is up_proj row i; None for dense MLPs."""
         if self._layout.up is None:
             return None
-        param, dim = self._in_param(layer, self._layout.up)
+        param, dim = self._in_param(layer, self._layout.up, half=1)
         return param if dim == 1 else param.T
 
     def up_bias(self, layer: int) -> Tensor | None:
         """Gated only: [d_mlp] bias of up_proj, or None."""
-        return None if self._layout.up is None else self._part(layer, self._layout.up).bias
+        return None if self._layout.up is None else self._in_bias(layer, self._layout.up, half=1)
 
     def values(self, layer: int) -> Tensor:
         """[d_mlp, d_model]: row i is neuron i's value vector."""
@@ -148,7 +283,7 @@ class MLPAdapter:
         if bias is not None or self._layout.bias_flag is None:
             return bias
         setattr(self.model.config, self._layout.bias_flag, True)
-        names = [n for n in (self._layout.key, self._layout.up, self._layout.value) if n]
+        names = list(dict.fromkeys(n for n in (self._layout.key, self._layout.up, self._layout.value) if n))
         for index in range(self.n_layers):
             for name in names:
                 proj = self._part(index, name)
@@ -189,6 +324,10 @@ class MLPAdapter:
         """[d_model, vocab]: W_U, for projecting vectors onto the vocabulary."""
         return self.model.get_output_embeddings().weight.T
 
+    def unembedding_bias(self) -> Tensor | None:
+        """[vocab] bias added to the logits (GPT-J's ``lm_head`` has one), or None."""
+        return getattr(self.model.get_output_embeddings(), "bias", None)
+
     def final_norm(self) -> nn.Module:
         """The norm applied to the residual stream before the unembedding."""
         return self.model.get_submodule(self._layout.final_norm)
@@ -199,12 +338,11 @@ def _as_index(idx: Tensor | Sequence[int], device: torch.device) -> Tensor:
 
 
 def neuron_adapter(model: nn.Module) -> MLPAdapter:
-    """The adapter for ``model``'s MLP family, chosen from ``model.config.model_type``."""
+    """The adapter for ``model``'s MLP: by ``config.model_type`` where a table row or
+    ``register_mlp_layout`` names it, else from the model's structure (``discover_layout``)."""
     model_type = getattr(getattr(model, "config", None), "model_type", None)
-    layout = _LAYOUTS.get(model_type) if isinstance(model_type, str) else None
+    name = str(model_type)
+    layout = _LAYOUTS.get(name) or _REGISTERED.get(name)
     if layout is None:
-        raise ToxbenchError(
-            f"no neuron adapter for model type {model_type!r} ({type(model).__name__}); "
-            f"supported model types: {', '.join(SUPPORTED_MODEL_TYPES)}"
-        )
-    return MLPAdapter(model, str(model_type), layout)
+        layout = discover_layout(model)
+    return MLPAdapter(model, name, layout)

@@ -11,16 +11,28 @@ import torch
 from transformers import (
     Gemma2Config,
     Gemma2ForCausalLM,
+    Gemma3ForCausalLM,
+    Gemma3TextConfig,
     GemmaConfig,
     GemmaForCausalLM,
     GPT2Config,
     GPT2LMHeadModel,
+    GPTJConfig,
+    GPTJForCausalLM,
     GPTNeoXConfig,
     GPTNeoXForCausalLM,
     LlamaConfig,
     LlamaForCausalLM,
     MistralConfig,
     MistralForCausalLM,
+    Olmo2Config,
+    Olmo2ForCausalLM,
+    Phi3Config,
+    Phi3ForCausalLM,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+    Qwen3Config,
+    Qwen3ForCausalLM,
 )
 
 from toxbench.mech.neurons import neuron_adapter
@@ -57,6 +69,15 @@ _BUILDERS: dict[str, Callable[[int], torch.nn.Module]] = {
     "mistral": lambda vocab: MistralForCausalLM(MistralConfig(vocab_size=vocab, **_GATED)),
     "gemma": lambda vocab: GemmaForCausalLM(GemmaConfig(head_dim=16, vocab_size=vocab, **_GATED)),
     "gemma2": lambda vocab: Gemma2ForCausalLM(Gemma2Config(head_dim=16, vocab_size=vocab, **_GATED)),
+    # Found by structure (no table row): gated, fused gated, and dense with nn.Linear.
+    "qwen2": lambda vocab: Qwen2ForCausalLM(Qwen2Config(vocab_size=vocab, **_GATED)),
+    "qwen3": lambda vocab: Qwen3ForCausalLM(Qwen3Config(head_dim=16, vocab_size=vocab, **_GATED)),
+    "gemma3_text": lambda vocab: Gemma3ForCausalLM(Gemma3TextConfig(head_dim=16, vocab_size=vocab, **_GATED)),
+    "phi3": lambda vocab: Phi3ForCausalLM(Phi3Config(vocab_size=vocab, pad_token_id=0, **_GATED)),
+    "olmo2": lambda vocab: Olmo2ForCausalLM(Olmo2Config(vocab_size=vocab, pad_token_id=0, **_GATED)),
+    "gptj": lambda vocab: GPTJForCausalLM(
+        GPTJConfig(n_layer=2, n_embd=32, n_head=2, n_positions=64, rotary_dim=8, n_inner=64, vocab_size=vocab)
+    ),
 }
 IDS = torch.randint(0, 100, (2, 7), generator=torch.Generator().manual_seed(1))
 

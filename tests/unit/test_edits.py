@@ -33,7 +33,16 @@ EDITS: dict[str, Callable[[torch.nn.Module], Edit]] = {
     "scale_keys": lambda model: scale_keys(model, NEURONS, FACTOR),
     "shift_residual": lambda model: shift_residual(model, DIRECTION, ALPHA),
 }
-HOOKED_SHIFT = ("mistral", "gemma", "gemma2")  # no MLP bias to put the shift in
+HOOKED_SHIFT = (
+    "mistral",
+    "gemma",
+    "gemma2",
+    "qwen2",
+    "qwen3",
+    "gemma3_text",
+    "phi3",
+    "olmo2",
+)  # no MLP bias to put the shift in
 
 
 def test_shift_residual_adds_the_shift_to_the_residual_stream(

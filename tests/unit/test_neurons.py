@@ -22,7 +22,7 @@ def test_shapes_and_family(family: str, tiny_model: TinyModel) -> None:
     adapter = neuron_adapter(tiny_model(family))
     d_mlp = 128 if family == "gpt2" else 64
     assert (adapter.n_layers, adapter.d_model, adapter.d_mlp) == (2, 32, d_mlp)
-    assert adapter.family == ("dense" if family in ("gpt2", "gpt_neox") else "gated")
+    assert adapter.family == ("dense" if family in ("gpt2", "gpt_neox", "gptj") else "gated")
     assert adapter.model_type == family.split("-")[0]
     assert adapter.keys(1).shape == (32, d_mlp) and adapter.values(1).shape == (d_mlp, 32)
     assert adapter.unembedding().shape == (32, 100)
@@ -86,16 +86,16 @@ def test_final_norm_and_unembedding_give_the_logits(family: str, tiny_model: Tin
     with torch.no_grad():
         logits = model(torch.randint(0, 100, (2, 6))).logits
     handle.remove()
-    expected = normed[0] @ adapter.unembedding()
+    expected = normed[0] @ adapter.unembedding() + _or_zero(adapter.unembedding_bias())
     cap = getattr(model.config, "final_logit_softcapping", None)
     if cap:
         expected = torch.tanh(expected / cap) * cap
     torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
 
 
-def test_unknown_model_type_is_a_clear_error() -> None:
+def _tiny_opt() -> torch.nn.Module:
     torch.manual_seed(0)
-    opt = OPTForCausalLM(
+    return OPTForCausalLM(
         OPTConfig(
             hidden_size=32,
             num_hidden_layers=2,
@@ -106,11 +106,80 @@ def test_unknown_model_type_is_a_clear_error() -> None:
             word_embed_proj_dim=32,
         )
     )
+
+
+def test_a_layout_the_search_cannot_find_is_a_clear_error_until_registered() -> None:
+    """OPT keeps its MLP projections in the decoder layer itself, with no ``mlp`` module."""
+    from toxbench.mech import neurons
+
     with pytest.raises(ToxbenchError, match="'opt'") as err:
-        neuron_adapter(opt)
-    assert all(t in str(err.value) for t in SUPPORTED_MODEL_TYPES)
+        neuron_adapter(_tiny_opt())
+    assert "register_mlp_layout" in str(err.value) and "mlp" in str(err.value)
     with pytest.raises(ToxbenchError, match="None"):
         neuron_adapter(torch.nn.Linear(2, 2))
+    try:
+        neurons.register_mlp_layout(
+            "opt",
+            blocks="model.decoder.layers",
+            mlp="",
+            key="fc1",
+            value="fc2",
+            act="activation_fn",
+            final_norm="model.decoder.final_layer_norm",
+        )
+        opt = _tiny_opt()
+        adapter = neuron_adapter(opt)
+        assert (adapter.family, adapter.n_layers, adapter.d_model, adapter.d_mlp) == ("dense", 2, 32, 64)
+        layer = opt.model.decoder.layers[1]
+        assert torch.equal(adapter.keys(1)[:, 5], layer.fc1.weight[5])
+        adapter.zero_values(1, [5])
+        assert not layer.fc2.weight[:, 5].any() and layer.fc2.weight[:, 4].any()
+    finally:
+        neurons._REGISTERED.pop("opt", None)
+    with pytest.raises(ToxbenchError, match="built-in"):
+        neurons.register_mlp_layout("llama", blocks="x", key="a", value="b", act="c", final_norm="d")
+
+
+def test_a_mixture_of_experts_mlp_is_refused_with_the_reason() -> None:
+    from transformers import Qwen2MoeConfig, Qwen2MoeForCausalLM
+
+    moe = Qwen2MoeForCausalLM(
+        Qwen2MoeConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            moe_intermediate_size=16,
+            shared_expert_intermediate_size=32,
+            num_experts=4,
+            num_experts_per_tok=2,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            vocab_size=100,
+            max_position_embeddings=64,
+        )
+    )
+    with pytest.raises(ToxbenchError, match="mixture-of-experts") as err:
+        neuron_adapter(moe)
+    assert "not supported" in str(err.value) or "does not support" in str(err.value)
+
+
+def test_the_built_in_families_keep_their_named_layouts(family: str, tiny_model: TinyModel) -> None:
+    """Families named in the table are not searched for: their results stay as they were."""
+    from toxbench.mech.neurons import _LAYOUTS, discover_layout
+
+    model = tiny_model(family)
+    adapter = neuron_adapter(model)
+    if adapter.model_type in SUPPORTED_MODEL_TYPES:
+        assert adapter._layout is _LAYOUTS[adapter.model_type]
+        found = discover_layout(model)  # the search agrees with the table where it can see the parts
+        assert (found.blocks, found.key, found.value, found.final_norm) == (
+            _LAYOUTS[adapter.model_type].blocks,
+            _LAYOUTS[adapter.model_type].key,
+            _LAYOUTS[adapter.model_type].value,
+            _LAYOUTS[adapter.model_type].final_norm,
+        )
+    else:
+        assert adapter._layout == discover_layout(model)
 
 
 def test_layer_out_of_range(tiny_model: TinyModel) -> None:
