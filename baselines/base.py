@@ -183,11 +183,7 @@ def base_probe(base: Any, path: str | Path | None, seed: int = 0, data_dir: Path
     if data_dir is None or not (Path(data_dir) / "jigsaw").is_dir():
         data_dir = base.data_dir
     return fit_probe(
-        base.model,
-        base.tokenizer,
-        load_comments(data_dir, "train"),
-        base.fingerprint,
-        seed,
+        base.model, base.tokenizer, load_comments(data_dir, "train", seed=seed), base.fingerprint, seed
     )
 
 

@@ -289,7 +289,19 @@ def _batch_size(value: str) -> int | str:
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available).")
 @click.option("--dtype", default=None, help="auto, float32, float16 or bfloat16.")
 @click.option("--batch-size", default="auto", show_default=True, callback=lambda c, p, v: _batch_size(v))
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="Use at most N prompts per dataset.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="At most N of each evaluation set: RTP prompts, perplexity windows and F1 pairs (the probe's "
+    "comments have --probe-data-limit).",
+)
+@click.option(
+    "--probe-data-limit",
+    type=click.IntRange(min=2),
+    default=None,
+    help="Train the probe on at most N comments, balanced by label (default 20,000; a smaller set is used whole).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--output-path",
@@ -359,6 +371,7 @@ def run_command(
     dtype: str | None,
     batch_size: int | str,
     limit: int | None,
+    probe_data_limit: int | None,
     seed: int,
     output_path: Path | None,
     data_dir: Path | None,
@@ -405,6 +418,7 @@ def run_command(
         dtype=dtype,
         batch_size=batch_size,
         limit=limit,
+        probe_data_limit=probe_data_limit,
         seed=seed,
         output_path=output_path,
         data_dir=data_dir,
@@ -484,6 +498,12 @@ def probe() -> None:
 )
 @click.option("--device", default=None)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--probe-data-limit",
+    type=click.IntRange(min=2),
+    default=None,
+    help="At most N comments, balanced by label (default 20,000; a smaller set is used whole).",
+)
 @_include_option
 def probe_train(
     model: str,
@@ -492,20 +512,21 @@ def probe_train(
     output: Path,
     device: str | None,
     seed: int,
+    probe_data_limit: int | None,
     includes: tuple[Path, ...],
 ) -> None:
     """Train the probe alone; pass it to runs with `toxbench run --probe OUTPUT`."""
     _load_includes(includes)
-    from toxbench.data import load_comments
+    from toxbench.data import PROBE_DATA_LIMIT, load_comments
     from toxbench.mech.probe import fit_probe
     from toxbench.metrics import format_metric
     from toxbench.models import load_model
 
     loaded = load_model(model, device, args=_model_args(model_arg_pairs).get("base"))
     data = data_dir or loaded.data_dir
-    trained = fit_probe(
-        loaded.model, loaded.tokenizer, load_comments(data, "train"), loaded.fingerprint, seed
-    )
+    comments = load_comments(data, "train", probe_data_limit or PROBE_DATA_LIMIT, seed)
+    click.echo(f"probe data: {comments.describe()}")
+    trained = fit_probe(loaded.model, loaded.tokenizer, comments, loaded.fingerprint, seed)
     trained.save(output)
     acc = trained.accuracy
     click.echo(

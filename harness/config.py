@@ -37,6 +37,7 @@ class RunConfig:
     data_dir: Path | None = None
     use_cache: bool = True
     probe_path: Path | None = None  # an existing probe (``toxbench probe train``) instead of training one
+    probe_data_limit: int | None = None  # comments the probe trains on (None: data.PROBE_DATA_LIMIT)
     task_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     model_args: dict[str, dict[str, Any]] = field(default_factory=dict)  # role -> loader arguments
     fluency: FluencySettings = field(default_factory=FluencySettings)

@@ -63,6 +63,12 @@ class Loaded:
     def provenance(self) -> dict[str, Any]:
         return {"name": self.name, "source": self.source, "n": len(self.rows), "sha256": self.sha256}
 
+    def describe(self) -> str:
+        """How many rows, of which labels where they have one, and where from: for a run's log."""
+        toxic = sum(getattr(r, "toxic", 0) for r in self.rows)
+        labelled = f" ({toxic} toxic)" if self.rows and hasattr(self.rows[0], "toxic") else ""
+        return f"{len(self.rows)} {self.name}{labelled} from {self.source}"
+
 
 def _local_files(folder: Path, stem: str | None = None) -> list[Path]:
     if not folder.is_dir():
@@ -156,23 +162,54 @@ def load_wikitext(data_dir: Path | None = None, split: str = "test") -> Loaded:
     return Loaded("wikitext-2-raw-v1", source, [r["text"] for r in ds])
 
 
-def load_comments(data_dir: Path | None = None, split: str = "train", limit: int | None = None) -> Loaded:
-    """Labelled comments (Jigsaw schema: ``comment_text``, ``toxic``), for the probe."""
+PROBE_DATA_LIMIT = 20_000  # comments the probe trains on by default ([A]'s Jigsaw train set: ~160k)
+
+
+def balanced_indices(labels: Any, limit: int, seed: int = 0) -> Any:
+    """Indices (in file order) of at most ``limit`` rows, half of each label where both have that many
+    (the rest from the other label where one has fewer), drawn with ``seed``."""
+    import numpy as np
+
+    labels = np.asarray(labels, dtype=int)
+    toxic, clean = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+    n_toxic = min(len(toxic), limit // 2)
+    n_clean = min(len(clean), limit - n_toxic)
+    n_toxic = min(len(toxic), limit - n_clean)
+    rng = np.random.default_rng(seed)
+    chosen = np.concatenate(
+        [rng.choice(toxic, n_toxic, replace=False), rng.choice(clean, n_clean, replace=False)]
+    )
+    return np.sort(chosen)
+
+
+def load_comments(
+    data_dir: Path | None = None, split: str = "train", limit: int | None = PROBE_DATA_LIMIT, seed: int = 0
+) -> Loaded:
+    """Labelled comments (Jigsaw schema: ``comment_text``, ``toxic``), for the probe.
+
+    A set larger than ``limit`` (default ``PROBE_DATA_LIMIT``; None: no cap) is sampled down with
+    ``seed``, balanced by label (``balanced_indices``), before any text is read into memory: hub
+    civil_comments has 1.8M rows. A set within the cap is used whole, as it is."""
     if data_dir is not None:
         files = _local_files(Path(data_dir) / "jigsaw", stem=split)
         if not files:
             raise DataError(f"Jigsaw comments: no {split}.csv in {Path(data_dir) / 'jigsaw'}")
         ds, source = _load_local(files, "Jigsaw comments"), str(files[0])
         _require(ds[0], ["comment_text", "toxic"], "Jigsaw comments", source)
-        rows = [Comment(r["comment_text"], int(r["toxic"])) for r in ds]
+        text, label = "comment_text", lambda column: [int(x) for x in column]
+        column = "toxic"
     else:
         # Jigsaw needs a manual download; civil_comments is the hub-hosted alternative.
         ds = _load_hub("google/civil_comments", "jigsaw/train.csv", CIVIL_COMMENTS_HUB, split=split)
         source = CIVIL_COMMENTS_HUB
         _require(ds[0], ["text", "toxicity"], "civil_comments", source)
-        rows = [Comment(r["text"], int(r["toxicity"] >= 0.5)) for r in ds]
-    if limit is not None:
-        rows = rows[:limit]
+        text, label = "text", lambda column: [int(x >= 0.5) for x in column]
+        column = "toxicity"
+    total = len(ds)
+    if limit is not None and total > limit:
+        ds = ds.select(balanced_indices(label(ds[column]), limit, seed))
+        source = f"{source} ({len(ds)} of {total} rows, balanced by label, seed {seed})"
+    rows = [Comment(t, y) for t, y in zip(ds[text], label(ds[column]), strict=True)]
     if len({c.toxic for c in rows}) < 2:
         raise DataError(f"labelled comments in {source} have a single class; the probe needs both")
     return Loaded("comments", source, rows)

@@ -16,6 +16,7 @@ tensor of shape [d_model] or [1, d_model], or a dict holding one, read with
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from toxbench.errors import ToxbenchError
 from toxbench.io import atomic_write_bytes, atomic_write_json
 from toxbench.metrics import Metric, metric
 from toxbench.numerics import widened
+
+log = logging.getLogger("toxbench")
 
 
 @dataclass
@@ -236,15 +239,17 @@ def fit_probe(
 def load_or_train_probe(ctx, model) -> Probe:
     """``ctx.config.probe_path`` if given; else the cached probe for (model, data, seed); else train it."""
     from toxbench.cache import cache_key
-    from toxbench.data import load_comments
+    from toxbench.data import PROBE_DATA_LIMIT, load_comments
     from toxbench.mech.neurons import neuron_adapter
 
     if ctx.config.probe_path:
         probe = Probe.load(Path(ctx.config.probe_path))
         probe.check_width(neuron_adapter(model.model).d_model, f"model {model.name!r}")
         return probe
-    comments = load_comments(ctx.data_dir, "train")
+    limit = ctx.config.probe_data_limit or PROBE_DATA_LIMIT
+    comments = load_comments(ctx.data_dir, "train", limit, ctx.config.seed)
     ctx.record_dataset(comments)
+    log.info("probe data: %s", comments.describe())
     key = cache_key("probe", version=2, model=model.fingerprint, data=comments.sha256, seed=ctx.config.seed)
     path = ctx.cache.root / "probes" / key[:32] if ctx.cache.enabled else None
     if path is not None and path.with_suffix(".json").is_file() and path.with_suffix(".npy").is_file():

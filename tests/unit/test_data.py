@@ -98,3 +98,40 @@ def test_single_class_comments_rejected(data_dir: Path) -> None:
     (data_dir / "jigsaw" / "train.csv").write_text("id,comment_text,toxic\nb,hello,0\n")
     with pytest.raises(DataError, match="single class"):
         load_comments(data_dir)
+
+
+def _many_comments(folder: Path, n: int, toxic_every: int) -> Path:
+    import csv
+
+    (folder / "jigsaw").mkdir(parents=True)
+    with (folder / "jigsaw" / "train.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["id", "comment_text", "toxic"])
+        for i in range(n):
+            writer.writerow([i, f"comment number {i}", int(i % toxic_every == 0)])
+    return folder
+
+
+def test_a_large_comments_set_is_capped_and_balanced(tmp_path: Path) -> None:
+    """50,000 comments, 10% toxic, capped at 2,000: 1,000 of each label, the same draw for one seed."""
+    folder = _many_comments(tmp_path, 50_000, toxic_every=10)
+    capped = load_comments(folder, limit=2000, seed=0)
+    assert len(capped.rows) == 2000 and sum(c.toxic for c in capped.rows) == 1000
+    assert "2000 of 50000 rows, balanced by label" in capped.source
+    assert capped.provenance()["n"] == 2000 and "1000 toxic" in capped.describe()
+    again, other = load_comments(folder, limit=2000, seed=0), load_comments(folder, limit=2000, seed=1)
+    assert again.sha256 == capped.sha256 and other.sha256 != capped.sha256
+    numbers = [int(c.text.split()[-1]) for c in capped.rows]
+    assert numbers == sorted(numbers)  # file order kept
+    assert all(c.toxic == int(n % 10 == 0) for c, n in zip(capped.rows, numbers, strict=True))
+
+
+def test_a_cap_beyond_one_label_fills_from_the_other(tmp_path: Path) -> None:
+    folder = _many_comments(tmp_path, 3000, toxic_every=100)  # 30 toxic
+    capped = load_comments(folder, limit=1000)
+    assert len(capped.rows) == 1000 and sum(c.toxic for c in capped.rows) == 30
+
+
+def test_a_set_within_the_cap_is_used_whole(data_dir: Path) -> None:
+    whole = load_comments(data_dir)
+    assert whole.rows == load_comments(data_dir, limit=None).rows and "balanced" not in whole.source
