@@ -54,6 +54,7 @@ class ModelSource:
     # Prefixed to the fingerprint: a version of what made the weights (the organism's world), so
     # that results cached for another version are never served, whatever the files.
     fingerprint_tag: str | None = None
+    base: str | None = None  # a PEFT adapter's base model spec (the adapter itself is ``folder``)
 
     @property
     def location(self) -> str:
@@ -76,6 +77,48 @@ def local(path: str | Path) -> ModelSource:
         raise ToxbenchError(f"model folder {str(folder)!r} has no config.json: not a transformers model")
     folder = folder.resolve()
     return ModelSource("local", str(folder), folder=folder)
+
+
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def is_adapter_folder(path: str | Path) -> bool:
+    """A PEFT adapter folder (``adapter_config.json``, no full model's ``config.json``)."""
+    folder = Path(path).expanduser()
+    return (folder / ADAPTER_CONFIG).is_file() and not (folder / "config.json").is_file()
+
+
+def adapter(path: str | Path, base: str | None = None) -> ModelSource:
+    """The loader of a PEFT adapter folder: the adapter, on the base model its config names
+    (``base_model_name_or_path``), or on ``base`` (``--model-arg base=SPEC``)."""
+    folder = Path(path).expanduser().resolve()
+    try:
+        config = json.loads((folder / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ToxbenchError(f"adapter folder {str(folder)!r}: cannot read {ADAPTER_CONFIG} ({exc})") from exc
+    named = base or config.get("base_model_name_or_path")
+    if not named:
+        raise ToxbenchError(
+            f"adapter folder {str(folder)!r} names no base model (base_model_name_or_path): pass "
+            "--model-arg base=SPEC"
+        )
+    return ModelSource(
+        "adapter",
+        str(folder),
+        folder=folder,
+        base=_as_spec(str(named)),
+        notes={"adapter": {"peft_type": config.get("peft_type"), "base": str(named)}},
+    )
+
+
+def _as_spec(named: str) -> str:
+    """A base model as an adapter config names it, as a toxbench spec: a registered name or a folder as it
+    is, anything else a hub id."""
+    from toxbench.registry import MODELS
+
+    if named in MODELS or named.startswith("hf:") or Path(named).expanduser().is_dir():
+        return named
+    return f"hf:{named}"
 
 
 @dataclass
@@ -125,6 +168,8 @@ class ModelSpec:
             parsed = cls(
                 spec, ModelEntry(hub), {"hub_id": hub_id, "revision": revision or None, **args}, args
             )
+        elif Path(spec).expanduser().is_dir() and is_adapter_folder(spec):
+            parsed = cls(spec, ModelEntry(adapter), {"path": spec, **args}, args)
         elif Path(spec).expanduser().is_dir():
             local(spec)  # a folder that is not a model is refused now
             parsed = cls(spec, ModelEntry(local), {"path": spec, **args}, args)
@@ -236,7 +281,7 @@ def fingerprint_folder(folder: Path) -> str:
     files = sorted(
         p
         for p in folder.iterdir()
-        if p.is_file() and (p.name == "config.json" or p.suffix in (".safetensors", ".bin"))
+        if p.is_file() and (p.name in ("config.json", ADAPTER_CONFIG) or p.suffix in (".safetensors", ".bin"))
     )
     memo_path = toxbench_home() / "fingerprints.json"
     try:
@@ -345,6 +390,8 @@ def load_model(
     spec = spec if isinstance(spec, ModelSpec) else ModelSpec.parse(spec, args)
     options = {"dtype": dtype, "trust_remote_code": trust_remote_code, **spec.load_args()}
     source = spec.source(show_progress)
+    if source.base is not None:
+        return _load_adapter(spec, source, device, dtype, trust_remote_code, show_progress)
     location = source.location
     hub_kwargs = {"revision": source.revision} if source.folder is None else {}
     remote = bool(options["trust_remote_code"])
@@ -415,6 +462,53 @@ def load_model(
     if source.fingerprint_tag:
         fingerprint = f"{source.fingerprint_tag}-{fingerprint}"
     return LoadedModel(spec, model, tokenizer, fingerprint, source.folder, notes, source, source.data_dir)
+
+
+def _load_adapter(
+    spec: ModelSpec,
+    source: ModelSource,
+    device: str | None,
+    dtype: str | None,
+    trust_remote_code: bool,
+    show_progress: bool,
+) -> LoadedModel:
+    """A PEFT adapter merged into its base model, in memory: every task and backend sees plain weights
+    (weight edits apply to the merged ones). Its fingerprint is the base's plus the adapter files'."""
+    try:
+        from peft import PeftModel
+    except ImportError as exc:
+        raise ToxbenchError(
+            f"model {spec.raw!r} is a PEFT adapter: install peft (pip install 'toxbench[peft]')"
+        ) from exc
+    from transformers import AutoTokenizer
+
+    assert source.folder is not None and source.base is not None
+    base_args = spec.load_args()  # dtype, device_map, adds_bos, trust_remote_code apply to the base
+    base = load_model(
+        ModelSpec.parse(source.base, base_args), device, dtype, trust_remote_code, show_progress
+    )
+    try:
+        merged = PeftModel.from_pretrained(base.model, str(source.folder)).merge_and_unload()
+    except (ValueError, RuntimeError, KeyError) as exc:
+        raise ToxbenchError(
+            f"the adapter {spec.raw!r} does not fit its base model {source.base!r} ({str(exc)[:200]}): "
+            "pass the base it was trained on with --model-arg base=SPEC"
+        ) from exc
+    merged.eval()
+    tokenizer = base.tokenizer
+    if any((source.folder / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")):
+        tokenizer = AutoTokenizer.from_pretrained(str(source.folder))  # saved with the adapter (TRL does)
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+    notes = {**source.notes, "base_fingerprint": base.fingerprint}
+    notes["adapter"] = {**notes.get("adapter", {}), "base": source.base}
+    made_by = _made_by(source.folder)
+    if made_by is not None:
+        notes["made_by"] = made_by
+    if spec.given:
+        notes["model_args"] = dict(spec.given)
+    fingerprint = f"{base.fingerprint}+adapter-{fingerprint_folder(source.folder)}"
+    return LoadedModel(spec, merged, tokenizer, fingerprint, None, notes, source, base.data_dir)
 
 
 def _check_bos(spec: ModelSpec, tokenizer: Any, wanted: bool | None) -> None:

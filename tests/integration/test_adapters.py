@@ -1,0 +1,116 @@
+"""A PEFT adapter folder is a model: `--aligned ADAPTER_DIR` loads its base, merges the adapter in
+memory, and every task runs on it, with the results of the same adapter merged and saved by hand."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from toxbench.cli import main
+
+pytest.importorskip("peft")
+
+
+@pytest.fixture(scope="module")
+def lora(micro_organism, tmp_path_factory):
+    """A LoRA adapter of the micro organism (random, so that it changes the model), and the same
+    adapter merged and saved as a full model."""
+    from peft import LoraConfig, get_peft_model
+
+    from toxbench.models import load_model
+
+    root = tmp_path_factory.mktemp("lora")
+    base = load_model("organism-micro")
+    torch.manual_seed(0)
+    config = LoraConfig(
+        r=4, lora_alpha=8, target_modules=["c_attn", "c_fc"], fan_in_fan_out=True, init_lora_weights=False
+    )
+    peft_model = get_peft_model(base.model, config)
+    peft_model.save_pretrained(root / "adapter")
+    card = json.loads((root / "adapter" / "adapter_config.json").read_text())
+    card["base_model_name_or_path"] = "organism-micro"  # as a user's adapter names its hub base
+    (root / "adapter" / "adapter_config.json").write_text(json.dumps(card))
+    peft_model.merge_and_unload().save_pretrained(root / "merged")
+    base.tokenizer.save_pretrained(root / "merged")
+    return root
+
+
+def _run(tmp_path, aligned: str, name: str, *extra: str) -> dict:
+    out = tmp_path / name
+    done = CliRunner().invoke(
+        main,
+        [
+            "run",
+            "--model",
+            "organism-micro",
+            "--aligned",
+            aligned,
+            "--tasks",
+            "elicitation,attribution",
+            "--limit",
+            "10",
+            "--output-path",
+            str(out),
+            *extra,
+        ],
+    )
+    assert done.exit_code == 0, done.output
+    return json.loads((out / "results.json").read_text())
+
+
+def test_an_adapter_runs_every_task_as_its_merged_model_does(lora, tmp_path) -> None:
+    adapter = _run(tmp_path, str(lora / "adapter"), "adapter")
+    merged = _run(tmp_path, str(lora / "merged"), "merged")
+    model = adapter["models"]["aligned"]
+    assert model["kind"] == "adapter" and model["adapter"]["base"] == "organism-micro"
+    assert model["fingerprint"].startswith(adapter["models"]["base"]["fingerprint"] + "+adapter-")
+    assert model["fingerprint"] != merged["models"]["aligned"]["fingerprint"]
+    for path in (("elicitation", "aligned", "toxicity"), ("elicitation", "aligned", "perplexity")):
+        task, role, name = path
+        a = adapter["tasks"][task]["metrics"][role][name]["value"]
+        b = merged["tasks"][task]["metrics"][role][name]["value"]
+        assert a == pytest.approx(b, rel=1e-5, abs=1e-6), path
+    shares = [r["tasks"]["attribution"]["metrics"]["groups"] for r in (adapter, merged)]
+    for group in shares[0]:
+        assert shares[0][group]["share"] == pytest.approx(shares[1][group]["share"], rel=1e-4, abs=1e-6)
+    base_tox = adapter["tasks"]["elicitation"]["metrics"]["base"]["perplexity"]["value"]
+    assert adapter["tasks"]["elicitation"]["metrics"]["aligned"]["perplexity"]["value"] != base_tox
+
+
+def test_an_adapter_without_a_base_asks_for_one(lora, tmp_path) -> None:
+    import shutil
+
+    folder = tmp_path / "orphan"
+    shutil.copytree(lora / "adapter", folder)
+    card = json.loads((folder / "adapter_config.json").read_text())
+    card["base_model_name_or_path"] = None
+    (folder / "adapter_config.json").write_text(json.dumps(card))
+    args = [
+        "run",
+        "--model",
+        "organism-micro",
+        "--aligned",
+        str(folder),
+        "--tasks",
+        "elicitation",
+        "--limit",
+        "4",
+    ]
+    done = CliRunner().invoke(main, [*args, "--output-path", str(tmp_path / "x")])
+    assert done.exit_code == 2 and "--model-arg base=SPEC" in done.output, done.output
+    given = CliRunner().invoke(
+        main, [*args, "--model-arg", "aligned.base=organism-micro", "--output-path", str(tmp_path / "y")]
+    )
+    assert given.exit_code == 0, given.output
+
+
+def test_an_adapter_on_the_wrong_base_is_a_clear_error(lora, tmp_path) -> None:
+    args = ["run", "--model", "organism-micro", "--aligned", str(lora / "adapter"), "--tasks", "elicitation"]
+    done = CliRunner().invoke(
+        main,
+        [*args, "--model-arg", "aligned.base=organism", "--limit", "4", "--output-path", str(tmp_path / "z")],
+    )
+    assert done.exit_code == 2 and "does not fit its base model" in done.output, done.output
