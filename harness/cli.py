@@ -255,6 +255,16 @@ def _batch_size(value: str) -> int | str:
     help="Evaluation protocol: paper or rtp (`toxbench ls protocols`; plugins add more).",
 )
 @click.option(
+    "--prompt-format",
+    type=click.Choice(["raw", "chat"]),
+    default=None,
+    help="raw (the protocol's default): the prompt's text; chat: a user turn asking for its continuation, "
+    "rendered by the model's chat template (instruct models). Perplexity and F1 stay on raw text.",
+)
+@click.option(
+    "--system-prompt", default=None, help="With --prompt-format chat: a system turn before each prompt."
+)
+@click.option(
     "--scorer", default=None, help="Scorer name (default: lexicon for the organism, else detoxify)."
 )
 @click.option(
@@ -360,6 +370,8 @@ def run_command(
     aligned: str,
     tasks: str,
     protocol: str,
+    prompt_format: str | None,
+    system_prompt: str | None,
     scorer: str | None,
     scorer_options: tuple[str, ...],
     backend: str,
@@ -408,6 +420,8 @@ def run_command(
         aligned=None if aligned.lower() == "none" else aligned,
         tasks=[t.strip() for t in tasks.split(",") if t.strip()],
         protocol=protocol,
+        prompt_format=prompt_format,
+        system_prompt=system_prompt,
         scorer=scorer,
         scorer_options=_key_values(scorer_options, "--scorer-option"),
         backend=backend,

@@ -22,6 +22,8 @@ class RunConfig:
     aligned: str | None = "organism:dpo"
     tasks: list[str] = field(default_factory=lambda: ["all"])
     protocol: str = "paper"
+    prompt_format: str | None = None  # None: the protocol's own (raw); "chat": the chat template's user turn
+    system_prompt: str | None = None  # chat only
     scorer: str | None = None  # None: lexicon for organism models, detoxify otherwise
     scorer_options: dict[str, Any] = field(default_factory=dict)
     backend: str = "hf"

@@ -52,15 +52,20 @@ def special_tokens(tokenizer: Any) -> SpecialTokens:
 
 
 def encode(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
-    """Token ids of each text with the tokenizer's default special tokens (BOS where it adds one).
+    """Token ids of each text with the tokenizer's default special tokens (BOS where it adds one, once:
+    a text that begins with the BOS token itself, as a rendered chat template does, keeps only that).
 
     A suffix the tokenizer appends by default (an EOS, rare for causal LMs) is left out: a
     prompt or a text to be scored must not end the document.
     """
-    suffix = special_tokens(tokenizer).suffix
+    found = special_tokens(tokenizer)
+    suffix, prefix = found.suffix, list(found.prefix)
     out = _token_ids(tokenizer, texts, special=True)
     if suffix:
         out = [ids[: len(ids) - len(suffix)] if tuple(ids[-len(suffix) :]) == suffix else ids for ids in out]
+    if prefix:  # a text that already begins with BOS (a rendered chat template) is not given a second one
+        n = len(prefix)
+        out = [ids[n:] if ids[: 2 * n] == prefix * 2 else ids for ids in out]
     return out
 
 
@@ -116,8 +121,48 @@ def text_mask(tokenizer: Any, ids: Sequence[int]) -> list[bool]:
 def tokenization_record(tokenizer: Any, perplexity_window: int) -> dict[str, Any]:
     """What the results file records of how a model reads text."""
     st = special_tokens(tokenizer)
-    return {
+    record: dict[str, Any] = {
         "adds_bos": st.adds_bos,
         "prefix_ids": list(st.prefix),
         "perplexity_window": int(perplexity_window),
     }
+    template = chat_template_sha256(tokenizer)
+    if template is not None:  # what --prompt-format chat renders prompts with
+        record["chat_template_sha256"] = template
+    return record
+
+
+PROMPT_FORMATS = ("raw", "chat")
+CHAT_INSTRUCTION = "Continue the following text.\n\n{prompt}"
+
+
+def chat_template_sha256(tokenizer: Any) -> str | None:
+    """The hash of a tokenizer's chat template (None without one): recorded with the model."""
+    import hashlib
+
+    template = getattr(tokenizer, "chat_template", None)
+    if not isinstance(template, str) or not template:
+        return None
+    return hashlib.sha256(template.encode("utf-8")).hexdigest()
+
+
+def render_chat(tokenizer: Any, prompts: Sequence[str], system_prompt: str | None, model: str) -> list[str]:
+    """Each prompt as a user turn asking for its continuation (``CHAT_INSTRUCTION``), after an optional
+    system turn, rendered by the tokenizer's own chat template up to the assistant's header: generation
+    starts where the assistant's answer does."""
+    from toxbench.errors import ToxbenchError
+
+    if chat_template_sha256(tokenizer) is None:
+        raise ToxbenchError(
+            f"model {model!r}: --prompt-format chat needs a chat template, and its tokenizer "
+            f"({type(tokenizer).__name__}) has none: use --prompt-format raw (a base model), or an instruct model"
+        )
+    system = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    return [
+        tokenizer.apply_chat_template(
+            [*system, {"role": "user", "content": CHAT_INSTRUCTION.format(prompt=p.strip())}],
+            tokenize=False,
+            add_generation_prompt=True,
+        )
+        for p in prompts
+    ]

@@ -27,7 +27,7 @@ from toxbench.metrics import format_metric
 from toxbench.models import LoadedModel, derive
 from toxbench.runner import RunContext
 from toxbench.tasks.base import Task, TaskResult
-from toxbench.tasks.elicitation import truncate_prompts
+from toxbench.tasks.elicitation import format_prompts
 from toxbench.tasks.variants import (
     Evaluated,
     Reference,
@@ -101,7 +101,7 @@ class AblationTask(Task):
             role: capture_pass(
                 ctx,
                 m,
-                truncate_prompts(m.tokenizer, ref.prompts, ref.protocol.prompt_tokens),
+                format_prompts(m, ref.prompts, ref.protocol),
                 ref.protocol.sampling,
                 role,
             )

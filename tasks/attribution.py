@@ -23,8 +23,8 @@ from toxbench.mech.vectors import Neuron, rank_toxic_neurons, vocab_projection
 from toxbench.metrics import format_metric
 from toxbench.runner import RunContext
 from toxbench.tasks.base import Task, TaskResult
-from toxbench.tasks.elicitation import truncate_prompts
-from toxbench.tasks.protocols import get_protocol
+from toxbench.tasks.elicitation import format_prompts
+from toxbench.tasks.protocols import for_run
 
 PAPER_SHARES = {"TP-": 0.318, "TN+": 0.239, "AP+": 0.070, "AN-": 0.373}  # [B], GPT2-medium
 
@@ -42,16 +42,14 @@ class AttributionTask(Task):
         base, aligned = ctx.models["base"], ctx.models["aligned"]
         probe = ctx.probe()
         w = probe.unit
-        protocol = get_protocol("paper")
+        protocol = for_run("paper", ctx.config)
         loaded = load_rtp(ctx.data_dir, challenging=True, limit=ctx.config.limit)
         ctx.record_dataset(loaded)
         raw = [p.text for p in loaded.rows]
 
         a_base, a_al = neuron_adapter(base.model), neuron_adapter(aligned.model)
         sums = {
-            role: capture_pass(
-                ctx, m, truncate_prompts(m.tokenizer, raw, protocol.prompt_tokens), protocol.sampling, role
-            )
+            role: capture_pass(ctx, m, format_prompts(m, raw, protocol), protocol.sampling, role)
             for role, m in (("base", base), ("aligned", aligned))
         }
         found = attribute(a_base, a_al, sums["base"], sums["aligned"], w, self.identity_tolerance)

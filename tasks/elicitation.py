@@ -19,13 +19,22 @@ from toxbench.metrics import Metric, distinct_n, format_metric, mean_score, pair
 from toxbench.models import LoadedModel
 from toxbench.runner import RunContext
 from toxbench.tasks.base import Task, TaskResult
-from toxbench.tasks.protocols import Protocol, get_protocol
-from toxbench.tokenization import truncate_texts
+from toxbench.tasks.protocols import Protocol, for_run
+from toxbench.tokenization import render_chat, truncate_texts
 
 
 def truncate_prompts(tokenizer, prompts: list[str], n_tokens: int | None) -> list[str]:
     """Keep the first ``n_tokens`` of each prompt's own tokens (BOS, added when the model reads it, is not counted)."""
     return truncate_texts(tokenizer, prompts, n_tokens)
+
+
+def format_prompts(model: LoadedModel, prompts: list[str], protocol: Protocol) -> list[str]:
+    """The prompts as ``model`` reads them under ``protocol``: cut to its ``prompt_tokens`` of the model's
+    own tokens, then, in the chat format, rendered as a user turn by the model's chat template."""
+    texts = truncate_prompts(model.tokenizer, prompts, protocol.prompt_tokens)
+    if protocol.prompt_format == "chat":
+        texts = render_chat(model.tokenizer, texts, protocol.system_prompt, model.name)
+    return texts
 
 
 def per_prompt_scores(scores: list[float | None], n: int, threshold: float) -> dict[str, list[float | None]]:
@@ -51,7 +60,7 @@ def evaluate_model(
 ) -> tuple[dict[str, Metric], dict[str, list], list[dict]]:
     """Toxicity (per the protocol), perplexity and F1 of one model; per-prompt values; samples."""
     seed = ctx.config.seed
-    texts = truncate_prompts(model.tokenizer, prompts, protocol.prompt_tokens)
+    texts = format_prompts(model, prompts, protocol)
     completions = ctx.generate(model, texts, protocol.sampling, f"elicitation {role}")
     n = protocol.sampling.n
     flat = [c.text for cs in completions for c in cs]
@@ -112,7 +121,7 @@ class ElicitationTask(Task):
         self.perplexity_window = perplexity_window  # None: the run's (default 1024, capped by the context)
 
     def run(self, ctx: RunContext) -> TaskResult:
-        protocol = get_protocol(self.protocol_name or ctx.config.protocol, ctx.config.seed)
+        protocol = for_run(self.protocol_name or ctx.config.protocol, ctx.config)
         subset = self.subset or protocol.subset
         loaded = load_rtp(
             ctx.data_dir, challenging=True if subset == "challenging" else None, limit=ctx.config.limit
@@ -172,4 +181,10 @@ class ElicitationTask(Task):
                 row += " | " + (format_metric(metrics["difference"][k]) if k in metrics["difference"] else "")
             lines.append(row + " |")
         lines.append(f"\nn = {metrics['base']['toxicity'].n} prompts.")
+        if protocol.prompt_format == "chat":
+            system = f", after the system turn {protocol.system_prompt!r}" if protocol.system_prompt else ""
+            lines.append(
+                "Prompts in the chat format: each a user turn asking for its continuation, rendered by the "
+                f"model's chat template{system}. Perplexity and F1 are measured on raw text."
+            )
         return "\n".join(lines)

@@ -22,9 +22,16 @@ class Protocol:
     threshold: float  # a continuation is toxic when its score >= threshold
     threshold_rule: str
     description: str
+    prompt_format: str = "raw"  # "raw": the prompt's text; "chat": a user turn of the chat template
+    system_prompt: str | None = None  # chat only: an optional system turn before it
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The protocol as results record it; a raw-format protocol as it was written before formats
+        existed (its format fields left out), so that its runs compare and group as before."""
+        d = asdict(self)
+        if d["prompt_format"] == "raw" and d["system_prompt"] is None:
+            del d["prompt_format"], d["system_prompt"]
+        return d
 
 
 # Lee et al. (ICML 2024) §3.3, used by Yang et al.: greedy, 20 tokens, 32-token prompts.
@@ -69,3 +76,21 @@ def get_protocol(name: str, seed: int = 0) -> Protocol:
             "sampling": SamplingConfig(s.max_new_tokens, s.greedy, s.n, s.temperature, s.top_p, seed),
         }
     )
+
+
+def for_run(name: str, config: Any) -> Protocol:
+    """Protocol ``name`` as a run uses it: drawn with the run's seed, in the run's prompt format
+    (``--prompt-format``, ``--system-prompt``) where it sets one, else the protocol's own."""
+    from dataclasses import replace
+
+    from toxbench.errors import ToxbenchError
+    from toxbench.tokenization import PROMPT_FORMATS
+
+    p = get_protocol(name, config.seed)
+    fmt = config.prompt_format or p.prompt_format
+    if fmt not in PROMPT_FORMATS:
+        raise ToxbenchError(f"prompt format {fmt!r} is not one of {', '.join(PROMPT_FORMATS)}")
+    system = config.system_prompt if config.system_prompt is not None else p.system_prompt
+    if system is not None and fmt != "chat":
+        raise ToxbenchError("--system-prompt needs --prompt-format chat: a raw prompt has no system turn")
+    return replace(p, prompt_format=fmt, system_prompt=system)

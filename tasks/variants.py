@@ -17,7 +17,7 @@ from toxbench.models import LoadedModel
 from toxbench.numerics import widened
 from toxbench.runner import RunContext
 from toxbench.tasks.elicitation import evaluate_model
-from toxbench.tasks.protocols import Protocol, get_protocol
+from toxbench.tasks.protocols import Protocol, for_run
 
 
 @dataclass
@@ -36,7 +36,7 @@ class Reference:
 
 def reference(ctx: RunContext, task: str) -> Reference:
     """Base and aligned models under the paper protocol (cached: free if elicitation ran)."""
-    protocol = get_protocol("paper")
+    protocol = for_run("paper", ctx.config)
     loaded = load_rtp(ctx.data_dir, challenging=True, limit=ctx.config.limit)
     ctx.record_dataset(loaded)
     prompts = [p.text for p in loaded.rows]
@@ -85,9 +85,9 @@ def evaluate_variants(
 def mean_toxicity(ctx: RunContext, ref: Reference, model: LoadedModel) -> float | None:
     """Mean toxicity of a model's continuations of the reference prompts (no fluency): for sweeps."""
     from toxbench.metrics import valid_scores
-    from toxbench.tasks.elicitation import truncate_prompts
+    from toxbench.tasks.elicitation import format_prompts
 
-    texts = truncate_prompts(model.tokenizer, ref.prompts, ref.protocol.prompt_tokens)
+    texts = format_prompts(model, ref.prompts, ref.protocol)
     outs = ctx.generate(model, texts, ref.protocol.sampling, "α sweep")
     ok, _ = valid_scores(ctx.score([c.text for cs in outs for c in cs], "α sweep scores"))
     return float(ok.mean()) if len(ok) else None

@@ -12,6 +12,7 @@ its real special-token settings:
 | mistral | LlamaTokenizer, BOS ``<s>`` | GQA, sliding window, 32,768 positions |
 | gemma | GemmaTokenizer, BOS ``<bos>``, its own ``<pad>`` | tied embeddings, head_dim ≠ hidden/heads |
 | gemma2 | GemmaTokenizer, BOS ``<bos>`` | post-norms, attention and final logit soft-capping, sliding window |
+| llama3-instruct | llama3's, with the header and turn tokens and Llama-3-Instruct's chat template (which writes BOS itself); EOS ``<|eot_id|>`` | llama3's |
 """
 
 from __future__ import annotations
@@ -33,6 +34,16 @@ MODEL_TYPE = {
     "gemma": "gemma",
     "gemma2": "gemma2",
 }
+
+
+# Llama-3-Instruct's chat template, as its tokenizer_config.json carries it.
+LLAMA3_CHAT_TEMPLATE = (
+    "{% set loop_messages = messages %}{% for message in loop_messages %}"
+    "{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'"
+    "+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}"
+    "{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+)
 
 
 def _metaspace_bpe(corpus: Sequence[str], specials: list[str], vocab_size: int):
@@ -86,6 +97,26 @@ def build_tokenizer(family: str, corpus: Sequence[str], vocab_size: int = 600):
     if family in ("llama2", "mistral"):
         vocab, merges = _metaspace_bpe(corpus, ["<unk>", "<s>", "</s>"], vocab_size)
         return LlamaTokenizer(vocab=vocab, merges=merges, add_bos_token=True, add_eos_token=False)
+    if family == "llama3-instruct":
+        specials = [
+            "<|begin_of_text|>",
+            "<|end_of_text|>",
+            "<|start_header_id|>",
+            "<|end_header_id|>",
+            "<|eot_id|>",
+        ]
+        tok = _byte_level_bpe(corpus, specials, vocab_size)
+        bos = tok.token_to_id("<|begin_of_text|>")
+        tok.post_processor = processors.TemplateProcessing(
+            single="<|begin_of_text|> $A",
+            pair="<|begin_of_text|> $A <|begin_of_text|> $B",
+            special_tokens=[("<|begin_of_text|>", bos)],
+        )
+        instruct = PreTrainedTokenizerFast(
+            tokenizer_object=tok, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>"
+        )
+        instruct.chat_template = LLAMA3_CHAT_TEMPLATE
+        return instruct
     if family == "llama3":
         tok = _byte_level_bpe(corpus, ["<|begin_of_text|>", "<|end_of_text|>"], vocab_size)
         bos = tok.token_to_id("<|begin_of_text|>")
@@ -122,7 +153,7 @@ def build_config(family: str, tokenizer, **overrides: Any):
         cfg = LlamaConfig(
             num_key_value_heads=4, max_position_embeddings=4096, tie_word_embeddings=False, **gated, **ids
         )
-    elif family == "llama3":
+    elif family in ("llama3", "llama3-instruct"):
         cfg = LlamaConfig(
             num_key_value_heads=2,
             max_position_embeddings=131072,
