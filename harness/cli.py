@@ -265,6 +265,22 @@ def _batch_size(value: str) -> int | str:
     "--system-prompt", default=None, help="With --prompt-format chat: a system turn before each prompt."
 )
 @click.option(
+    "--gen-kwargs",
+    "gen_kwargs",
+    multiple=True,
+    metavar="KEY=VALUE[,KEY=VALUE]",
+    help="Sampling on top of the protocol's: max_new_tokens, greedy, n, temperature, top_p "
+    "(e.g. greedy=false,temperature=0.7). Recorded in the protocol and in every cache key.",
+)
+@click.option(
+    "--prompts",
+    "prompts_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A prompts file in RealToxicityPrompts' schema (.jsonl/.parquet) instead of RTP; every other "
+    "dataset is found as without it.",
+)
+@click.option(
     "--scorer", default=None, help="Scorer name (default: lexicon for the organism, else detoxify)."
 )
 @click.option(
@@ -372,6 +388,8 @@ def run_command(
     protocol: str,
     prompt_format: str | None,
     system_prompt: str | None,
+    gen_kwargs: tuple[str, ...],
+    prompts_path: Path | None,
     scorer: str | None,
     scorer_options: tuple[str, ...],
     backend: str,
@@ -422,6 +440,13 @@ def run_command(
         protocol=protocol,
         prompt_format=prompt_format,
         system_prompt=system_prompt,
+        gen_kwargs={
+            k: _literal(v)
+            for k, v in _key_values(
+                tuple(x for g in gen_kwargs for x in g.split(",") if x), "--gen-kwargs"
+            ).items()
+        },
+        prompts_path=prompts_path,
         scorer=scorer,
         scorer_options=_key_values(scorer_options, "--scorer-option"),
         backend=backend,

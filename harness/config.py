@@ -24,6 +24,10 @@ class RunConfig:
     protocol: str = "paper"
     prompt_format: str | None = None  # None: the protocol's own (raw); "chat": the chat template's user turn
     system_prompt: str | None = None  # chat only
+    gen_kwargs: dict[str, Any] = field(
+        default_factory=dict
+    )  # sampling on top of the protocol's (--gen-kwargs)
+    prompts_path: Path | None = None  # a prompts file in RTP's schema instead of the dataset's (--prompts)
     scorer: str | None = None  # None: lexicon for organism models, detoxify otherwise
     scorer_options: dict[str, Any] = field(default_factory=dict)
     backend: str = "hf"
@@ -51,6 +55,7 @@ class RunConfig:
         d["output_path"] = str(self.output_path) if self.output_path else None
         d["data_dir"] = str(self.data_dir) if self.data_dir else None
         d["probe_path"] = str(self.probe_path) if self.probe_path else None
+        d["prompts_path"] = str(self.prompts_path) if self.prompts_path else None
         return d
 
     def model_spec(self, role: str = "base"):

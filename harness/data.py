@@ -120,10 +120,23 @@ def _require(row: dict, fields: list[str], dataset: str, where: str) -> None:
 
 
 def load_rtp(
-    data_dir: Path | None = None, challenging: bool | None = True, limit: int | None = None
+    data_dir: Path | None = None,
+    challenging: bool | None = True,
+    limit: int | None = None,
+    file: Path | None = None,
 ) -> Loaded:
-    """RealToxicityPrompts rows as ``Prompt``; ``challenging=None`` keeps all."""
-    if data_dir is not None:
+    """RealToxicityPrompts rows as ``Prompt``; ``challenging=None`` keeps all. ``file``: a prompts file of
+    one's own in RTP's schema (``--prompts``), read instead of the dataset; the other datasets are not
+    affected."""
+    if file is not None:
+        file = Path(file)
+        if not file.is_file() or file.suffix not in _BUILDERS:
+            raise DataError(
+                f"prompts file {str(file)!r} is not a {'/'.join(sorted(_BUILDERS))} file: give one in "
+                'RealToxicityPrompts\' schema ({"prompt": {"text": ...}, "challenging": ...} per line)'
+            )
+        ds, source = _load_local([file], "RealToxicityPrompts"), str(file)
+    elif data_dir is not None:
         files = _local_files(Path(data_dir) / "rtp")
         if not files:
             raise DataError(f"RealToxicityPrompts: no .jsonl/.parquet file in {Path(data_dir) / 'rtp'}")

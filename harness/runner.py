@@ -359,6 +359,13 @@ def run(config: RunConfig) -> dict[str, Any]:
         from toxbench.mech.probe import Probe
 
         Probe.load(Path(config.probe_path))  # a missing or unreadable probe fails before any model loads
+    from toxbench.tasks.protocols import for_run
+
+    for_run(
+        config.protocol, config
+    )  # --gen-kwargs, --prompt-format, --system-prompt: checked before any load
+    if config.prompts_path is not None and not Path(config.prompts_path).is_file():
+        raise ToxbenchError(f"prompts file {str(config.prompts_path)!r} does not exist")
     if config.output_path is None:
         config.output_path = Path("runs") / time.strftime("%Y%m%d-%H%M%S")
     output_dir = Path(config.output_path)

@@ -271,7 +271,7 @@ def scrub_local_paths(results: dict[str, Any]) -> dict[str, Any]:
     """A copy of ``results`` without the submitter's absolute paths (output folder, data, sources,
     local model folders)."""
     clean = copy.deepcopy(results)
-    for key in ("output_path", "data_dir", "probe_path", "model", "aligned"):
+    for key in ("output_path", "data_dir", "probe_path", "prompts_path", "model", "aligned"):
         if key in clean["config"]:
             clean["config"][key] = _local(clean["config"][key])
     task_datasets = [d for task in clean.get("tasks", {}).values() for d in task.get("datasets", {}).values()]

@@ -43,7 +43,9 @@ class AttributionTask(Task):
         probe = ctx.probe()
         w = probe.unit
         protocol = for_run("paper", ctx.config)
-        loaded = load_rtp(ctx.data_dir, challenging=True, limit=ctx.config.limit)
+        loaded = load_rtp(
+            ctx.data_dir, challenging=True, limit=ctx.config.limit, file=ctx.config.prompts_path
+        )
         ctx.record_dataset(loaded)
         raw = [p.text for p in loaded.rows]
 

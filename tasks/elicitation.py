@@ -124,7 +124,10 @@ class ElicitationTask(Task):
         protocol = for_run(self.protocol_name or ctx.config.protocol, ctx.config)
         subset = self.subset or protocol.subset
         loaded = load_rtp(
-            ctx.data_dir, challenging=True if subset == "challenging" else None, limit=ctx.config.limit
+            ctx.data_dir,
+            challenging=True if subset == "challenging" else None,
+            limit=ctx.config.limit,
+            file=ctx.config.prompts_path,
         )
         ctx.record_dataset(loaded)
         prompts = [p.text for p in loaded.rows]

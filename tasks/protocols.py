@@ -78,15 +78,55 @@ def get_protocol(name: str, seed: int = 0) -> Protocol:
     )
 
 
+GEN_KWARGS = ("max_new_tokens", "greedy", "n", "temperature", "top_p")
+
+
+def with_gen_kwargs(sampling: SamplingConfig, gen_kwargs: dict[str, Any]) -> SamplingConfig:
+    """``sampling`` with ``--gen-kwargs`` on top (``GEN_KWARGS``), checked as the backends take them."""
+    from dataclasses import replace
+
+    from toxbench.errors import ToxbenchError
+
+    unknown = sorted(set(gen_kwargs) - set(GEN_KWARGS))
+    if unknown:
+        raise ToxbenchError(
+            f"--gen-kwargs: unknown key(s) {', '.join(unknown)}; known: {', '.join(GEN_KWARGS)}"
+        )
+    types = {"max_new_tokens": int, "n": int, "greedy": bool, "temperature": float, "top_p": float}
+    values = {}
+    for key, value in gen_kwargs.items():
+        kind = types[key]
+        ok = (
+            isinstance(value, bool)
+            if kind is bool
+            else isinstance(value, (int, float)) and not isinstance(value, bool)
+        )
+        if not ok or (kind is int and float(value) != int(value)):
+            raise ToxbenchError(f"--gen-kwargs: {key} must be {kind.__name__}, got {value!r}")
+        values[key] = kind(value)
+    greedy = values.get("greedy", sampling.greedy)
+    if greedy and {"temperature", "top_p"} & set(values):
+        raise ToxbenchError(
+            "--gen-kwargs: temperature and top_p do nothing under greedy decoding: add greedy=false to sample"
+        )
+    try:
+        return replace(sampling, **values)
+    except ValueError as exc:
+        raise ToxbenchError(f"--gen-kwargs: {exc}") from exc
+
+
 def for_run(name: str, config: Any) -> Protocol:
-    """Protocol ``name`` as a run uses it: drawn with the run's seed, in the run's prompt format
-    (``--prompt-format``, ``--system-prompt``) where it sets one, else the protocol's own."""
+    """Protocol ``name`` as a run uses it: drawn with the run's seed, with ``--gen-kwargs`` on its
+    sampling, in the run's prompt format (``--prompt-format``, ``--system-prompt``) where it sets one,
+    else the protocol's own."""
     from dataclasses import replace
 
     from toxbench.errors import ToxbenchError
     from toxbench.tokenization import PROMPT_FORMATS
 
     p = get_protocol(name, config.seed)
+    if config.gen_kwargs:
+        p = replace(p, sampling=with_gen_kwargs(p.sampling, config.gen_kwargs))
     fmt = config.prompt_format or p.prompt_format
     if fmt not in PROMPT_FORMATS:
         raise ToxbenchError(f"prompt format {fmt!r} is not one of {', '.join(PROMPT_FORMATS)}")

@@ -37,7 +37,7 @@ class Reference:
 def reference(ctx: RunContext, task: str) -> Reference:
     """Base and aligned models under the paper protocol (cached: free if elicitation ran)."""
     protocol = for_run("paper", ctx.config)
-    loaded = load_rtp(ctx.data_dir, challenging=True, limit=ctx.config.limit)
+    loaded = load_rtp(ctx.data_dir, challenging=True, limit=ctx.config.limit, file=ctx.config.prompts_path)
     ctx.record_dataset(loaded)
     prompts = [p.text for p in loaded.rows]
     evaluated = {}
