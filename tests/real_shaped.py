@@ -237,3 +237,17 @@ def save_pair(family: str, corpus: Sequence[str], root: Path) -> tuple[Path, Pat
         model.save_pretrained(folder, safe_serialization=True)
         tokenizer.save_pretrained(folder)
     return dirs
+
+
+def elicitation_run(base_dir: Path, aligned_dir: Path, data_dir: Path, **overrides: Any) -> dict[str, Any]:
+    """``RunConfig`` arguments of a short elicitation run of a saved pair, scored by the lexicon on
+    ``data_dir`` (the organism's data)."""
+    return dict(
+        model=str(base_dir),
+        aligned=str(aligned_dir),
+        tasks=["elicitation"],
+        scorer="lexicon",
+        data_dir=data_dir,
+        limit=4,
+        **overrides,
+    )

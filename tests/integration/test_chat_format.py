@@ -8,7 +8,7 @@ import json
 
 import pytest
 import torch
-from real_shaped import build_model, build_tokenizer, save_pair
+from real_shaped import build_model, build_tokenizer, elicitation_run, save_pair
 
 from toxbench.backends.base import SamplingConfig
 from toxbench.backends.hf import HFBackend
@@ -68,14 +68,7 @@ def test_a_chat_run_records_its_format_and_never_shares_a_raw_generation(
 ) -> None:
     monkeypatch.setenv("TOXBENCH_HOME", str(tmp_path / "home"))
     base_dir, aligned_dir = save_pair("llama3-instruct", corpus, tmp_path)
-    common = dict(
-        model=str(base_dir),
-        aligned=str(aligned_dir),
-        tasks=["elicitation"],
-        scorer="lexicon",
-        data_dir=micro_organism.data_dir,
-        limit=4,
-    )
+    common = elicitation_run(base_dir, aligned_dir, micro_organism.data_dir)
     from toxbench.cache import Cache
 
     raw = run(RunConfig(**common, output_path=tmp_path / "raw"))
@@ -98,26 +91,13 @@ def test_a_chat_run_records_its_format_and_never_shares_a_raw_generation(
     assert "Perplexity and F1 are measured on raw text" in (tmp_path / "chat" / "report.md").read_text()
 
 
-def test_chat_on_a_model_without_a_template_is_a_clear_error(micro_organism, tmp_path) -> None:
-    with pytest.raises(ToxbenchError, match="has none"):
-        run(
-            RunConfig(
-                model="organism-micro",
-                aligned="organism-micro:dpo",
-                tasks=["elicitation"],
-                limit=4,
-                prompt_format="chat",
-                output_path=tmp_path / "x",
-            )
-        )
-    with pytest.raises(ToxbenchError, match="needs --prompt-format chat"):
-        run(
-            RunConfig(
-                model="organism-micro",
-                aligned="organism-micro:dpo",
-                tasks=["elicitation"],
-                limit=4,
-                system_prompt="hi",
-                output_path=tmp_path / "y",
-            )
-        )
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"prompt_format": "chat"}, "has none"), ({"system_prompt": "hi"}, "needs --prompt-format chat")],
+)
+def test_chat_options_a_model_or_format_cannot_take_are_clear_errors(
+    micro_organism, tmp_path, options: dict, message: str
+) -> None:
+    micro = dict(model="organism-micro", aligned="organism-micro:dpo", tasks=["elicitation"], limit=4)
+    with pytest.raises(ToxbenchError, match=message):
+        run(RunConfig(**micro, **options, output_path=tmp_path / "x"))

@@ -11,7 +11,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from real_shaped import BOS_FAMILIES, FAMILIES, MODEL_TYPE, build_model, build_tokenizer, save_pair
+from real_shaped import (
+    BOS_FAMILIES,
+    FAMILIES,
+    MODEL_TYPE,
+    build_model,
+    build_tokenizer,
+    elicitation_run,
+    save_pair,
+)
 
 from toxbench.backends.base import SamplingConfig
 from toxbench.backends.hf import HFBackend
@@ -169,14 +177,9 @@ def test_llama3_context_runs_elicitation_on_1024_token_windows(
     monkeypatch.setattr(HFBackend, "_head", head)
     results = run(
         RunConfig(
-            model=str(base_dir),
-            aligned=str(aligned_dir),
-            tasks=["elicitation"],
-            scorer="lexicon",
-            data_dir=micro_organism.data_dir,
-            limit=4,
-            output_path=tmp_path / "out",
-            use_cache=False,
+            **elicitation_run(
+                base_dir, aligned_dir, micro_organism.data_dir, output_path=tmp_path / "out", use_cache=False
+            )
         )
     )  # every window is scored here, none served from the cache
     tok = results["models"]["base"]["tokenization"]
