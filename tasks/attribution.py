@@ -193,10 +193,13 @@ class AttributionTask(Task):
     def report(metrics: dict[str, Any], top_rows: list, toxic_rows: list, artifacts: list[str]) -> str:
         g = metrics["groups"]
         acc = metrics["probe_accuracy"]
+        if acc is None:  # a probe given as a file (--probe) carries no accuracy
+            about = "a probe given with --probe, not trained here, so no accuracy"
+        else:
+            about = f"probe accuracy {format_metric(acc)}, n={acc.n}"
         lines = [
             "Where the change sits: each neuron's contribution Δ to the drop in writing along the probe "
-            f"direction (probe accuracy {format_metric(acc)}, n={acc.n}; "
-            "Lee et al.: 0.94 on GPT2-medium).",
+            f"direction ({about}; Lee et al.: 0.94 on GPT2-medium).",
             "",
             "| group | neurons | Σ Δ | share of gross | Yang et al. |",
             "|---|---|---|---|---|",
