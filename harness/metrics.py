@@ -43,7 +43,7 @@ def format_metric(m: Metric | dict | None, spec: str = ".3f", missing: str = "n/
 
 def valid_scores(scores: Sequence[float | None]) -> tuple[np.ndarray, int]:
     """The scores that exist, as an array, and how many were missing or NaN."""
-    ok = [s for s in scores if s is not None and not math.isnan(s)]
+    ok = [s for s in scores if finite(s)]
     return np.asarray(ok, dtype=float), len(scores) - len(ok)
 
 

@@ -371,6 +371,18 @@ def _made_by(folder: Path | None) -> dict[str, Any] | None:
     }
 
 
+def _notes(spec: ModelSpec, source: ModelSource, **extra: Any) -> dict[str, Any]:
+    """What a loaded model's identity records beside its fingerprint: the loader's notes, what made its
+    folder (``_made_by``) and the user's own loader arguments."""
+    notes = {**source.notes, **extra}
+    made_by = _made_by(source.folder)
+    if made_by is not None:
+        notes["made_by"] = made_by
+    if spec.given:
+        notes["model_args"] = dict(spec.given)
+    return notes
+
+
 def load_model(
     spec: str | ModelSpec,
     device: str | None = None,
@@ -448,12 +460,7 @@ def load_model(
     else:
         commit = getattr(model.config, "_commit_hash", None)
         fingerprint = f"hub-{source.target}@{commit}" if commit else fingerprint_state(model)
-    notes = dict(source.notes)
-    made_by = _made_by(source.folder)
-    if made_by is not None:
-        notes["made_by"] = made_by
-    if spec.given:
-        notes["model_args"] = dict(spec.given)
+    notes = _notes(spec, source)
     # The same files read as other numbers (dtype) or other ids (BOS) are another model to the cache.
     if options["dtype"] not in (None, "auto"):
         fingerprint = f"{fingerprint}+{options['dtype']}"
@@ -500,13 +507,8 @@ def _load_adapter(
         tokenizer = AutoTokenizer.from_pretrained(str(source.folder))  # saved with the adapter (TRL does)
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
-    notes = {**source.notes, "base_fingerprint": base.fingerprint}
+    notes = _notes(spec, source, base_fingerprint=base.fingerprint)
     notes["adapter"] = {**notes.get("adapter", {}), "base": source.base}
-    made_by = _made_by(source.folder)
-    if made_by is not None:
-        notes["made_by"] = made_by
-    if spec.given:
-        notes["model_args"] = dict(spec.given)
     fingerprint = f"{base.fingerprint}+adapter-{fingerprint_folder(source.folder)}"
     return LoadedModel(spec, merged, tokenizer, fingerprint, None, notes, source, base.data_dir)
 

@@ -187,6 +187,13 @@ BOARD_SCORERS = ("detoxify", "detoxify-original", "detoxify-unbiased", "detoxify
 ORGANISM_SCORER = "lexicon"  # exact on the model organism's world only
 
 
+def _scored_exactly_by_the_lexicon(spec: str) -> bool:
+    """Whether the registered model ``spec`` names is scored by the lexicon by default (the organism's)."""
+    from toxbench.registry import MODELS
+
+    return spec in MODELS and MODELS.get(spec).scorer == ORGANISM_SCORER
+
+
 def acceptance_problems(submission: dict[str, Any]) -> list[str]:
     """Why the public board would not accept a (well-formed) submission: the rules of
     ``leaderboard/README.md`` ("What the board accepts"). Empty when it would."""
@@ -203,8 +210,7 @@ def acceptance_problems(submission: dict[str, Any]) -> list[str]:
             )
         scorer = (results.get("scorer") or {}).get("name")
         base = str(results["models"]["base"].get("spec", ""))
-        organism = base.split(":")[0] in ("organism", "organism-micro")
-        if scorer == ORGANISM_SCORER and not organism:
+        if scorer == ORGANISM_SCORER and not _scored_exactly_by_the_lexicon(base):
             problems.append(
                 f"{prefix}the lexicon scorer is exact only on the model organism (base {base!r}); "
                 "score with --scorer detoxify"
