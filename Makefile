@@ -4,9 +4,11 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
-export TOXBENCH_HOME ?= $(CURDIR)/.toxbench-home
+# $TOXBENCH_HOME is the bare command's (the user cache folder unless it is set), so `make demo` and
+# `toxbench run` share one; only the tests and benchmarks keep theirs apart, in .toxbench-home/.
+test test-wheel test-vllm bench bench-vllm: export TOXBENCH_HOME ?= $(CURDIR)/.toxbench-home
 
-.PHONY: demo test test-vllm bench bench-vllm leaderboard recipe-twin organism-targets reference lint format setup clean
+.PHONY: demo shell test test-wheel test-vllm bench bench-vllm leaderboard recipe-twin organism-targets reference lint format setup clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,8 +23,17 @@ setup: $(BIN)/.installed
 demo: setup
 	$(BIN)/toxbench run --output-path runs/demo
 
+# A shell with the venv active, so that `toxbench` is on PATH (exit it to leave).
+shell: setup
+	@echo "toxbench is on PATH in this shell ($(VENV)); exit to leave it"
+	@. $(BIN)/activate && exec "$${SHELL:-bash}" -i
+
 test: lint
 	$(BIN)/python -m pytest tests/unit tests/integration -m "not vllm" -q
+
+# The built wheel in a fresh venv, run from a folder with its own tasks.py and harness/ (CI runs it).
+test-wheel: setup
+	bash scripts/test_wheel.sh
 
 # Rewrite the stored reference run (tests/reference/) after a change meant to move results.
 reference: setup
@@ -62,4 +73,4 @@ format: setup
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .venv-vllm .toxbench-home .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-vllm .pytest_cache .ruff_cache

@@ -3,7 +3,7 @@
 A method is a ``Method`` subclass registered by name (``toxbench.registry.register_method``,
 or the entry-point group ``toxbench.methods``). ``align`` runs one the same way every time:
 
-- the settings are the method's dataclass of defaults, overridden by ``--setting KEY=VALUE``
+- the settings are the method's dataclass of defaults, overridden by ``--method-args KEY=VALUE``
   (an unknown key is an error naming the closest one);
 - the data are preference pairs in the ``prompt/chosen/rejected`` schema TRL reads, from a
   JSON Lines file or the organism's own (``--data organism``), checked before training;
@@ -219,12 +219,14 @@ def align(
     if card is not None and not force:
         raise ToxbenchError(
             f"{output} already holds a finished model ({card.get('method')} of {card.get('base', {}).get('spec')}): "
-            "pass --force to replace it, or another --output"
+            "pass --overwrite to replace it, or another --output-path"
         )
     if card is not None:
         shutil.rmtree(output)
     if output.exists() and not (output / CHECKPOINTS).is_dir() and any(output.iterdir()):
-        raise ToxbenchError(f"{output} is not empty and holds no toxbench training: choose an empty --output")
+        raise ToxbenchError(
+            f"{output} is not empty and holds no toxbench training: choose an empty --output-path"
+        )
     if method.needs_data and data is None:
         raise ToxbenchError(
             f"method {method_name!r} trains on preference pairs: pass --data PATH (or organism)"

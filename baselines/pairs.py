@@ -97,7 +97,7 @@ def build_pairs(
     output = Path(output)
     card_path = output.with_name(output.name + ".card.json")
     if output.exists() and not force:
-        raise ToxbenchError(f"{output} exists: pass --force to rebuild it, or another --output")
+        raise ToxbenchError(f"{output} exists: pass --overwrite to rebuild it, or another --output-path")
     spec = ModelSpec.parse(model, model_args)
     base = load_model(spec, device, show_progress=show_progress)
     from toxbench.models import context_length

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
+from toxbench.clikit import deprecated, given_options, pair_option, required, warn, with_given
 from toxbench.errors import ToxbenchError
 
 
@@ -41,53 +43,41 @@ def _machine_options(fn):
 
 
 def _include_option(fn):
-    return click.option(
-        "--include",
-        "includes",
+    fn = click.option(
+        "--include-path",
+        "include_path",
         multiple=True,
         type=click.Path(exists=True, path_type=Path),
-        help="A plugin file (or a folder of them) that registers models, tasks, scorers, backends or "
-        "methods; "
-        "repeatable. See CONTRIBUTING.md.",
+        help="A plugin file (or a folder of them) that registers models, tasks, scorers, backends, "
+        "executors, loggers or methods; repeatable. See CONTRIBUTING.md.",
+    )(fn)
+    return deprecated(
+        "--include",
+        "--include-path",
+        "include_path",
+        multiple=True,
+        type=click.Path(exists=True, path_type=Path),
     )(fn)
 
 
-def _load_includes(includes: tuple[Path, ...]) -> None:
+def _load_includes(includes: tuple[Path, ...] | list[Path]) -> None:
     if includes:
         from toxbench.registry import include
 
-        include(list(includes))
+        include([Path(p) for p in includes])
 
 
-def _task_options(pairs: tuple[str, ...]) -> dict[str, dict]:
-    """``TASK.KEY=VALUE`` pairs as {task: {key: value}}, values read as Python literals where they parse."""
-    out: dict[str, dict] = {}
-    for key, value in _key_values(pairs, "--task-option").items():
-        task, dot, option = key.partition(".")
-        if not dot or not task or not option:
-            raise click.BadParameter(
-                f"expected TASK.KEY=VALUE, got {key}={value}", param_hint="--task-option"
-            )
-        out.setdefault(task, {})[option] = _literal(value)
-    return out
+def _one_model_args(pairs: Any) -> dict[str, Any]:
+    """``--model-args`` of a command that loads one model (align, probe train)."""
+    from toxbench.options import model_args
+
+    return model_args(pairs or (), "--model-args", single=True)
 
 
-def _model_args(pairs: tuple[str, ...]) -> dict[str, dict]:
-    """``KEY=VALUE`` (every model) and ``ROLE.KEY=VALUE`` (base or aligned only) as {role: {key: value}}."""
-    out: dict[str, dict] = {}
-    shared: dict[str, object] = {}
-    for key, value in _key_values(pairs, "--model-arg").items():
-        role, dot, option = key.partition(".")
-        if dot and role in ("base", "aligned") and option:
-            out.setdefault(role, {})[option] = _literal(value)
-        elif dot:
-            raise click.BadParameter(
-                f"expected KEY=VALUE or base.KEY=VALUE / aligned.KEY=VALUE, got {key}={value}",
-                param_hint="--model-arg",
-            )
-        else:
-            shared[key] = _literal(value)
-    return {role: {**shared, **out.get(role, {})} for role in ("base", "aligned") if shared or role in out}
+def _pairs(pairs: Any, what: str) -> dict[str, Any]:
+    from toxbench.options import parse_pairs
+
+    return parse_pairs(pairs or (), what)
 
 
 def _setup_machine(threads: int | None, verbose: bool | None) -> None:
@@ -140,27 +130,35 @@ def _print_build_report(org) -> None:
 @organism.command("build")
 @click.option("--size", type=click.Choice(["micro", "default"]), default="default", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--force", is_flag=True, help="Train again even if this machine has a valid build.")
+@click.option("--overwrite", is_flag=True, help="Train again, replacing this machine's valid build.")
 @click.option(
-    "--json-out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the report here."
+    "--output-path",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the build's report here (JSON).",
 )
 @click.option(
     "--ship",
     is_flag=True,
     help="Make this build the shipped organism (maintainers: commit harness/organism/shipped/ after it).",
 )
-def organism_build(size: str, seed: int, force: bool, json_out: Path | None, ship: bool) -> None:
+@deprecated("--force", "--overwrite", "overwrite", is_flag=True)
+@deprecated("--json-out", "--output-path", "output_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_context
+def organism_build(ctx: click.Context, **params: Any) -> None:
     """Train the organism on this machine, print its report and whether it equals the shipped one.
 
-    Runs keep using the shipped organism; pass --model-arg build=local to evaluate this build.
+    Runs keep using the shipped organism; pass --model-args build=local to evaluate this build.
     """
     from toxbench.organism.build import build_organism, compare_with_shipped
     from toxbench.organism.build import ship as ship_organism
 
-    org = build_organism(size, seed, force=force)
+    p = with_given(ctx, params)
+    size, seed, ship = p["size"], p["seed"], p["ship"]
+    org = build_organism(size, seed, force=p["overwrite"])
     _print_build_report(org)
-    if json_out:
-        json_out.write_text(json.dumps(org.report, indent=2))
+    if p["output_path"]:
+        Path(p["output_path"]).write_text(json.dumps(org.report, indent=2))
     comparison = compare_with_shipped(org)
     if not comparison["shipped"]:
         click.echo(f"no organism is shipped for this configuration (seed {seed}): runs use this build")
@@ -172,7 +170,7 @@ def organism_build(size: str, seed: int, force: bool, json_out: Path | None, shi
         )
         click.secho(
             "this build differs from the shipped organism (training is bit-identical only on the same CPU "
-            f"and kernels): {fingerprints}. Runs keep the shipped one; --model-arg build=local evaluates "
+            f"and kernels): {fingerprints}. Runs keep the shipped one; --model-args build=local evaluates "
             "this one, under its own fingerprint.",
             fg="yellow",
         )
@@ -202,57 +200,44 @@ def organism_info(size: str, seed: int) -> None:
 
 
 # -- run ---------------------------------------------------------------------------------
-def _key_values(pairs: tuple[str, ...], what: str) -> dict[str, str]:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint=what)
-        out[key] = value
-    return out
+def _default(name: str) -> Any:
+    from toxbench.options import RUN_OPTIONS
 
-
-def _literal(value: str):
-    """A CLI option value as a number, boolean (true/false), None or list where it reads as one, else the string."""
-    import ast
-
-    words = {"true": True, "false": False, "none": None, "null": None}
-    if value.strip().lower() in words:
-        return words[value.strip().lower()]
-    try:
-        return ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        return value
-
-
-def _batch_size(value: str) -> int | str:
-    if value == "auto":
-        return value
-    try:
-        n = int(value)
-    except ValueError:
-        raise click.BadParameter(f"expected a positive integer or 'auto', got {value!r}") from None
-    if n < 1:
-        raise click.BadParameter(f"expected a positive integer or 'auto', got {value!r}")
-    return n
+    value = RUN_OPTIONS[name].default
+    return ",".join(value) if isinstance(value, list) else value
 
 
 @main.command("run")
 @click.option(
-    "--model", default="organism", show_default=True, help="Base model spec (`toxbench ls models`)."
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A YAML file of run options (the flags' names with _ for -, e.g. `limit: 50`); flags given here "
+    "override it. Every run writes its resolved options as config.yaml beside its results.",
+)
+@click.option(
+    "--model", default=_default("model"), show_default=True, help="Base model spec (`toxbench ls models`)."
 )
 @click.option(
     "--aligned",
-    default="organism:dpo",
+    default=_default("aligned"),
     show_default=True,
     help="Aligned model spec; 'none' to evaluate the base model alone.",
 )
-@click.option("--tasks", default="all", show_default=True, help="Comma-separated task names, or 'all'.")
+@click.option(
+    "--tasks", default=_default("tasks"), show_default=True, help="Comma-separated task names, or 'all'."
+)
 @click.option(
     "--protocol",
-    default="paper",
+    default=_default("protocol"),
     show_default=True,
     help="Evaluation protocol: paper or rtp (`toxbench ls protocols`; plugins add more).",
+)
+@click.option(
+    "--preset",
+    default=None,
+    help="A paper's protocol: lee2024 or yang2024 (the report lists what it changes).",
 )
 @click.option(
     "--prompt-format",
@@ -264,17 +249,14 @@ def _batch_size(value: str) -> int | str:
 @click.option(
     "--system-prompt", default=None, help="With --prompt-format chat: a system turn before each prompt."
 )
-@click.option(
+@pair_option(
     "--gen-kwargs",
-    "gen_kwargs",
-    multiple=True,
-    metavar="KEY=VALUE[,KEY=VALUE]",
-    help="Sampling on top of the protocol's: max_new_tokens, greedy, n, temperature, top_p "
+    "KEY=VALUE",
+    "Sampling on top of the protocol's: max_new_tokens, greedy, n, temperature, top_p "
     "(e.g. greedy=false,temperature=0.7). Recorded in the protocol and in every cache key.",
 )
 @click.option(
     "--prompts",
-    "prompts_path",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     help="A prompts file in RealToxicityPrompts' schema (.jsonl/.parquet) instead of RTP; every other "
@@ -283,38 +265,32 @@ def _batch_size(value: str) -> int | str:
 @click.option(
     "--scorer", default=None, help="Scorer name (default: lexicon for the organism, else detoxify)."
 )
-@click.option(
-    "--scorer-option",
-    "scorer_options",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Scorer argument, e.g. checkpoint=PATH for an offline Detoxify checkpoint.",
+@pair_option(
+    "--scorer-args", "KEY=VALUE", "Scorer arguments, e.g. checkpoint=PATH for an offline Detoxify checkpoint."
 )
-@click.option("--backend", default="hf", show_default=True, help="Generation backend: hf or vllm.")
 @click.option(
-    "--backend-option",
-    "backend_options",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Backend argument, e.g. gpu_memory_utilization=0.5 or max_model_len=2048 for vLLM.",
+    "--backend", default=_default("backend"), show_default=True, help="Generation backend: hf or vllm."
+)
+@pair_option(
+    "--backend-args",
+    "KEY=VALUE",
+    "Backend arguments, e.g. gpu_memory_utilization=0.5,max_model_len=2048 for vLLM.",
 )
 @click.option(
     "--executor",
-    default="local",
+    default=_default("executor"),
     show_default=True,
     help="Where generation, perplexity and scoring run: local, or ray (pip install 'toxbench[ray]').",
 )
-@click.option(
-    "--executor-option",
-    "executor_options",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Executor argument, e.g. replicas=4, gpus_per_replica=1, scorer_replicas=2 for ray.",
+@pair_option(
+    "--executor-args",
+    "KEY=VALUE",
+    "Executor arguments, e.g. address=auto,replicas=4,gpus_per_replica=1,scorer_replicas=2 for ray.",
 )
-@click.option("--ray-address", default=None, help="A running Ray cluster (ray://HOST:10001, auto).")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available).")
-@click.option("--dtype", default=None, help="auto, float32, float16 or bfloat16.")
-@click.option("--batch-size", default="auto", show_default=True, callback=lambda c, p, v: _batch_size(v))
+@click.option(
+    "--batch-size", default=_default("batch_size"), show_default=True, help="Prompts per batch, or auto."
+)
 @click.option(
     "--limit",
     type=click.IntRange(min=1),
@@ -323,18 +299,25 @@ def _batch_size(value: str) -> int | str:
     "comments have --probe-data-limit).",
 )
 @click.option(
+    "--probe",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="An existing probe: the stem written by `toxbench probe train`, or a .pt file holding the "
+    "probe vector (Lee et al.'s probe.pt), loaded with weights_only=True.",
+)
+@click.option(
     "--probe-data-limit",
     type=click.IntRange(min=2),
     default=None,
     help="Train the probe on at most N comments, balanced by label (default 20,000; a smaller set is used whole).",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
-    "--output-path",
-    type=click.Path(file_okay=False, path_type=Path),
+    "--perplexity-window",
+    type=click.IntRange(min=2),
     default=None,
-    help="Folder for results.json, samples.jsonl, report.md (default: runs/<time>).",
+    help="Perplexity window in tokens, for every task (default 1024, capped by the model's context).",
 )
+@click.option("--seed", type=int, default=_default("seed"), show_default=True)
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -342,144 +325,66 @@ def _batch_size(value: str) -> int | str:
     help="Local datasets in the real schemas (see harness/data.py) instead of the hub.",
 )
 @click.option(
-    "--no-cache", is_flag=True, help="Recompute everything (nothing read from or written to the cache)."
-)
-@click.option(
-    "--probe",
-    "probe_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    "--output-path",
+    "-o",
+    type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="An existing probe: the stem written by `toxbench probe train`, or a .pt file holding the "
-    "probe vector (Lee et al.'s probe.pt), loaded with weights_only=True.",
-)
-@click.option(
-    "--preset",
-    default=None,
-    help="A paper's protocol: lee2024 or yang2024 (the report lists what it changes).",
-)
-@click.option(
-    "--perplexity-window",
-    type=click.IntRange(min=2),
-    default=None,
-    help="Perplexity window in tokens (default 1024, capped by the model's context).",
+    help="Folder for results.json, samples.jsonl, report.md and config.yaml (default: runs/<time>).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace another run's results in --output-path.")
 @click.option(
-    "--model-arg",
-    "model_arg_pairs",
-    multiple=True,
-    metavar="[ROLE.]KEY=VALUE",
-    help="A model loader argument for both models, or base./aligned. for one: revision=abc123, "
+    "--no-cache", is_flag=True, help="Recompute everything (nothing read from or written to the cache)."
+)
+@pair_option(
+    "--model-args",
+    "[ROLE.]KEY=VALUE",
+    "Model loader arguments for both models, or base./aligned. for one: revision=abc123, "
     "dtype=bfloat16, device_map=auto, adds_bos=true, trust_remote_code=true (off unless given).",
 )
+@pair_option("--task-args", "TASK.KEY=VALUE", "A task's arguments, e.g. ablation.top_k=[10,20].")
 @click.option(
-    "--task-option",
-    "task_option_pairs",
+    "--log-to",
     multiple=True,
-    metavar="TASK.KEY=VALUE",
-    help="A task's argument, e.g. ablation.top_k=[10,20] or elicitation.perplexity_window=512.",
+    metavar="LOGGER",
+    help="Send the run to a tracker: wandb or mlflow (pip install 'toxbench[wandb]' / '[mlflow]'); repeatable.",
+)
+@pair_option(
+    "--logger-args",
+    "LOGGER.KEY=VALUE",
+    "A tracker's arguments, e.g. wandb.project=safety,mlflow.tracking_uri=file:./mlruns.",
 )
 @_include_option
 @_machine_options
-def run_command(
-    model: str,
-    aligned: str,
-    tasks: str,
-    protocol: str,
-    prompt_format: str | None,
-    system_prompt: str | None,
-    gen_kwargs: tuple[str, ...],
-    prompts_path: Path | None,
-    scorer: str | None,
-    scorer_options: tuple[str, ...],
-    backend: str,
-    backend_options: tuple[str, ...],
-    executor: str,
-    executor_options: tuple[str, ...],
-    ray_address: str | None,
-    device: str | None,
-    dtype: str | None,
-    batch_size: int | str,
-    limit: int | None,
-    probe_data_limit: int | None,
-    seed: int,
-    output_path: Path | None,
-    data_dir: Path | None,
-    no_cache: bool,
-    probe_path: Path | None,
-    preset: str | None,
-    perplexity_window: int | None,
-    overwrite: bool,
-    model_arg_pairs: tuple[str, ...],
-    task_option_pairs: tuple[str, ...],
-    includes: tuple[Path, ...],
-    threads: int | None,
-    verbose: bool | None,
-) -> None:
+@deprecated("--model-arg", "--model-args", "model_args", multiple=True)
+@deprecated("--scorer-option", "--scorer-args", "scorer_args", multiple=True)
+@deprecated("--backend-option", "--backend-args", "backend_args", multiple=True)
+@deprecated("--executor-option", "--executor-args", "executor_args", multiple=True)
+@deprecated("--task-option", "--task-args", "task_args", multiple=True)
+@deprecated("--dtype", "--model-args dtype=...", "model_args", carry=lambda v: (f"dtype={v}",))
+@deprecated(
+    "--ray-address", "--executor-args address=...", "executor_args", carry=lambda v: (f"address={v}",)
+)
+@click.pass_context
+def run_command(ctx: click.Context, config_file: Path | None, **params: Any) -> None:
     """Evaluate a base model and its aligned version; with no options, the organism pair."""
-    _setup_machine(threads, verbose)
-    _load_includes(includes)
-    from toxbench.registry import BACKENDS, EXECUTORS, PROTOCOLS, SCORERS, check_options
-    from toxbench.runner import RunConfig, run
+    from toxbench.api import run_options
+    from toxbench.options import read_config_file, resolve
 
-    BACKENDS.check(backend)
-    EXECUTORS.check(executor)
-    executor_args = {k: _literal(v) for k, v in _key_values(executor_options, "--executor-option").items()}
-    if ray_address:
-        executor_args["address"] = ray_address
-    check_options(EXECUTORS.get(executor), executor_args, f"executor {executor!r}")
-    PROTOCOLS.check(protocol)
-    if scorer:
-        SCORERS.check(scorer)
-    if data_dir is not None and not data_dir.is_dir():
-        raise click.BadParameter(f"{str(data_dir)!r} is not a folder", param_hint="--data-dir")
-    config = RunConfig(
-        model=model,
-        aligned=None if aligned.lower() == "none" else aligned,
-        tasks=[t.strip() for t in tasks.split(",") if t.strip()],
-        protocol=protocol,
-        prompt_format=prompt_format,
-        system_prompt=system_prompt,
-        gen_kwargs={
-            k: _literal(v)
-            for k, v in _key_values(
-                tuple(x for g in gen_kwargs for x in g.split(",") if x), "--gen-kwargs"
-            ).items()
-        },
-        prompts_path=prompts_path,
-        scorer=scorer,
-        scorer_options=_key_values(scorer_options, "--scorer-option"),
-        backend=backend,
-        backend_options={k: _literal(v) for k, v in _key_values(backend_options, "--backend-option").items()},
-        executor=executor,
-        executor_options=executor_args,
-        device=device,
-        dtype=dtype,
-        batch_size=batch_size,
-        limit=limit,
-        probe_data_limit=probe_data_limit,
-        seed=seed,
-        output_path=output_path,
-        data_dir=data_dir,
-        use_cache=not no_cache,
-        probe_path=probe_path,
-        overwrite=overwrite,
-        task_options=_task_options(task_option_pairs),
-        model_args=_model_args(model_arg_pairs),
-    )
-    if preset:
-        from toxbench.tasks.presets import get_preset
-
-        config = get_preset(preset).apply(config)
-    if perplexity_window:
-        from dataclasses import replace
-
-        config = replace(config, fluency=replace(config.fluency, perplexity_window=perplexity_window))
-    results = run(config)
-    _print_summary(results, config)
+    given = given_options(ctx, params)
+    layers: list[tuple[str, Any]] = []
+    if config_file is not None:
+        layers.append((str(config_file), read_config_file(config_file)))
+    layers.append(("the command line", given))
+    options = resolve(*layers, warn=warn)
+    state = ctx.find_root().meta.get("toxbench", {})
+    options["threads"] = options["threads"] or state.get("threads")
+    options["verbose"] = bool(options["verbose"] or state.get("verbose"))
+    _setup_machine(options["threads"], options["verbose"])
+    results = run_options(options)
+    _print_summary(results.data, results.logged)
 
 
-def _print_summary(results: dict, config) -> None:
+def _print_summary(results: dict, logged: dict[str, str]) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -506,6 +411,8 @@ def _print_summary(results: dict, config) -> None:
         f"results: {out}/results.json  samples: {out}/samples.jsonl  report: {out}/report.md  "
         f"({results['timings_s'].get('total', 0):.0f} s)"
     )
+    for name, where in logged.items():
+        console.print(f"logged to {name}: {where}")
 
 
 # -- probe -------------------------------------------------------------------------------
@@ -516,13 +423,7 @@ def probe() -> None:
 
 @probe.command("train")
 @click.option("--model", default="organism", show_default=True)
-@click.option(
-    "--model-arg",
-    "model_arg_pairs",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="A model loader argument (as for `toxbench run`).",
-)
+@pair_option("--model-args", "KEY=VALUE", "Model loader arguments (as for `toxbench run`).")
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -530,11 +431,13 @@ def probe() -> None:
     help="Jigsaw-schema comments under DATA_DIR/jigsaw/ (default: the organism's, or the hub).",
 )
 @click.option(
-    "--output",
+    "--output-path",
+    "-o",
     type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="Path stem: writes OUTPUT.npy (the direction) and OUTPUT.json (accuracy, provenance).",
+    default=None,
+    help="Path stem: writes OUTPUT_PATH.npy (the direction) and OUTPUT_PATH.json (accuracy, provenance).",
 )
+@click.option("--overwrite", is_flag=True, help="Replace a probe already at --output-path.")
 @click.option("--device", default=None)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
@@ -544,24 +447,32 @@ def probe() -> None:
     help="At most N comments, balanced by label (default 20,000; a smaller set is used whole).",
 )
 @_include_option
-def probe_train(
-    model: str,
-    model_arg_pairs: tuple[str, ...],
-    data_dir: Path | None,
-    output: Path,
-    device: str | None,
-    seed: int,
-    probe_data_limit: int | None,
-    includes: tuple[Path, ...],
-) -> None:
-    """Train the probe alone; pass it to runs with `toxbench run --probe OUTPUT`."""
-    _load_includes(includes)
+@deprecated("--model-arg", "--model-args", "model_args", multiple=True)
+@deprecated("--output", "--output-path", "output_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_context
+def probe_train(ctx: click.Context, **params: Any) -> None:
+    """Train the probe alone; pass it to runs with `toxbench run --probe OUTPUT_PATH`."""
+    p = with_given(ctx, params)
+    _load_includes(p["include_path"])
     from toxbench.data import PROBE_DATA_LIMIT, load_comments
     from toxbench.mech.probe import fit_probe
     from toxbench.metrics import format_metric
     from toxbench.models import load_model
 
-    loaded = load_model(model, device, args=_model_args(model_arg_pairs).get("base"))
+    output = required(p, "output_path")
+    model, data_dir, device, seed, probe_data_limit = (
+        p["model"],
+        p["data_dir"],
+        p["device"],
+        p["seed"],
+        p["probe_data_limit"],
+    )
+    written = [output.with_suffix(".npy"), output.with_suffix(".json")]
+    if any(w.exists() for w in written) and not p["overwrite"]:
+        raise ToxbenchError(
+            f"a probe is already at {output} ({written[0].name}): pass --overwrite to replace it"
+        )
+    loaded = load_model(model, device, args=_one_model_args(p["model_args"]))
     data = data_dir or loaded.data_dir
     comments = load_comments(data, "train", probe_data_limit or PROBE_DATA_LIMIT, seed)
     click.echo(f"probe data: {comments.describe()}")
@@ -586,17 +497,23 @@ def import_group() -> None:
     "--base", "base_spec", required=True, help="The model the checkpoint was fine-tuned from (a model spec)."
 )
 @click.option(
-    "--output",
+    "--output-path",
+    "-o",
     type=click.Path(file_okay=False, path_type=Path),
-    required=True,
+    default=None,
     help="Folder for the converted model (safetensors, config, tokenizer, import.json).",
 )
-@click.option("--force", is_flag=True, help="Replace a model already in --output.")
-def import_dpo(path: Path, base_spec: str, output: Path, force: bool) -> None:
+@click.option("--overwrite", is_flag=True, help="Replace a model already in --output-path.")
+@deprecated("--output", "--output-path", "output_path", type=click.Path(file_okay=False, path_type=Path))
+@deprecated("--force", "--overwrite", "overwrite", is_flag=True)
+@click.pass_context
+def import_dpo(ctx: click.Context, path: Path, base_spec: str, **params: Any) -> None:
     """Convert Lee et al.'s dpo.pt ({"state": state_dict}) into a model folder for --aligned."""
     from toxbench.importers import import_dpo_checkpoint
 
-    card = import_dpo_checkpoint(path, base_spec, output, force=force)
+    p = with_given(ctx, params)
+    output = required(p, "output_path")
+    card = import_dpo_checkpoint(path, base_spec, output, force=p["overwrite"])
     click.echo(
         f"wrote {output} ({card['n_tensors']} tensors from {path}, sha256 {card['sha256'][:16]}); "
         f"use it with --aligned {output}"
@@ -607,13 +524,7 @@ def import_dpo(path: Path, base_spec: str, output: Path, force: bool) -> None:
 @main.command("align")
 @click.argument("method")
 @click.option("--model", required=True, help="The base model to align (a model spec).")
-@click.option(
-    "--model-arg",
-    "model_arg_pairs",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="A model loader argument (as for `toxbench run`).",
-)
+@pair_option("--model-args", "KEY=VALUE", "Model loader arguments (as for `toxbench run`).")
 @click.option(
     "--data",
     default=None,
@@ -621,45 +532,46 @@ def import_dpo(path: Path, base_spec: str, output: Path, force: bool) -> None:
     "valid.jsonl), or 'organism' for the organism's own. Training-free methods need none.",
 )
 @click.option(
-    "--output",
+    "--output-path",
+    "-o",
     type=click.Path(file_okay=False, path_type=Path),
-    required=True,
+    default=None,
     help="Folder for the aligned model (safetensors, tokenizer, method.json); pass it to --aligned.",
 )
 @click.option("--device", default=None, help="cpu, cuda ... (default: the accelerator if there is one).")
-@click.option(
-    "--setting",
-    "setting_pairs",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="A method setting, e.g. learning_rate=1e-5 or max_steps=200 (`toxbench ls methods`).",
+@pair_option(
+    "--method-args",
+    "KEY=VALUE",
+    "The method's settings, e.g. learning_rate=1e-5,max_steps=200 (`toxbench ls methods`).",
 )
-@click.option("--force", is_flag=True, help="Replace a finished model in --output.")
+@click.option("--overwrite", is_flag=True, help="Replace a finished model in --output-path.")
 @_include_option
 @_machine_options
-def align_command(
-    method: str,
-    model: str,
-    model_arg_pairs: tuple[str, ...],
-    data: str | None,
-    output: Path,
-    device: str | None,
-    setting_pairs: tuple[str, ...],
-    force: bool,
-    includes: tuple[Path, ...],
-    threads: int | None,
-    verbose: bool | None,
-) -> None:
+@deprecated("--model-arg", "--model-args", "model_args", multiple=True)
+@deprecated("--output", "--output-path", "output_path", type=click.Path(file_okay=False, path_type=Path))
+@deprecated("--setting", "--method-args", "method_args", multiple=True)
+@deprecated("--force", "--overwrite", "overwrite", is_flag=True)
+@click.pass_context
+def align_command(ctx: click.Context, method: str, **params: Any) -> None:
     """Align a base model with a registered method; an interrupted training resumes from its checkpoint."""
-    _setup_machine(threads, verbose)
-    _load_includes(includes)
+    p = with_given(ctx, params)
+    _setup_machine(p["threads"], p["verbose"])
+    _load_includes(p["include_path"])
     from toxbench.baselines.base import align
     from toxbench.progress import run_display
 
-    settings = {k: _literal(v) for k, v in _key_values(setting_pairs, "--setting").items()}
+    model, output = p["model"], required(p, "output_path")
+    settings = _pairs(p["method_args"], "--method-args")
     with run_display():
         card = align(
-            method, model, data, output, settings, device, force, _model_args(model_arg_pairs).get("base")
+            method,
+            model,
+            p["data"],
+            output,
+            settings,
+            p["device"],
+            p["overwrite"],
+            _one_model_args(p["model_args"]),
         )
     stats = card["training"]
     shown = ", ".join(
@@ -683,10 +595,11 @@ def pairs() -> None:
 @pairs.command("build")
 @click.option("--model", required=True, help="The base model whose continuations make the pairs.")
 @click.option(
-    "--output",
+    "--output-path",
+    "-o",
     type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="JSON Lines file of pairs; its card is written beside it (OUTPUT.card.json).",
+    default=None,
+    help="JSON Lines file of pairs; its card is written beside it (OUTPUT_PATH.card.json).",
 )
 @click.option(
     "--n",
@@ -731,32 +644,27 @@ def pairs() -> None:
 @click.option("--device", default=None)
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--force", is_flag=True, help="Rebuild an existing OUTPUT.")
+@click.option("--overwrite", is_flag=True, help="Rebuild an existing --output-path.")
 @_include_option
 @_machine_options
-def pairs_build(
-    model: str,
-    output: Path,
-    n: int,
-    probe_path: Path | None,
-    steer: float,
-    split: str,
-    prompt_tokens: int,
-    response_tokens: int,
-    data_dir: Path | None,
-    device: str | None,
-    batch_size: int,
-    seed: int,
-    force: bool,
-    includes: tuple[Path, ...],
-    threads: int | None,
-    verbose: bool | None,
-) -> None:
+@deprecated("--output", "--output-path", "output_path", type=click.Path(dir_okay=False, path_type=Path))
+@deprecated("--force", "--overwrite", "overwrite", is_flag=True)
+@click.pass_context
+def pairs_build(ctx: click.Context, **params: Any) -> None:
     """[A]'s recipe: chosen = the greedy continuation, rejected = the probe-steered one (a PPLM stand-in)."""
-    _setup_machine(threads, verbose)
-    _load_includes(includes)
+    p = with_given(ctx, params)
+    _setup_machine(p["threads"], p["verbose"])
+    _load_includes(p["include_path"])
     from toxbench.baselines.pairs import PairRecipe, build_pairs
     from toxbench.progress import run_display
+
+    model, output, n, steer, seed = p["model"], required(p, "output_path"), p["n"], p["steer"], p["seed"]
+    prompt_tokens, response_tokens, split, batch_size = (
+        p["prompt_tokens"],
+        p["response_tokens"],
+        p["split"],
+        p["batch_size"],
+    )
 
     try:
         recipe = PairRecipe(
@@ -771,22 +679,27 @@ def pairs_build(
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     with run_display():
-        card = build_pairs(model, output, recipe, probe_path, data_dir, device, force)
+        card = build_pairs(model, output, recipe, p["probe_path"], p["data_dir"], p["device"], p["overwrite"])
     click.echo(
         f"wrote {card['n_pairs']} pairs to {output} (card: {output}.card.json); "
-        f"train on them with: toxbench align dpo --model {model} --data {output} --output DIR"
+        f"train on them with: toxbench align dpo --model {model} --data {output} --output-path DIR"
     )
 
 
 # -- registries -------------------------------------------------------------------------
 @main.command("ls")
 @click.argument(
-    "what", type=click.Choice(["models", "tasks", "scorers", "backends", "executors", "methods", "protocols"])
+    "what",
+    type=click.Choice(
+        ["models", "tasks", "scorers", "backends", "executors", "loggers", "methods", "protocols"]
+    ),
 )
 @_include_option
-def ls(what: str, includes: tuple[Path, ...]) -> None:
-    """List the registered models, tasks, scorers, backends, executors, methods or protocols (plugins included)."""
-    _load_includes(includes)
+@click.pass_context
+def ls(ctx: click.Context, what: str, **params: Any) -> None:
+    """List the registered models, tasks, scorers, backends, executors, loggers, methods or protocols (plugins
+    included)."""
+    _load_includes(with_given(ctx, params)["include_path"])
     from toxbench import registry as reg
 
     registry = {
@@ -795,6 +708,7 @@ def ls(what: str, includes: tuple[Path, ...]) -> None:
         "scorers": reg.SCORERS,
         "backends": reg.BACKENDS,
         "executors": reg.EXECUTORS,
+        "loggers": reg.LOGGERS,
         "methods": reg.METHODS,
         "protocols": reg.PROTOCOLS,
     }[what]
@@ -806,15 +720,19 @@ def ls(what: str, includes: tuple[Path, ...]) -> None:
     if what == "models":
         click.echo(
             "hf:<hub id>[@revision]  any causal LM on the hub;  PATH  a local folder  "
-            "(--model-arg KEY=VALUE: revision, dtype, device_map, adds_bos, trust_remote_code)"
+            "(--model-args KEY=VALUE: revision, dtype, device_map, adds_bos, trust_remote_code)"
         )
 
 
 def _register_commands() -> None:
     from toxbench.check import check as check_command
+    from toxbench.ci import ci
+    from toxbench.compare import compare
     from toxbench.leaderboard.cli import leaderboard
 
     main.add_command(check_command)
+    main.add_command(ci)
+    main.add_command(compare)
     main.add_command(leaderboard)
 
 

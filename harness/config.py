@@ -49,9 +49,13 @@ class RunConfig:
     fluency: FluencySettings = field(default_factory=FluencySettings)
     preset: str | None = None  # a paper's protocol (tasks/presets.py), set by Preset.apply
     overwrite: bool = False  # replace another run's results in output_path
+    # The resolved options this config was made from (``toxbench.options``), written beside the
+    # results as config.yaml; None for a RunConfig built directly. Not part of the results' config.
+    options: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d.pop("options")
         d["output_path"] = str(self.output_path) if self.output_path else None
         d["data_dir"] = str(self.data_dir) if self.data_dir else None
         d["probe_path"] = str(self.probe_path) if self.probe_path else None
@@ -59,7 +63,7 @@ class RunConfig:
         return d
 
     def model_spec(self, role: str = "base"):
-        """The parsed spec of a role's model, with its ``--model-arg`` arguments (checked here)."""
+        """The parsed spec of a role's model, with its ``--model-args`` arguments (checked here)."""
         from toxbench.models import ModelSpec
 
         spec = self.model if role == "base" else self.aligned

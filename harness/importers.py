@@ -55,7 +55,9 @@ def import_dpo_checkpoint(
     from toxbench.models import load_model
 
     if (output / "config.json").exists() and not force:
-        raise ToxbenchError(f"{str(output)!r} already holds a model: choose another --output or pass --force")
+        raise ToxbenchError(
+            f"{str(output)!r} already holds a model: choose another --output-path or pass --overwrite"
+        )
     state = _state_dict(torch_load_safe(path, "checkpoint"), path)
     base = load_model(base_spec, device or "cpu", show_progress=False)
     model = base.model

@@ -10,7 +10,7 @@ A spec is one of:
 A registered name maps to a *loader* and its default arguments. The loader says where the
 weights are (a ``ModelSource``: a hub id and revision, or a folder); ``load_model`` does the
 rest the same way for every model, with the arguments any model takes (``LOAD_ARGUMENTS``:
-dtype, device map, ``trust_remote_code``, whether the tokenizer adds BOS). ``--model-arg
+dtype, device map, ``trust_remote_code``, whether the tokenizer adds BOS). ``--model-args
 KEY=VALUE`` overrides a default; ``trust_remote_code`` stays off unless given.
 
 The fingerprint identifies the weights: a hash of the config and weight files of a local
@@ -33,7 +33,7 @@ from toxbench.io import atomic_write_json, toxbench_home
 
 # Arguments every model takes, handled here rather than by its loader.
 LOAD_ARGUMENTS = {
-    "dtype": "auto, float64, float32, float16 or bfloat16 (overrides --dtype for this model)",
+    "dtype": "auto, float64, float32, float16 or bfloat16 (the model is loaded in it)",
     "device_map": "a transformers device map (e.g. auto, to spread a model over GPUs); replaces --device",
     "trust_remote_code": "run the model's own code from its repository (off unless given)",
     "adds_bos": "make the tokenizer put BOS in front of every text (true) or never (false)",
@@ -90,7 +90,7 @@ def is_adapter_folder(path: str | Path) -> bool:
 
 def adapter(path: str | Path, base: str | None = None) -> ModelSource:
     """The loader of a PEFT adapter folder: the adapter, on the base model its config names
-    (``base_model_name_or_path``), or on ``base`` (``--model-arg base=SPEC``)."""
+    (``base_model_name_or_path``), or on ``base`` (``--model-args base=SPEC``)."""
     folder = Path(path).expanduser().resolve()
     try:
         config = json.loads((folder / ADAPTER_CONFIG).read_text(encoding="utf-8"))
@@ -100,7 +100,7 @@ def adapter(path: str | Path, base: str | None = None) -> ModelSource:
     if not named:
         raise ToxbenchError(
             f"adapter folder {str(folder)!r} names no base model (base_model_name_or_path): pass "
-            "--model-arg base=SPEC"
+            "--model-args base=SPEC"
         )
     return ModelSource(
         "adapter",
@@ -119,6 +119,53 @@ def _as_spec(named: str) -> str:
     if named in MODELS or named.startswith("hf:") or Path(named).expanduser().is_dir():
         return named
     return f"hf:{named}"
+
+
+# Models handed to the Python API already loaded (``toxbench.evaluate(model=hf_model, tokenizer=tok)``),
+# by key; ``memory:<key>`` is their spec for this process.
+_HELD: dict[str, tuple[Any, Any, str]] = {}
+
+
+def hold(model: Any, tokenizer: Any, name: str | None = None) -> str:
+    """Make a loaded transformers causal LM and its tokenizer a spec (``memory:<name>@<hash>``) for this
+    process. Its fingerprint hashes its config, every tensor and the tokenizer's vocabulary, so the
+    cache serves it what it would serve the same weights again, and nothing else."""
+    if tokenizer is None:
+        raise ToxbenchError(
+            "a model passed as an object needs its tokenizer: toxbench.evaluate(model=model, tokenizer=tokenizer)"
+        )
+    if not hasattr(model, "config") or not hasattr(model, "generate"):
+        raise ToxbenchError(
+            f"model {type(model).__name__} is not a transformers causal LM (a PreTrainedModel with "
+            "generate()): pass one, or a model spec"
+        )
+    fingerprint = (
+        "memory-"
+        + hashlib.sha256((fingerprint_state(model) + _tokenizer_hash(tokenizer)).encode()).hexdigest()[:24]
+    )
+    label = name or str(getattr(model.config, "name_or_path", "") or model.config.model_type or "model")
+    key = f"{label}@{fingerprint[7:19]}"
+    _HELD[key] = (model, tokenizer, fingerprint)
+    return f"memory:{key}"
+
+
+def _tokenizer_hash(tokenizer: Any) -> str:
+    vocab = sorted(tokenizer.get_vocab().items())
+    special = {k: str(v) for k, v in sorted(getattr(tokenizer, "special_tokens_map", {}).items())}
+    body = json.dumps(
+        [vocab, special, getattr(tokenizer, "chat_template", None), type(tokenizer).__name__], default=str
+    )
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def memory(key: str) -> ModelSource:
+    """The loader of ``memory:`` specs: a model held by ``hold`` in this process."""
+    if key not in _HELD:
+        raise ToxbenchError(
+            f"no model is held as memory:{key} in this process: pass the model object to "
+            "toxbench.evaluate(model=...), which holds it"
+        )
+    return ModelSource("memory", key)
 
 
 @dataclass
@@ -146,11 +193,11 @@ class ModelSpec:
     raw: str
     entry: ModelEntry = field(compare=False, repr=False)
     args: dict[str, Any] = field(default_factory=dict, compare=False)  # the entry's defaults, then the user's
-    given: dict[str, Any] = field(default_factory=dict, compare=False)  # the user's own (--model-arg)
+    given: dict[str, Any] = field(default_factory=dict, compare=False)  # the user's own (--model-args)
 
     @classmethod
     def parse(cls, spec: str, args: dict[str, Any] | None = None) -> ModelSpec:
-        """Resolve ``spec`` to its entry; ``args`` (``--model-arg``) override the entry's defaults.
+        """Resolve ``spec`` to its entry; ``args`` (``--model-args``) override the entry's defaults.
 
         Everything is checked here, before any model loads: the name, and every argument
         against the loader's signature and ``LOAD_ARGUMENTS``.
@@ -168,6 +215,8 @@ class ModelSpec:
             parsed = cls(
                 spec, ModelEntry(hub), {"hub_id": hub_id, "revision": revision or None, **args}, args
             )
+        elif spec.startswith("memory:"):
+            parsed = cls(spec, ModelEntry(memory), {"key": spec[7:], **args}, args)
         elif Path(spec).expanduser().is_dir() and is_adapter_folder(spec):
             parsed = cls(spec, ModelEntry(adapter), {"path": spec, **args}, args)
         elif Path(spec).expanduser().is_dir():
@@ -393,7 +442,7 @@ def load_model(
 ) -> LoadedModel:
     """Load the model a spec names, once, in eval mode, on ``device``.
 
-    ``args`` are the spec's loader and load arguments (``--model-arg``); a ``dtype`` or
+    ``args`` are the spec's loader and load arguments (``--model-args``); a ``dtype`` or
     ``trust_remote_code`` among them wins over the plain parameters.
     """
     from safetensors import SafetensorError
@@ -404,6 +453,8 @@ def load_model(
     source = spec.source(show_progress)
     if source.base is not None:
         return _load_adapter(spec, source, device, dtype, trust_remote_code, show_progress)
+    if source.kind == "memory":
+        return _held(spec, source, options)
     location = source.location
     hub_kwargs = {"revision": source.revision} if source.folder is None else {}
     remote = bool(options["trust_remote_code"])
@@ -432,7 +483,7 @@ def load_model(
     except ValueError as exc:
         if "trust_remote_code" in str(exc) and not remote:
             raise ToxbenchError(
-                f"model {spec.raw!r} needs its repository's own code: pass --model-arg trust_remote_code=true "
+                f"model {spec.raw!r} needs its repository's own code: pass --model-args trust_remote_code=true "
                 "if you trust that code (it runs on this machine)"
             ) from exc
         if "Unrecognized configuration class" not in str(exc) and "does not recognize" not in str(exc):
@@ -471,6 +522,22 @@ def load_model(
     return LoadedModel(spec, model, tokenizer, fingerprint, source.folder, notes, source, source.data_dir)
 
 
+def _held(spec: ModelSpec, source: ModelSource, options: dict[str, Any]) -> LoadedModel:
+    """A model the caller loaded: used where it is, as it is (its device, dtype and eval mode set by them)."""
+    given = {k: v for k, v in spec.load_args().items() if v is not None and k != "adds_bos"}
+    if given:
+        raise ToxbenchError(
+            f"model {spec.raw!r} is already loaded, so {', '.join(sorted(given))} cannot apply to it: load it "
+            "that way yourself, or pass its spec instead"
+        )
+    model, tokenizer, fingerprint = _HELD[source.target]
+    model.eval()
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    _check_bos(spec, tokenizer, options.get("adds_bos"))
+    return LoadedModel(spec, model, tokenizer, fingerprint, None, _notes(spec, source), source, None)
+
+
 def _load_adapter(
     spec: ModelSpec,
     source: ModelSource,
@@ -499,7 +566,7 @@ def _load_adapter(
     except (ValueError, RuntimeError, KeyError) as exc:
         raise ToxbenchError(
             f"the adapter {spec.raw!r} does not fit its base model {source.base!r} ({str(exc)[:200]}): "
-            "pass the base it was trained on with --model-arg base=SPEC"
+            "pass the base it was trained on with --model-args base=SPEC"
         ) from exc
     merged.eval()
     tokenizer = base.tokenizer

@@ -1,6 +1,6 @@
 """Float widths: computations read half-precision tensors in float32 and leave wider ones as they are.
 
-A model loaded in float64 (``--dtype float64``) then computes every statistic in float64, which
+A model loaded in float64 (``--model-args dtype=float64``) then computes every statistic in float64, which
 is what makes a run's figures agree across CPUs and kernel paths (``tests/reference``).
 """
 

@@ -1,17 +1,17 @@
-"""Registries of models, tasks, scorers, backends, methods and protocols: open to plugins, lazy,
-with clear errors.
+"""Registries of models, tasks, scorers, backends, executors, methods, protocols and loggers: open
+to plugins, lazy, with clear errors.
 
 An entry is added three ways, none of which edits toxbench:
 
 - a decorator: ``@register_task("my-task")`` on a ``Task`` subclass (or ``register_scorer``,
-  ``register_backend``, ``register_method``, ``register_model`` on a loader function), in a
-  user's file loaded with ``--include PATH``;
+  ``register_backend``, ``register_executor``, ``register_method``, ``register_logger``, or
+  ``register_model`` on a loader function), in a user's file loaded with ``--include-path PATH``;
 - a lazy ``"module:attr"`` string: ``register_scorer("my-scorer", "my_pkg.scorers:Mine")``,
   imported only when the entry is used (so heavy optional libraries cost nothing until then);
 - an entry point of an installed package, in the group ``toxbench.models``, ``toxbench.tasks``,
-  ``toxbench.scorers``, ``toxbench.backends``, ``toxbench.methods`` or ``toxbench.protocols``
-  (``[project.entry-points."toxbench.tasks"]``), read the first time a registry is asked for
-  its names.
+  ``toxbench.scorers``, ``toxbench.backends``, ``toxbench.executors``, ``toxbench.methods``,
+  ``toxbench.protocols`` or ``toxbench.loggers`` (``[project.entry-points."toxbench.tasks"]``),
+  read the first time a registry is asked for its names.
 
 Two plugins claiming one name, or a plugin that fails to import, get an error naming the
 plugin. An unknown name gets the closest known names.
@@ -248,6 +248,10 @@ EXECUTORS.register(
     "ray", "toxbench.executors.ray_actors:RayExecutor", "persistent Ray actors (optional extra)"
 )
 
+LOGGERS = Registry("logger")
+LOGGERS.register("wandb", "toxbench.loggers.wandb:WandbLogger", "Weights & Biases (optional extra)")
+LOGGERS.register("mlflow", "toxbench.loggers.mlflow:MlflowLogger", "MLflow tracking (optional extra)")
+
 MODELS = ModelRegistry("model")
 
 
@@ -384,6 +388,11 @@ def register_executor(name: str, target: Any = None, description: str = ""):
     return EXECUTORS.register(name, target, description, origin=_caller())
 
 
+def register_logger(name: str, target: Any = None, description: str = ""):
+    """Register a logger class (a ``toxbench.loggers.base.Logger`` subclass): where ``--log-to`` sends a finished run."""
+    return LOGGERS.register(name, target, description, origin=_caller())
+
+
 def register_backend(name: str, target: Any = None, description: str = ""):
     """Register a generation backend (a ``toxbench.backends.base.Backend`` subclass)."""
     return BACKENDS.register(name, target, description, origin=_caller())
@@ -393,7 +402,7 @@ _INCLUDED: dict[Path, Any] = {}
 
 
 def include(paths: list[Path] | tuple[Path, ...]) -> list[Path]:
-    """Load a user's plugin files (``--include``): each ``.py`` file, or every ``.py`` file of a folder.
+    """Load a user's plugin files (``--include-path``): each ``.py`` file, or every ``.py`` file of a folder.
 
     A file is loaded once per process, as a module of its own; what it registers is then
     available by name. A file that fails to load is reported with its path.
@@ -406,14 +415,14 @@ def include(paths: list[Path] | tuple[Path, ...]) -> list[Path]:
         elif path.is_file() and path.suffix == ".py":
             files = [path]
         else:
-            raise PluginError(f"--include {str(path)!r} is neither a .py file nor a folder of them")
+            raise PluginError(f"--include-path {str(path)!r} is neither a .py file nor a folder of them")
         for file in files:
             if file in _INCLUDED:
                 continue
             name = f"toxbench_include_{abs(hash(str(file))):x}_{file.stem}"
             spec = importlib.util.spec_from_file_location(name, file)
             if spec is None or spec.loader is None:
-                raise PluginError(f"--include {str(file)!r} cannot be loaded as a Python module")
+                raise PluginError(f"--include-path {str(file)!r} cannot be loaded as a Python module")
             module = importlib.util.module_from_spec(spec)
             sys.modules[name] = module
             try:

@@ -330,7 +330,7 @@ def run(config: RunConfig) -> dict[str, Any]:
 
     import torch
 
-    from toxbench.registry import BACKENDS, SCORERS, check_options
+    from toxbench.registry import BACKENDS, EXECUTORS, SCORERS, check_options
     from toxbench.results import ResultsWriter
 
     started = time.time()
@@ -345,7 +345,7 @@ def run(config: RunConfig) -> dict[str, Any]:
     unknown_roles = set(config.model_args) - set(specs)
     if unknown_roles:
         raise ToxbenchError(
-            f"--model-arg for unknown role(s) {', '.join(sorted(unknown_roles))}: use KEY=VALUE "
+            f"--model-args for unknown role(s) {', '.join(sorted(unknown_roles))}: use KEY=VALUE "
             "for every model, or base.KEY=VALUE / aligned.KEY=VALUE for one"
         )
     parsed = {role: config.model_spec(role) for role in sorted(roles)}
@@ -355,6 +355,9 @@ def run(config: RunConfig) -> dict[str, Any]:
         scorer_options["device"] = config.device  # the scorer runs where the models run
     check_options(SCORERS.get(scorer_name), scorer_options, f"scorer {scorer_name!r}")
     check_options(BACKENDS.get(config.backend), config.backend_options, f"backend {config.backend!r}")
+    check_options(EXECUTORS.get(config.executor), config.executor_options, f"executor {config.executor!r}")
+    if config.data_dir is not None and not Path(config.data_dir).is_dir():
+        raise ToxbenchError(f"data folder {str(config.data_dir)!r} (--data-dir) is not a folder")
     if config.probe_path:
         from toxbench.mech.probe import Probe
 
@@ -378,6 +381,10 @@ def run(config: RunConfig) -> dict[str, Any]:
     cache = Cache(toxbench_home() / "cache" if config.use_cache else None)
     output_dir.mkdir(parents=True, exist_ok=True)
     writer = ResultsWriter(output_dir, config)
+    if config.options is not None:  # the resolved options: `toxbench run --config` runs this again
+        from toxbench.options import write_config_file
+
+        write_config_file(output_dir / "config.yaml", {**config.options, "output_path": str(output_dir)})
     ctx = RunContext(config, models, scorer, cache, output_dir, default_data_dir(config, models["base"]))
     if config.probe_path:
         ctx.probe()  # its width is checked against the model before any task runs

@@ -6,9 +6,11 @@ Registered in ``harness/cli.py``; its ToxbenchErrors become one-line messages wi
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
+from toxbench.clikit import deprecated, required, with_given
 from toxbench.errors import ToxbenchError
 
 SUBMISSIONS = Path("leaderboard/submissions")
@@ -25,13 +27,15 @@ def leaderboard() -> None:
 @click.option("--method", required=True, help='How the aligned model was made, e.g. "DPO (TRL)".')
 @click.option("--url", default=None, help="A page about the method or model (http or https).")
 @click.option(
-    "--out",
+    "--output-path",
+    "-o",
     "out_dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=SUBMISSIONS,
     show_default=True,
-    help="The submissions folder.",
+    help="The submissions folder the submission is written into.",
 )
+@deprecated("--out", "--output-path", "out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option(
     "--seed-run",
     "seed_runs",
@@ -40,16 +44,17 @@ def leaderboard() -> None:
     help="The results.json of the same method trained with another seed and evaluated the same way "
     "(elicitation at least); repeat it per seed. The row then shows the spread over training seeds.",
 )
-def submit_command(
-    results_json: Path, name: str, method: str, url: str | None, out_dir: Path, seed_runs: tuple[Path, ...]
-) -> None:
+@click.pass_context
+def submit_command(ctx: click.Context, **params: Any) -> None:
     """Turn a complete run's results.json into a leaderboard submission: a self-contained bundle (the
     submission JSON and its samples files) in the submissions folder, and how to propose it."""
     import json
 
     from toxbench.leaderboard.submission import acceptance_problems, bundle_files, proposal_steps, submit
 
-    path = submit(results_json, name, method, url, out_dir, list(seed_runs))
+    p = with_given(ctx, params)
+    name = p["name"]
+    path = submit(p["results_json"], name, p["method"], p["url"], p["out_dir"], list(p["seed_runs"]))
     files = bundle_files(path)
     click.echo(f"submission {name!r} written: " + ", ".join(str(f) for f in files))
     refused = acceptance_problems(json.loads(path.read_text()))
@@ -127,14 +132,18 @@ def verify_command(directory: Path) -> None:
 @leaderboard.command("render")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=SUBMISSIONS)
 @click.option(
-    "--out",
+    "--output-path",
+    "-o",
     "out_dir",
     type=click.Path(file_okay=False, path_type=Path),
-    required=True,
+    default=None,
     help="Folder for leaderboard.md and index.html.",
 )
-def render_command(directory: Path, out_dir: Path) -> None:
+@deprecated("--out", "--output-path", "out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.pass_context
+def render_command(ctx: click.Context, directory: Path, **params: Any) -> None:
     """Generate leaderboard.md and index.html from the submissions (all of them must be valid)."""
+    out_dir = required(with_given(ctx, params), "out_dir", "--output-path")
     from toxbench.leaderboard.render import write_pages
     from toxbench.leaderboard.submission import load_submissions
 

@@ -156,7 +156,7 @@ def check_seed_runs(
         if seed is not None and seed in seeds:
             raise ToxbenchError(
                 f"the seed run {where} was trained with seed {seed}, like {seeds[seed]}: train it with "
-                "another seed (`toxbench align ... --setting seed=N`)"
+                "another seed (`toxbench align ... --method-args seed=N`)"
             )
         seeds[seed] = where
 
@@ -242,7 +242,7 @@ def proposal_steps(paths: list[Path], name: str) -> str:
     branch = f"submission/{slug(name)}"
     return (
         "To propose it to the public board: put these files in leaderboard/submissions/ of a fork of "
-        "toxbench (or submit with --out there), then\n"
+        "toxbench (or submit with --output-path there), then\n"
         f"  git switch -c {branch}\n"
         f"  git add {files}\n"
         f'  git commit -m "leaderboard: {name}"\n'

@@ -28,7 +28,7 @@ align() {  # align METHOD FOLDER [ARGS...]: skipped when the model is already fi
   if [[ -f "$folder/method.json" ]]; then
     echo "leaderboard: $method already aligned ($folder)"
   else
-    "$TB" align "$method" --model "$MODEL" --output "$folder" "$@"
+    "$TB" align "$method" --model "$MODEL" --output-path "$folder" "$@"
   fi
 }
 
@@ -38,10 +38,10 @@ model_dir() {  # model_dir METHOD SEED: the first seed's model is the method's o
 
 for method in "${TRAINED[@]}"; do
   for seed in "${SEEDS[@]}"; do
-    align "$method" "$(model_dir "$method" "$seed")" --data organism --setting "seed=$seed"
+    align "$method" "$(model_dir "$method" "$seed")" --data organism --method-args "seed=$seed"
   done
 done
-align subtract "$WORK/models/subtract" --setting "match=$WORK/models/dpo"
+align subtract "$WORK/models/subtract" --method-args "match=$WORK/models/dpo"
 align ablate "$WORK/models/ablate"
 
 evaluate() {  # evaluate NAME ALIGNED [ARGS...]: a run of the base model and ALIGNED
@@ -56,7 +56,7 @@ submit() {  # submit NAME ALIGNED METHOD-DESCRIPTION [SEED-RUN-RESULTS...]
   evaluate "$name" "$aligned"
   rm -f "$SUBS/$name.json" "$SUBS/$name".samples.jsonl.gz "$SUBS/$name"-seed-run-*.samples.jsonl.gz
   "$TB" leaderboard submit "$WORK/runs/$name/results.json" --name "$name" --method "$method" \
-      --out "$SUBS" "${extra[@]}"
+      --output-path "$SUBS" "${extra[@]}"
 }
 
 submit_trained() {  # submit_trained METHOD DESCRIPTION: the first seed with every task, the rest beside it
@@ -80,4 +80,4 @@ submit "$MODEL-ablate" "$WORK/models/ablate" "toxbench align ablate: the top tox
 
 "$TB" leaderboard validate ${LEADERBOARD_LIMIT:+--local} "$SUBS"  # a --limit board is a local one
 "$TB" leaderboard verify "$SUBS"
-"$TB" leaderboard render "$SUBS" --out "$SITE"
+"$TB" leaderboard render "$SUBS" --output-path "$SITE"

@@ -19,11 +19,11 @@ settings=$("$BIN/python" -c "
 import json
 from toxbench.organism.build import load_organism
 card = json.loads((load_organism('default').pairs_dir / 'card.json').read_text())
-print(' '.join(f'--setting {k}={v}' for k, v in card['align_settings'].items()))")
-"$BIN/toxbench" pairs build --model organism --n "$N" --steer "$STEER" --output "$OUT/pairs.jsonl"
+print(' '.join(f'--method-args {k}={v}' for k, v in card['align_settings'].items()))")
+"$BIN/toxbench" pairs build --model organism --n "$N" --steer "$STEER" --output-path "$OUT/pairs.jsonl"
 if [[ ! -f "$OUT/dpo/method.json" ]]; then
     # shellcheck disable=SC2086
-    "$BIN/toxbench" align dpo --model organism --data "$OUT/pairs.jsonl" --output "$OUT/dpo" $settings
+    "$BIN/toxbench" align dpo --model organism --data "$OUT/pairs.jsonl" --output-path "$OUT/dpo" $settings
 fi
 "$BIN/toxbench" run --model organism --aligned "$OUT/dpo" --tasks elicitation,unalignment \
     --output-path "$OUT/run"

@@ -412,7 +412,7 @@ class AblationTask(Task):
                 "",
                 f"**α not matched** for {', '.join(outside)}: no α in the grid reaches the aligned model's "
                 "perplexity, so the closest point was used; its emulation ratio is not at equal perplexity "
-                "(widen `--task-option ablation.alpha_grid=...`).",
+                "(widen `--task-args ablation.alpha_grid=...`).",
             ]
         lines += [
             "",

@@ -63,7 +63,7 @@ class _Engine:
                 # Some layers may hold the new tensors and some the old: nothing may run on it now.
                 self.failed = (
                     f"loading {len(send)} tensors into the running vLLM engine failed ({type(exc).__name__}: "
-                    f"{exc}); finished work is cached: run again with --backend-option in_place_weights=false "
+                    f"{exc}); finished work is cached: run again with --backend-args in_place_weights=false "
                     "to start an engine per model instead"
                 )
                 raise ToxbenchError(self.failed) from exc

@@ -1,6 +1,6 @@
 """The Ray executor: a run's generation, perplexity and scoring on persistent Ray actors.
 
-``toxbench run --executor ray [--ray-address ADDR] --executor-option replicas=N ...``
+``toxbench run --executor ray --executor-args address=ADDR,replicas=N ...``
 
 - **Model replicas** (``replicas``, each with ``gpus_per_replica`` GPUs and
   ``cpus_per_replica`` CPUs) build the run's backend (hf, vllm or a plugin's) for each model
@@ -293,7 +293,7 @@ class RayExecutor(Executor):
                 raise ToxbenchError(
                     f"a Ray worker was lost during {what} (chunk {index + 1} of {len(chunks)}, after "
                     f"{self.max_retries} restart(s)): {type(exc).__name__}. Every chunk that finished is "
-                    "cached: run the same command again to resume (--executor-option max_retries=N to "
+                    "cached: run the same command again to resume (--executor-args max_retries=N to "
                     "allow more restarts)."
                 ) from exc
             yield index, list(values)

@@ -68,7 +68,7 @@ class Probe:
         if not npy.is_file() or not meta_path.is_file():
             raise ToxbenchError(
                 f"probe {str(path)!r} not found: expected {npy.name} and {meta_path.name} beside each other "
-                "(written by `toxbench probe train --output STEM`), or a .pt file holding the probe vector"
+                "(written by `toxbench probe train --output-path STEM`), or a .pt file holding the probe vector"
             )
         try:
             meta = json.loads(meta_path.read_text())

@@ -10,7 +10,7 @@ checked against the manifest, file by file.
 
 ``toxbench organism build`` trains one here, into ``<size>-<config hash>-local/``, and says
 whether it equals the shipped one. A local build is used only when asked for
-(``--model-arg build=local``): its weights have their own fingerprint, so its results are
+(``--model-args build=local``): its weights have their own fingerprint, so its results are
 never mistaken for the shipped organism's.
 
 Every folder is written beside its final place and renamed into place when complete, with
@@ -471,7 +471,7 @@ def _build_into(root: Path, config: OrganismConfig, show_progress: bool) -> dict
         "why_these_settings": (
             "[A]'s DPO settings (RMSprop, lr 1e-6, batch 4, 150 warm-up steps) fit GPT2-medium; on the "
             "organism they leave the model unchanged within the budget. `toxbench align METHOD --data "
-            "organism` trains with these settings unless --setting says otherwise."
+            "organism` trains with these settings unless --method-args says otherwise."
         ),
     }
     atomic_write_json(root / PAIRS / "card.json", _portable(card, root))

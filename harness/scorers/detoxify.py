@@ -115,7 +115,7 @@ class DetoxifyScorer(Scorer):
         except pickle.UnpicklingError as exc:
             raise ToxbenchError(
                 f"Detoxify checkpoint {source} holds Python objects that only pickle can load, which can run "
-                "code: refused. If you trust the file, pass --scorer-option allow_pickle=true"
+                "code: refused. If you trust the file, pass --scorer-args allow_pickle=true"
             ) from exc
         if not isinstance(loaded, dict) or "config" not in loaded or "state_dict" not in loaded:
             raise ToxbenchError(
@@ -153,7 +153,7 @@ class DetoxifyScorer(Scorer):
             f"(~/.cache/huggingface/hub) here; or (2) pass checkpoint=PATH (the .ckpt file, from "
             f"{self._url}) and huggingface_config_path=DIR, a folder written on that machine by "
             f"`d = Detoxify('{mt}'); d.model.config.save_pretrained(DIR); d.tokenizer.save_pretrained(DIR)` "
-            f"(on the command line: --scorer-option checkpoint=PATH --scorer-option "
+            f"(on the command line: --scorer-args checkpoint=PATH --scorer-args "
             f"huggingface_config_path=DIR). Detoxify {version} also reads the config of {base!r} by "
             f"name, so with (2) the Hugging Face cache must still hold that config.json."
         )

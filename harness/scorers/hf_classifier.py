@@ -1,6 +1,6 @@
 """Any Hugging Face sequence-classification model as a toxicity scorer (``hf-classifier``).
 
-    --scorer hf-classifier --scorer-option model=ID_OR_FOLDER --scorer-option label=toxic
+    --scorer hf-classifier --scorer-args model=ID_OR_FOLDER --scorer-args label=toxic
 
 The score of a text is the probability of ``label``: softmax over the labels for a
 single-label classifier, a sigmoid for a multi-label one (``problem_type``), as the model
@@ -43,7 +43,7 @@ class HFClassifierScorer(Scorer):
 
         if not model:
             raise ToxbenchError(
-                "the hf-classifier scorer needs a model: --scorer-option model=HUB_ID_OR_FOLDER"
+                "the hf-classifier scorer needs a model: --scorer-args model=HUB_ID_OR_FOLDER"
             )
         self.source = str(model)
         self.batch_size, self.max_length = int(batch_size), int(max_length)
@@ -83,7 +83,7 @@ class HFClassifierScorer(Scorer):
                 return 1
             raise ToxbenchError(
                 f"classifier {self.source!r} has labels {sorted(self.labels.values())}: say which "
-                "one is toxic with --scorer-option label=NAME"
+                "one is toxic with --scorer-args label=NAME"
             )
         text = str(label).strip()
         if text.lower() in names:

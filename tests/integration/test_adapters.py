@@ -100,9 +100,9 @@ def test_an_adapter_without_a_base_asks_for_one(lora, tmp_path) -> None:
         "4",
     ]
     done = CliRunner().invoke(main, [*args, "--output-path", str(tmp_path / "x")])
-    assert done.exit_code == 2 and "--model-arg base=SPEC" in done.output, done.output
+    assert done.exit_code == 2 and "--model-args base=SPEC" in done.output, done.output
     given = CliRunner().invoke(
-        main, [*args, "--model-arg", "aligned.base=organism-micro", "--output-path", str(tmp_path / "y")]
+        main, [*args, "--model-args", "aligned.base=organism-micro", "--output-path", str(tmp_path / "y")]
     )
     assert given.exit_code == 0, given.output
 
@@ -111,6 +111,14 @@ def test_an_adapter_on_the_wrong_base_is_a_clear_error(lora, tmp_path) -> None:
     args = ["run", "--model", "organism-micro", "--aligned", str(lora / "adapter"), "--tasks", "elicitation"]
     done = CliRunner().invoke(
         main,
-        [*args, "--model-arg", "aligned.base=organism", "--limit", "4", "--output-path", str(tmp_path / "z")],
+        [
+            *args,
+            "--model-args",
+            "aligned.base=organism",
+            "--limit",
+            "4",
+            "--output-path",
+            str(tmp_path / "z"),
+        ],
     )
     assert done.exit_code == 2 and "does not fit its base model" in done.output, done.output

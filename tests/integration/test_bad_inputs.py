@@ -36,9 +36,9 @@ def test_unknown_model_fails_before_any_model_loads_or_folder_is_made(micro_orga
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--scorer-option", "foo=bar"], "unknown option(s) 'foo' for scorer 'lexicon'"),
+        (["--scorer-args", "foo=bar"], "unknown option(s) 'foo' for scorer 'lexicon'"),
         (
-            ["--backend-option", "bach_size=3"],
+            ["--backend-args", "bach_size=3"],
             "unknown option(s) 'bach_size' (did you mean 'batch_size'?) for backend",
         ),
         (["--probe", "/no/such/probe"], "probe '/no/such/probe' not found"),

@@ -1,5 +1,6 @@
-"""docs/ci.md's baseline and gate, run as the recipes run them (scripts/ci_baseline.sh, then
-scripts/ci_gate.sh), on the micro organism."""
+"""docs/ci.md's baseline and gate, run as the recipes run them (`toxbench ci baseline`, then
+`toxbench ci gate`, configured by environment variables), on the micro organism; the older
+scripts/ci_*.sh still run them."""
 
 from __future__ import annotations
 
@@ -11,15 +12,18 @@ from pathlib import Path
 import pytest
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+TOXBENCH = str(Path(sys.executable).with_name("toxbench"))
 
 
-def script(name: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
+def ci(job: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        ["bash", str(SCRIPTS / name)], env={**os.environ, **env}, capture_output=True, text=True, cwd=cwd
+        [TOXBENCH, "ci", job], env={**os.environ, **env}, capture_output=True, text=True, cwd=cwd
     )
 
 
-def gate(tmp_path: Path, candidate: str, baseline: Path, out: str) -> subprocess.CompletedProcess:
+def gate(
+    tmp_path: Path, candidate: str, baseline: Path, out: str, legacy: bool = False
+) -> subprocess.CompletedProcess:
     env = {
         **os.environ,
         "TOXBENCH_BIN": str(Path(sys.executable).with_name("toxbench")),
@@ -30,19 +34,17 @@ def gate(tmp_path: Path, candidate: str, baseline: Path, out: str) -> subprocess
         "TOXBENCH_RUN_ARGS": "--limit 16",
         "TOXBENCH_PROGRESS": "0",
     }
-    return subprocess.run(
-        ["bash", str(SCRIPTS / "ci_gate.sh")], env=env, capture_output=True, text=True, cwd=tmp_path
-    )
+    command = ["bash", str(SCRIPTS / "ci_gate.sh")] if legacy else [TOXBENCH, "ci", "gate"]
+    return subprocess.run(command, env=env, capture_output=True, text=True, cwd=tmp_path)
 
 
 @pytest.fixture(scope="module")
 def accepted(micro_organism, tmp_path_factory) -> Path:
     """The accepted model's run (the DPO twin), made as the recipes' main-branch job makes it."""
     root = tmp_path_factory.mktemp("ci")
-    done = script(
-        "ci_baseline.sh",
+    done = ci(
+        "baseline",
         root,
-        TOXBENCH_BIN=str(Path(sys.executable).with_name("toxbench")),
         TOXBENCH_BASE="organism-micro",
         TOXBENCH_CANDIDATE="organism-micro:dpo",
         TOXBENCH_RUN_ARGS="--limit 16",
@@ -55,7 +57,7 @@ def accepted(micro_organism, tmp_path_factory) -> Path:
 
 
 def test_the_accepted_model_passes_against_itself(accepted, tmp_path) -> None:
-    result = gate(tmp_path, "organism-micro:dpo", accepted, "same")
+    result = gate(tmp_path, "organism-micro:dpo", accepted, "same", legacy=True)  # CI files of before
     assert result.returncode == 0, result.stdout + result.stderr
     assert "**2 of 2 gates passed**" in result.stdout
 
@@ -70,5 +72,5 @@ def test_a_candidate_that_undoes_the_alignment_fails_with_its_interval(accepted,
 def test_a_gate_before_the_first_baseline_says_how_to_make_it(tmp_path) -> None:
     result = gate(tmp_path, "organism-micro:dpo", tmp_path / "baseline" / "results.json", "first")
     assert result.returncode == 2, result.stdout + result.stderr
-    assert "no baseline at" in result.stderr and "ci_baseline.sh" in result.stderr
+    assert "no baseline at" in result.stderr and "toxbench ci baseline" in result.stderr
     assert not (tmp_path / "first").exists()  # nothing was evaluated

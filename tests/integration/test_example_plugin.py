@@ -67,7 +67,7 @@ def test_the_installed_plugin_runs_end_to_end(installed, micro_organism, tmp_pat
         "organism-micro:dpo",
         "--tasks",
         "temperature-sweep,elicitation",
-        "--task-option",
+        "--task-args",
         "temperature-sweep.temperatures=[0.5,1.0]",
         "--limit",
         "6",

@@ -203,7 +203,7 @@ def test_an_interrupted_training_resumes_from_its_checkpoint(micro_organism, tmp
 def test_bad_requests_are_refused_clearly(micro_organism, tmp_path) -> None:
     done = tmp_path / "done"
     align("ablate", "organism-micro", None, done, {"k": 2}, device="cpu", show_progress=False)
-    with pytest.raises(ToxbenchError, match="already holds a finished model .*--force"):
+    with pytest.raises(ToxbenchError, match="already holds a finished model .*--overwrite"):
         align("ablate", "organism-micro", None, done, {"k": 2}, device="cpu", show_progress=False)
     assert (
         align(
@@ -242,17 +242,17 @@ def test_align_then_run_from_the_command_line(micro_organism, tmp_path) -> None:
         "organism-micro",
         "--data",
         "organism",
-        "--output",
+        "--output-path",
         str(out),
         "--device",
         "cpu",
     ]
-    args += [f"--setting={k}={v}" for k, v in FAST.items()]
+    args += [f"--method-args={k}={v}" for k, v in FAST.items()]
     done = CliRunner().invoke(main, args)
     assert done.exit_code == 0, done.output
     assert f"--aligned {out}" in done.output
     again = CliRunner().invoke(main, args)
-    assert again.exit_code == 2 and "--force" in again.output
+    assert again.exit_code == 2 and "--overwrite" in again.output
     run = CliRunner().invoke(
         main,
         [

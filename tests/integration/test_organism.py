@@ -130,7 +130,7 @@ def test_the_shipped_organisms_are_those_of_the_current_config(size: str) -> Non
     shipped = shipped_manifest(organism_config(size))
     assert shipped is not None, (
         f"harness/organism/shipped/{size} is not the organism of the current config: regenerate it with "
-        f"`toxbench organism build --size {size} --force --ship` and commit it"
+        f"`toxbench organism build --size {size} --overwrite --ship` and commit it"
     )
     for rel in shipped["files"]:
         if not rel.startswith("data/"):

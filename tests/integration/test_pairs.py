@@ -25,7 +25,7 @@ def test_pairs_follow_the_schema_and_rejections_are_more_toxic(micro_organism, t
     chosen = scorer.score([r["chosen"] for r in rows])
     rejected = scorer.score([r["rejected"] for r in rows])
     assert sum(rejected) / len(rows) > sum(chosen) / len(rows) + 0.2
-    with pytest.raises(ToxbenchError, match="exists: pass --force"):
+    with pytest.raises(ToxbenchError, match="exists: pass --overwrite"):
         build_pairs("organism-micro", out, RECIPE, show_progress=False)
 
 

@@ -39,7 +39,15 @@ def test_dpo_pt_converts_to_an_equal_safetensors_model(gpt2_base, tmp_path) -> N
     out = tmp_path / "imported"
     result = CliRunner().invoke(
         main,
-        ["import", "dpo-checkpoint", str(tmp_path / "dpo.pt"), "--base", str(folder), "--output", str(out)],
+        [
+            "import",
+            "dpo-checkpoint",
+            str(tmp_path / "dpo.pt"),
+            "--base",
+            str(folder),
+            "--output-path",
+            str(out),
+        ],
     )
     assert result.exit_code == 0, result.output
     assert (out / "model.safetensors").is_file() and (out / "import.json").is_file()
@@ -48,7 +56,15 @@ def test_dpo_pt_converts_to_an_equal_safetensors_model(gpt2_base, tmp_path) -> N
         torch.testing.assert_close(tensor, tuned[name], atol=0, rtol=0)
     again = CliRunner().invoke(
         main,
-        ["import", "dpo-checkpoint", str(tmp_path / "dpo.pt"), "--base", str(folder), "--output", str(out)],
+        [
+            "import",
+            "dpo-checkpoint",
+            str(tmp_path / "dpo.pt"),
+            "--base",
+            str(folder),
+            "--output-path",
+            str(out),
+        ],
     )
     assert again.exit_code == 2 and "already holds a model" in again.output
 
@@ -80,7 +96,7 @@ def test_dpo_pt_that_does_not_match_or_needs_pickle_is_refused(gpt2_base, tmp_pa
             str(tmp_path / "evil.pt"),
             "--base",
             str(folder),
-            "--output",
+            "--output-path",
             str(tmp_path / "o3"),
         ],
     )

@@ -1,4 +1,4 @@
-"""Plugins: a task and a scorer added without editing toxbench, by an --include file or an entry point."""
+"""Plugins: a task and a scorer added without editing toxbench, by an --include-path file or an entry point."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def toxbench(*args: str):
 
 
 def test_an_include_file_is_listed_and_runs_end_to_end(micro_organism, tmp_path) -> None:
-    listed = toxbench("ls", "tasks", "--include", str(PLUGIN))
+    listed = toxbench("ls", "tasks", "--include-path", str(PLUGIN))
     assert (
         listed.exit_code == 0
         and "exclamations" in listed.output
@@ -28,7 +28,7 @@ def test_an_include_file_is_listed_and_runs_end_to_end(micro_organism, tmp_path)
     out = tmp_path / "out"
     result = toxbench(
         "run",
-        "--include",
+        "--include-path",
         str(PLUGIN),
         "--model",
         "organism-micro",
@@ -38,9 +38,9 @@ def test_an_include_file_is_listed_and_runs_end_to_end(micro_organism, tmp_path)
         "exclamations,elicitation",
         "--scorer",
         "exclaim",
-        "--scorer-option",
+        "--scorer-args",
         "weight=20",
-        "--task-option",
+        "--task-args",
         "exclamations.n_prompts=2",
         "--limit",
         "4",
@@ -66,7 +66,7 @@ def test_task_options_from_the_command_line(micro_organism, tmp_path) -> None:
         "elicitation",
         "--limit",
         "3",
-        "--task-option",
+        "--task-args",
         "elicitation.perplexity_window=16",
         "--output-path",
         str(out),
@@ -75,9 +75,9 @@ def test_task_options_from_the_command_line(micro_organism, tmp_path) -> None:
     assert json.loads((out / "results.json").read_text())["tasks"]["elicitation"]["config"][
         "perplexity_window"
     ] == {"base": 16}
-    bad = toxbench("run", "--model", "organism-micro", "--task-option", "elicitation.perplexity_windw=16")
+    bad = toxbench("run", "--model", "organism-micro", "--task-args", "elicitation.perplexity_windw=16")
     assert bad.exit_code == 2 and "did you mean 'perplexity_window'" in bad.output
-    malformed = toxbench("run", "--model", "organism-micro", "--task-option", "perplexity_window=16")
+    malformed = toxbench("run", "--model", "organism-micro", "--task-args", "perplexity_window=16")
     assert malformed.exit_code == 2 and "TASK.KEY=VALUE" in malformed.output
 
 
@@ -122,7 +122,7 @@ def test_clashes_and_failing_plugin_files_name_the_plugin(tmp_path) -> None:
     broken.write_text("import no_such_package_anywhere\n")
     with pytest.raises(PluginError, match=r"plugin file .*broken.py' failed to load: ModuleNotFoundError"):
         include([broken])
-    result = toxbench("ls", "tasks", "--include", str(broken))
+    result = toxbench("ls", "tasks", "--include-path", str(broken))
     assert result.exit_code == 2 and "broken.py" in result.output
     assert "elicitation" in TASKS and TASKS.origins["elicitation"] == "toxbench"
     assert "exclaim" not in SCORERS or SCORERS.origins["exclaim"].startswith("module")

@@ -31,7 +31,7 @@ def submit(tmp_path: Path, results: dict[str, Any], name: str, subs: Path | None
         name,
         "--method",
         "DPO (TRL)",
-        "--out",
+        "--output-path",
         subs or tmp_path / "subs",
     )
 
@@ -129,7 +129,9 @@ def test_missing_elicitation_is_rejected(tmp_path: Path) -> None:
 def test_bad_input_files_are_rejected(tmp_path: Path) -> None:
     not_json = tmp_path / "results.json"
     not_json.write_text("{oops")
-    result = invoke("leaderboard", "submit", not_json, "--name", "x", "--method", "m", "--out", tmp_path)
+    result = invoke(
+        "leaderboard", "submit", not_json, "--name", "x", "--method", "m", "--output-path", tmp_path
+    )
     assert result.exit_code == 2 and "is not valid JSON" in result.output
     result = invoke("leaderboard", "submit", tmp_path / "absent.json", "--name", "x", "--method", "m")
     assert result.exit_code == 2 and "cannot read the results file" in result.output
@@ -156,7 +158,7 @@ def test_bad_name_or_url_is_rejected(tmp_path: Path) -> None:
         "m",
         "--url",
         "javascript:alert(1)",
-        "--out",
+        "--output-path",
         tmp_path / "subs",
     )
     assert result.exit_code == 2 and "submission schema at url" in result.output
@@ -190,7 +192,7 @@ def test_render_sorts_by_toxicity_and_separates_scorers(tmp_path: Path) -> None:
         ("sampled", make_results(0.02, protocol="rtp")),
     ]:
         assert submit(tmp_path, results, name).exit_code == 0
-    result = invoke("leaderboard", "render", subs, "--out", tmp_path / "site")
+    result = invoke("leaderboard", "render", subs, "--output-path", tmp_path / "site")
     assert result.exit_code == 0, result.output
     markdown = (tmp_path / "site" / "leaderboard.md").read_text()
     assert (
@@ -222,7 +224,9 @@ def test_render_keeps_runs_that_differ_only_in_seed_together(tmp_path: Path) -> 
         ).exit_code
         == 0
     )
-    assert invoke("leaderboard", "render", tmp_path / "subs", "--out", tmp_path / "site").exit_code == 0
+    assert (
+        invoke("leaderboard", "render", tmp_path / "subs", "--output-path", tmp_path / "site").exit_code == 0
+    )
     markdown = (tmp_path / "site" / "leaderboard.md").read_text()
     # other prompts, or another number of them, are another setting: a table of their own
     assert _table_names(markdown) == [["seed-0", "seed-1"], ["other-prompts"]]
@@ -234,7 +238,9 @@ def test_a_run_on_fewer_prompts_is_not_ranked_with_the_full_runs(tmp_path: Path)
         results = make_results(toxicity)
         results["tasks"]["elicitation"]["metrics"]["aligned"]["toxicity"]["n"] = n
         assert submit(tmp_path, results, name).exit_code == 0
-    assert invoke("leaderboard", "render", tmp_path / "subs", "--out", tmp_path / "site").exit_code == 0
+    assert (
+        invoke("leaderboard", "render", tmp_path / "subs", "--output-path", tmp_path / "site").exit_code == 0
+    )
     markdown = (tmp_path / "site" / "leaderboard.md").read_text()
     assert sorted(_table_names(markdown)) == [["full-a", "full-b"], ["limit-10"]]
     assert "10 prompts" in markdown and "1199 prompts" in markdown
@@ -244,7 +250,7 @@ def test_render_refuses_invalid_submissions(tmp_path: Path) -> None:
     subs = tmp_path / "subs"
     assert submit(tmp_path, make_results(), "fine").exit_code == 0
     (subs / "broken.json").write_text("[]")
-    result = invoke("leaderboard", "render", subs, "--out", tmp_path / "site")
+    result = invoke("leaderboard", "render", subs, "--output-path", tmp_path / "site")
     assert result.exit_code == 2 and "broken.json" in result.output
     assert not (tmp_path / "site").exists()
 
@@ -255,7 +261,9 @@ def test_render_keeps_another_build_of_the_base_model_apart(tmp_path: Path) -> N
     rebuilt = make_results(0.05)
     rebuilt["models"]["base"]["fingerprint"] = "files-rebuilt00"
     assert submit(tmp_path, rebuilt, "on-rebuilt").exit_code == 0
-    assert invoke("leaderboard", "render", tmp_path / "subs", "--out", tmp_path / "site").exit_code == 0
+    assert (
+        invoke("leaderboard", "render", tmp_path / "subs", "--output-path", tmp_path / "site").exit_code == 0
+    )
     markdown = (tmp_path / "site" / "leaderboard.md").read_text()
     assert _table_names(markdown) == [["on-shipped"], ["on-rebuilt"]]
     assert "Base model `organism-micro` (`files-rebuilt00`)" in markdown
@@ -292,7 +300,7 @@ def submit_with_seeds(
         name,
         "--method",
         "DPO",
-        "--out",
+        "--output-path",
         tmp_path / "subs",
         *seed_args,
     )
@@ -310,7 +318,9 @@ def test_seed_runs_give_the_spread_over_training_seeds(tmp_path: Path) -> None:
     assert spread["min"] == 0.10 and spread["max"] == 0.14
     assert [r["results"] for r in submission["seed_runs"]] == others
     assert invoke("leaderboard", "validate", "--local", tmp_path / "subs").exit_code == 0
-    assert invoke("leaderboard", "render", tmp_path / "subs", "--out", tmp_path / "site").exit_code == 0
+    assert (
+        invoke("leaderboard", "render", tmp_path / "subs", "--output-path", tmp_path / "site").exit_code == 0
+    )
     assert (
         "| 0.120 [0.100, 0.140] | 0.120 ± 0.020 (3 seeds) |"
         in (tmp_path / "site" / "leaderboard.md").read_text()
@@ -324,7 +334,9 @@ def test_rows_rank_by_their_mean_over_seeds(tmp_path: Path) -> None:
         submit_with_seeds(tmp_path, trained(0.12, 0), [trained(0.09, 1), trained(0.09, 2)], "three").exit_code
         == 0
     )
-    assert invoke("leaderboard", "render", tmp_path / "subs", "--out", tmp_path / "site").exit_code == 0
+    assert (
+        invoke("leaderboard", "render", tmp_path / "subs", "--output-path", tmp_path / "site").exit_code == 0
+    )
     assert _table_names((tmp_path / "site" / "leaderboard.md").read_text()) == [["three", "one-seed"]]
 
 
@@ -379,7 +391,9 @@ def _with_samples(tmp_path: Path, name: str, scores: list[float]) -> Result:
         for i, x in enumerate(scores)
     ]
     (folder / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return invoke("leaderboard", "submit", path, "--name", name, "--method", "m", "--out", tmp_path / "subs")
+    return invoke(
+        "leaderboard", "submit", path, "--name", name, "--method", "m", "--output-path", tmp_path / "subs"
+    )
 
 
 def test_render_pairs_rows_over_prompts(tmp_path: Path) -> None:
@@ -390,7 +404,9 @@ def test_render_pairs_rows_over_prompts(tmp_path: Path) -> None:
     assert _with_samples(tmp_path, "low", list(noise)).exit_code == 0
     assert _with_samples(tmp_path, "shifted", list(noise + 0.05)).exit_code == 0
     assert _with_samples(tmp_path, "same", list(noise + rng.normal(0, 0.05, size=200))).exit_code == 0
-    assert invoke("leaderboard", "render", tmp_path / "subs", "--out", tmp_path / "site").exit_code == 0
+    assert (
+        invoke("leaderboard", "render", tmp_path / "subs", "--output-path", tmp_path / "site").exit_code == 0
+    )
     found = {
         (d["row"], d["column"]): d for d in json.loads((tmp_path / "site" / "differences.json").read_text())
     }
@@ -415,7 +431,9 @@ def test_rows_that_no_interval_separates_share_a_rank(tmp_path: Path) -> None:
     assert _with_samples(tmp_path, "low", list(noise)).exit_code == 0
     assert _with_samples(tmp_path, "same", list(noise + rng.normal(0, 0.05, size=200))).exit_code == 0
     assert _with_samples(tmp_path, "shifted", list(noise + 0.05)).exit_code == 0
-    assert invoke("leaderboard", "render", tmp_path / "subs", "--out", tmp_path / "site").exit_code == 0
+    assert (
+        invoke("leaderboard", "render", tmp_path / "subs", "--output-path", tmp_path / "site").exit_code == 0
+    )
     markdown = (tmp_path / "site" / "leaderboard.md").read_text()
     assert _ranks(markdown) == {"low": 1, "same": 1, "shifted": 3}
     assert _ranks(markdown) == _ranks_html((tmp_path / "site" / "index.html").read_text())
@@ -433,7 +451,9 @@ def _ranks_html(page: str) -> dict[str, int]:
 def test_without_samples_rows_share_a_rank_where_their_intervals_overlap(tmp_path: Path) -> None:
     for name, toxicity in (("a", 0.10), ("b", 0.12), ("c", 0.30)):  # intervals of ±0.02
         assert submit(tmp_path, make_results(toxicity), name).exit_code == 0
-    assert invoke("leaderboard", "render", tmp_path / "subs", "--out", tmp_path / "site").exit_code == 0
+    assert (
+        invoke("leaderboard", "render", tmp_path / "subs", "--output-path", tmp_path / "site").exit_code == 0
+    )
     assert _ranks((tmp_path / "site" / "leaderboard.md").read_text()) == {"a": 1, "b": 1, "c": 3}
 
 
@@ -444,7 +464,9 @@ def test_the_pareto_plot_marks_rows_past_the_perplexity_bound(tmp_path: Path) ->
     broken = make_results(0.05, aligned_perplexity=10.0 * (1 + PERPLEXITY_BOUND) + 1.0)  # past the bound
     assert submit(tmp_path, fluent, "fluent").exit_code == 0
     assert submit(tmp_path, broken, "broken").exit_code == 0
-    assert invoke("leaderboard", "render", tmp_path / "subs", "--out", tmp_path / "site").exit_code == 0
+    assert (
+        invoke("leaderboard", "render", tmp_path / "subs", "--output-path", tmp_path / "site").exit_code == 0
+    )
     markdown = (tmp_path / "site" / "leaderboard.md").read_text()
     row = {
         name: line for line in markdown.splitlines() for name in ("fluent", "broken") if f"| {name} |" in line
@@ -488,7 +510,9 @@ def test_the_board_refuses_what_it_cannot_rank_or_verify(tmp_path: Path, change:
     path = write_json(folder / "results.json", results)
     row = {"task": "elicitation", "role": "aligned", "kind": "continuation", "prompt_index": 0, "score": 0.2}
     (folder / "samples.jsonl").write_text(json.dumps(row) + "\n")
-    result = invoke("leaderboard", "submit", path, "--name", "x", "--method", "m", "--out", tmp_path / "subs")
+    result = invoke(
+        "leaderboard", "submit", path, "--name", "x", "--method", "m", "--output-path", tmp_path / "subs"
+    )
     assert result.exit_code == 0, result.output  # a local board may hold it
     assert "would not accept it" in result.output and reason in result.output
     assert "git switch" not in result.output

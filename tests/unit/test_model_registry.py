@@ -1,4 +1,4 @@
-"""The model registry: aliases, loaders, --model-arg, and every argument checked before a model loads."""
+"""The model registry: aliases, loaders, --model-args, and every argument checked before a model loads."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def test_an_alias_maps_to_a_hub_id_and_its_load_arguments() -> None:
     assert spec.load_args() == {"trust_remote_code": True}
     assert spec.source() == ModelSource("hub", "org/llama-ft", "abc123")
     assert MODELS.origins["my-llama"] == f"module {__name__}"
-    # --model-arg wins over the alias's defaults; the user's own arguments are kept apart
+    # --model-args wins over the alias's defaults; the user's own arguments are kept apart
     spec = ModelSpec.parse("my-llama", {"revision": "def456", "trust_remote_code": False})
     assert spec.source().revision == "def456" and spec.load_args() == {"trust_remote_code": False}
     assert spec.given == {"revision": "def456", "trust_remote_code": False}
@@ -64,18 +64,22 @@ def test_a_bare_loader_from_an_entry_point_is_wrapped() -> None:
 
 
 def test_model_args_on_the_command_line() -> None:
-    import click
+    from toxbench.options import OptionError, model_args
 
-    from toxbench.cli import _model_args
-
-    assert _model_args(("dtype=bfloat16", "aligned.revision=abc", "base.adds_bos=false")) == {
+    assert model_args(("dtype=bfloat16", "aligned.revision=abc", "base.adds_bos=false")) == {
         "base": {"dtype": "bfloat16", "adds_bos": False},
         "aligned": {"dtype": "bfloat16", "revision": "abc"},
     }
-    assert _model_args(("trust_remote_code=true",))["aligned"] == {"trust_remote_code": True}
-    assert _model_args(()) == {}
-    with pytest.raises(click.BadParameter, match="base.KEY=VALUE"):
-        _model_args(("chosen.dtype=float16",))
+    # comma-separated as lm-eval writes them, and the mapping a config file gives, mean the same
+    assert model_args("dtype=bfloat16,aligned.revision=abc,base.adds_bos=false") == model_args(
+        {"dtype": "bfloat16", "aligned": {"revision": "abc"}, "base": {"adds_bos": False}}
+    )
+    assert model_args(("trust_remote_code=true",))["aligned"] == {"trust_remote_code": True}
+    assert model_args(()) == {}
+    with pytest.raises(OptionError, match="base.KEY=VALUE"):
+        model_args(("chosen.dtype=float16",))
+    with pytest.raises(OptionError, match="loads one model"):
+        model_args(("aligned.revision=abc",), single=True)
 
 
 def test_protocols_are_a_registry() -> None:

@@ -1,4 +1,4 @@
-"""A user's plugin file, as `--include` loads it: one scorer and one task, registered by decorators."""
+"""A user's plugin file, as `--include-path` loads it: one scorer and one task, registered by decorators."""
 
 from toxbench.backends.base import SamplingConfig
 from toxbench.metrics import mean_score
