@@ -244,6 +244,8 @@ def align(
     chosen = method.prepare(chosen, ctx)
     aligned, stats = method.align(ctx, chosen)
     aligned.save_pretrained(output, safe_serialization=True)
+    if getattr(chosen, "peft", None):
+        _name_adapter_base(output, spec)
     base.tokenizer.save_pretrained(output)
     shutil.rmtree(output / CHECKPOINTS, ignore_errors=True)
     card = {
@@ -259,6 +261,24 @@ def align(
     }
     atomic_write_json(output / CARD, card)  # last: a folder with a card is finished
     return card
+
+
+def _name_adapter_base(folder: Path, spec: Any) -> None:
+    """Make the adapter's config name the base as the user named it (a registered name, a folder, or a hub
+    id and revision), so that ``--aligned FOLDER`` loads it on that base with no ``base=`` argument."""
+    from toxbench.io import atomic_write_json
+    from toxbench.registry import MODELS
+
+    path = folder / "adapter_config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    if spec.raw.startswith("hf:"):
+        config["base_model_name_or_path"] = spec.args.get("hub_id")
+        config["revision"] = spec.args.get("revision")
+    elif spec.raw in MODELS or not Path(spec.raw).expanduser().is_dir():
+        config["base_model_name_or_path"] = spec.raw
+    else:
+        config["base_model_name_or_path"] = str(Path(spec.raw).expanduser().resolve())
+    atomic_write_json(path, config)
 
 
 def last_checkpoint(folder: Path) -> Path | None:

@@ -25,6 +25,8 @@ from toxbench.baselines.training import (
     TrainingSettings,
     early_stopping,
     for_align,
+    peft_config,
+    reference_model,
     run_trainer,
     trainer_arguments,
 )
@@ -45,6 +47,7 @@ class DPOSettings(TrainingSettings):
     append_eos: bool = False  # [A] did not append EOS; TRL's own path always does
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.tokenization not in TOKENIZATIONS:
             raise ValueError(
                 f"unknown DPO tokenization {self.tokenization!r}: choose one of {', '.join(TOKENIZATIONS)}"
@@ -117,7 +120,7 @@ def train_dpo(
             raise ValueError(f"preference pair {i} lacks the field(s) {sorted(missing)}")
     set_seed(settings.seed)
     policy = copy.deepcopy(model).train()
-    reference = copy.deepcopy(model).eval()
+    reference = reference_model(model, settings)
     early = bool(settings.early_stopping_patience is not None and valid_pairs)
     config = DPOConfig(
         beta=settings.beta,
@@ -132,6 +135,7 @@ def train_dpo(
         eval_dataset=Dataset.from_list(list(valid_pairs)) if valid_pairs else None,
         processing_class=tokenizer,
         callbacks=early_stopping(settings, valid_pairs),
+        peft_config=peft_config(settings),
     )
     aligned, stats = run_trainer(
         trainer,

@@ -12,6 +12,8 @@ from toxbench.baselines.training import (
     TrainingSettings,
     early_stopping,
     for_align,
+    peft_config,
+    reference_model,
     run_trainer,
     trainer_arguments,
 )
@@ -51,7 +53,7 @@ class KTOMethod(Method):
         )
         trainer = KTOTrainer(
             model=copy.deepcopy(ctx.base.model).train(),
-            ref_model=copy.deepcopy(ctx.base.model).eval(),
+            ref_model=reference_model(ctx.base.model, settings),
             args=config,
             # TRL's KTO reads its training data in order (the KL completions are precomputed per row),
             # so the seed would change nothing: the rows are shuffled with it here instead.
@@ -59,5 +61,6 @@ class KTOMethod(Method):
             eval_dataset=Dataset.from_list(ctx.data.valid) if ctx.data.valid else None,
             processing_class=ctx.base.tokenizer,
             callbacks=early_stopping(settings, ctx.data.valid),
+            peft_config=peft_config(settings),
         )
         return run_trainer(trainer, "KTO", ctx.show_progress, resume=True)

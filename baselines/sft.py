@@ -12,6 +12,7 @@ from toxbench.baselines.training import (
     TrainingSettings,
     early_stopping,
     for_align,
+    peft_config,
     run_trainer,
     trainer_arguments,
 )
@@ -53,5 +54,6 @@ class SFTMethod(Method):
             eval_dataset=rows(ctx.data.valid) if ctx.data.valid else None,
             processing_class=ctx.base.tokenizer,
             callbacks=early_stopping(settings, ctx.data.valid),
+            peft_config=peft_config(settings),
         )
         return run_trainer(trainer, "SFT", ctx.show_progress, resume=True)

@@ -29,9 +29,49 @@ class TrainingSettings:
     # default, and CPUs without bfloat16 units then train some 20x slower).
     bf16: bool | None = None
     gradient_checkpointing: bool = False  # trade compute for memory (large models)
+    # Parameter-efficient training: "lora" trains a LoRA adapter (TRL's peft_config) and `align` writes
+    # the adapter folder, on the base model it names; None trains every weight.
+    peft: str | None = None
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: str | list[str] = "all-linear"
+
+    def __post_init__(self) -> None:
+        if self.peft not in (None, "lora"):
+            raise ValueError(f"peft must be lora or none, got {self.peft!r}")
+        if self.peft and self.lora_r < 1:
+            raise ValueError(f"lora_r must be at least 1, got {self.lora_r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def peft_config(settings: TrainingSettings) -> Any:
+    """The LoRA configuration TRL's trainers take (``peft_config=``), or None to train every weight."""
+    if settings.peft is None:
+        return None
+    try:
+        from peft import LoraConfig
+    except ImportError as exc:
+        from toxbench.errors import ToxbenchError
+
+        raise ToxbenchError("peft=lora needs the peft package: pip install 'toxbench[peft]'") from exc
+    return LoraConfig(
+        r=settings.lora_r,
+        lora_alpha=settings.lora_alpha,
+        lora_dropout=settings.lora_dropout,
+        target_modules=settings.lora_target_modules,
+        task_type="CAUSAL_LM",
+    )
+
+
+def reference_model(model: Any, settings: TrainingSettings) -> Any:
+    """The frozen reference of DPO and KTO: a copy of the base, or none with LoRA (TRL then computes
+    the reference with the adapter switched off, which is the base itself)."""
+    import copy
+
+    return None if settings.peft else copy.deepcopy(model).eval()
 
 
 def trainer_arguments(settings: TrainingSettings, out_dir: Path, early: bool) -> dict[str, Any]:

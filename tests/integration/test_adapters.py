@@ -122,3 +122,66 @@ def test_an_adapter_on_the_wrong_base_is_a_clear_error(lora, tmp_path) -> None:
         ],
     )
     assert done.exit_code == 2 and "does not fit its base model" in done.output, done.output
+
+
+@pytest.mark.parametrize("method", ["dpo", "sft"])
+def test_align_trains_a_lora_adapter_that_runs_as_the_aligned_model(method, micro_organism, tmp_path) -> None:
+    """`toxbench align METHOD --method-args peft=lora`: TRL trains through its peft_config, the output is an
+    adapter folder naming its base as the user did, and `--aligned FOLDER` evaluates it merged."""
+    from safetensors.torch import load_file
+
+    out = tmp_path / method
+    args = ["align", method, "--model", "organism-micro", "--data", "organism", "-o", out, "--device", "cpu"]
+    args += ["--method-args", "peft=lora,lora_r=4,lora_alpha=8,max_steps=6,warmup_steps=1,batch_size=8"]
+    args += ["--method-args", "learning_rate=5e-3,eval_steps=3"]
+    done = CliRunner().invoke(main, [str(a) for a in args])
+    assert done.exit_code == 0, done.output
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == "organism-micro" and config["r"] == 4
+    assert not (out / "config.json").exists()  # an adapter, not a full model
+    card = json.loads((out / "method.json").read_text())
+    assert card["settings"]["peft"] == "lora" and card["training"]["steps"] == 6
+    trained = load_file(out / "adapter_model.safetensors")
+    ups = [t for name, t in trained.items() if "lora_B" in name]
+    assert ups and any(t.abs().max() > 0 for t in ups)  # LoRA's B starts at zero: training moved it
+    run = CliRunner().invoke(
+        main,
+        [
+            "run",
+            "--model",
+            "organism-micro",
+            "--aligned",
+            str(out),
+            "--tasks",
+            "elicitation",
+            "--limit",
+            "4",
+            "--output-path",
+            str(tmp_path / "run"),
+        ],
+    )
+    assert run.exit_code == 0, run.output
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    aligned = results["models"]["aligned"]
+    assert aligned["kind"] == "adapter" and "+adapter-" in aligned["fingerprint"]
+    assert aligned["made_by"]["method"] == method
+    assert aligned["fingerprint"].startswith(results["models"]["base"]["fingerprint"])
+
+
+def test_peft_other_than_lora_is_refused(micro_organism, tmp_path) -> None:
+    done = CliRunner().invoke(
+        main,
+        [
+            "align",
+            "dpo",
+            "--model",
+            "organism-micro",
+            "--data",
+            "organism",
+            "-o",
+            str(tmp_path / "x"),
+            "--method-args",
+            "peft=prefix",
+        ],
+    )
+    assert done.exit_code == 2 and "peft must be lora or none" in done.output
