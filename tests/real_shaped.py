@@ -13,6 +13,12 @@ its real special-token settings:
 | gemma | GemmaTokenizer, BOS ``<bos>``, its own ``<pad>`` | tied embeddings, head_dim ≠ hidden/heads |
 | gemma2 | GemmaTokenizer, BOS ``<bos>`` | post-norms, attention and final logit soft-capping, sliding window |
 | llama3-instruct | llama3's, with the header and turn tokens and Llama-3-Instruct's chat template (which writes BOS itself); EOS ``<|eot_id|>`` | llama3's |
+| qwen2-instruct | qwen2's, EOS ``<|im_end|>``, a ChatML chat template that writes a default system turn when none is given | qwen2's |
+| qwen2 | Qwen2Tokenizer (byte-level BPE), no BOS token at all, EOS = pad = ``<|endoftext|>`` | q/k/v biases, GQA, rope θ 1e6, tied embeddings (the small sizes), 32,768 positions |
+| qwen3 | qwen2's | q/k RMSNorm per head, head_dim ≠ hidden/heads, no q/k/v biases, GQA, 40,960 positions |
+| gemma3 | GemmaTokenizer, BOS ``<bos>``, turn tokens | text-only Gemma3ForCausalLM: sliding and full attention layers mixed, q/k norms, post-norms, local and global rope bases, tied embeddings, 131,072 positions |
+| phi3 | LlamaTokenizer with ``<s>`` defined but not added (``add_bos_token`` false), EOS ``<|endoftext|>`` | fused ``qkv_proj`` and ``gate_up_proj`` |
+| olmo2 | GPT2TokenizerFast (byte-level BPE), no BOS added, its own ``<|pad|>`` | norms after attention and MLP (no pre-norms), q/k norms over the whole projection, rope θ 5e5 |
 """
 
 from __future__ import annotations
@@ -24,8 +30,20 @@ from typing import Any
 
 import torch
 
-FAMILIES = ("gpt2", "llama2", "llama3", "mistral", "gemma", "gemma2")
-BOS_FAMILIES = ("llama2", "llama3", "mistral", "gemma", "gemma2")
+FAMILIES = (
+    "gpt2",
+    "llama2",
+    "llama3",
+    "mistral",
+    "gemma",
+    "gemma2",
+    "qwen2",
+    "qwen3",
+    "gemma3",
+    "phi3",
+    "olmo2",
+)
+BOS_FAMILIES = ("llama2", "llama3", "mistral", "gemma", "gemma2", "gemma3")
 MODEL_TYPE = {
     "gpt2": "gpt2",
     "llama2": "llama",
@@ -33,6 +51,11 @@ MODEL_TYPE = {
     "mistral": "mistral",
     "gemma": "gemma",
     "gemma2": "gemma2",
+    "qwen2": "qwen2",
+    "qwen3": "qwen3",
+    "gemma3": "gemma3_text",
+    "phi3": "phi3",
+    "olmo2": "olmo2",
 }
 
 
@@ -43,6 +66,15 @@ LLAMA3_CHAT_TEMPLATE = (
     "+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}"
     "{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+)
+
+
+# A ChatML template as Qwen2.5-Instruct's works: a default system turn when the messages bring none.
+QWEN2_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}{% endif %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
 
@@ -84,7 +116,13 @@ def _byte_level_bpe(corpus: Sequence[str], specials: list[str], vocab_size: int)
 def build_tokenizer(family: str, corpus: Sequence[str], vocab_size: int = 600):
     """The family's tokenizer class around a BPE trained on ``corpus``, with the family's special tokens."""
     from tokenizers import processors
-    from transformers import GemmaTokenizer, GPT2TokenizerFast, LlamaTokenizer, PreTrainedTokenizerFast
+    from transformers import (
+        GemmaTokenizer,
+        GPT2TokenizerFast,
+        LlamaTokenizer,
+        PreTrainedTokenizerFast,
+        Qwen2Tokenizer,
+    )
 
     if family == "gpt2":
         tok = _byte_level_bpe(corpus, ["<|endoftext|>"], vocab_size)
@@ -131,12 +169,65 @@ def build_tokenizer(family: str, corpus: Sequence[str], vocab_size: int = 600):
     if family in ("gemma", "gemma2"):
         vocab, merges = _metaspace_bpe(corpus, ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"], vocab_size)
         return GemmaTokenizer(vocab=vocab, merges=merges, add_bos_token=True, add_eos_token=False)
+    if family == "gemma3":
+        specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "<start_of_turn>", "<end_of_turn>"]
+        vocab, merges = _metaspace_bpe(corpus, specials, vocab_size)
+        return GemmaTokenizer(
+            vocab=vocab,
+            merges=merges,
+            add_bos_token=True,
+            add_eos_token=False,
+            additional_special_tokens=["<start_of_turn>", "<end_of_turn>"],
+        )
+    if family == "qwen2-instruct":
+        instruct = build_tokenizer("qwen2", corpus, vocab_size)
+        instruct.eos_token = "<|im_end|>"
+        instruct.chat_template = QWEN2_CHAT_TEMPLATE
+        return instruct
+    if family in ("qwen2", "qwen3"):
+        specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+        tok = _byte_level_bpe(corpus, specials, vocab_size)
+        model = json.loads(tok.to_str())["model"]
+        merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]]
+        qwen = Qwen2Tokenizer(vocab=tok.get_vocab(), merges=merges)
+        qwen.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+        return qwen
+    if family == "phi3":
+        vocab, merges = _metaspace_bpe(corpus, ["<unk>", "<s>", "</s>", "<|endoftext|>"], vocab_size)
+        return LlamaTokenizer(
+            vocab=vocab,
+            merges=merges,
+            add_bos_token=False,
+            add_eos_token=False,
+            eos_token="<|endoftext|>",
+            pad_token="<|endoftext|>",
+        )
+    if family == "olmo2":
+        tok = _byte_level_bpe(corpus, ["<|endoftext|>", "<|pad|>"], vocab_size)
+        return GPT2TokenizerFast(
+            tokenizer_object=tok,
+            bos_token="<|endoftext|>",
+            eos_token="<|endoftext|>",
+            unk_token="<|endoftext|>",
+            pad_token="<|pad|>",
+        )
     raise KeyError(family)
 
 
 def build_config(family: str, tokenizer, **overrides: Any):
     """A tiny config of the family with its real quirks; token ids from ``tokenizer``."""
-    from transformers import Gemma2Config, GemmaConfig, GPT2Config, LlamaConfig, MistralConfig
+    from transformers import (
+        Gemma2Config,
+        Gemma3TextConfig,
+        GemmaConfig,
+        GPT2Config,
+        LlamaConfig,
+        MistralConfig,
+        Olmo2Config,
+        Phi3Config,
+        Qwen2Config,
+        Qwen3Config,
+    )
 
     ids = {
         "vocab_size": len(tokenizer),
@@ -197,6 +288,56 @@ def build_config(family: str, tokenizer, **overrides: Any):
             attn_logit_softcapping=50.0,
             query_pre_attn_scalar=16,
             tie_word_embeddings=True,
+            **gated,
+            **ids,
+        )
+    elif family in ("qwen2", "qwen2-instruct"):
+        cfg = Qwen2Config(
+            num_key_value_heads=2,
+            max_position_embeddings=32768,
+            rope_theta=1000000.0,
+            use_sliding_window=False,
+            tie_word_embeddings=True,
+            **gated,
+            **ids,
+        )
+    elif family == "qwen3":
+        cfg = Qwen3Config(
+            num_key_value_heads=2,
+            head_dim=16,
+            max_position_embeddings=40960,
+            rope_theta=1000000.0,
+            tie_word_embeddings=True,
+            **gated,
+            **ids,
+        )
+    elif family == "gemma3":
+        cfg = Gemma3TextConfig(
+            num_key_value_heads=2,
+            head_dim=16,
+            max_position_embeddings=131072,
+            sliding_window=512,
+            layer_types=["sliding_attention", "full_attention"],
+            query_pre_attn_scalar=16,
+            tie_word_embeddings=True,
+            **gated,
+            **ids,
+        )
+    elif family == "phi3":
+        cfg = Phi3Config(
+            num_key_value_heads=4,
+            max_position_embeddings=4096,
+            original_max_position_embeddings=4096,
+            tie_word_embeddings=False,
+            **gated,
+            **ids,
+        )
+    elif family == "olmo2":
+        cfg = Olmo2Config(
+            num_key_value_heads=4,
+            max_position_embeddings=4096,
+            rope_theta=500000.0,
+            tie_word_embeddings=False,
             **gated,
             **ids,
         )

@@ -27,24 +27,35 @@ def _template_ids(tokenizer, messages) -> list[int]:
     return list(got["input_ids"] if hasattr(got, "keys") else got)
 
 
-def test_a_rendered_prompt_is_the_template_read_with_one_bos(corpus) -> None:
-    tokenizer = build_tokenizer("llama3-instruct", corpus)
+ASSISTANT_HEADER = {
+    "llama3-instruct": "<|start_header_id|>assistant<|end_header_id|>\n\n",
+    "qwen2-instruct": "<|im_start|>assistant\n",
+}
+
+
+@pytest.mark.parametrize("family", list(ASSISTANT_HEADER))
+def test_a_rendered_prompt_is_the_template_read_with_one_bos(family, corpus) -> None:
+    tokenizer = build_tokenizer(family, corpus)
     [rendered] = render_chat(tokenizer, ["june said to omar :"], "Be brief.", "instruct")
     messages = [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": CHAT_INSTRUCTION.format(prompt="june said to omar :")},
     ]
     assert rendered == tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    assert rendered.endswith("<|start_header_id|>assistant<|end_header_id|>\n\n")
+    assert rendered.endswith(ASSISTANT_HEADER[family])
     ids = encode(tokenizer, [rendered])[0]
     assert ids == _template_ids(tokenizer, messages)
+    if tokenizer.bos_token_id is None:  # Qwen: no BOS token, and nothing put in front of the template
+        assert ids[0] == tokenizer.convert_tokens_to_ids("<|im_start|>")
+        return
     assert ids.count(tokenizer.bos_token_id) == 1 and ids[0] == tokenizer.bos_token_id
     assert encode(tokenizer, ["june said"])[0][0] == tokenizer.bos_token_id  # raw text still gets its BOS
 
 
-def test_greedy_text_on_a_chat_prompt_equals_generate(corpus) -> None:
-    tokenizer = build_tokenizer("llama3-instruct", corpus)
-    model = build_model("llama3-instruct", tokenizer)
+@pytest.mark.parametrize("family", list(ASSISTANT_HEADER))
+def test_greedy_text_on_a_chat_prompt_equals_generate(family, corpus) -> None:
+    tokenizer = build_tokenizer(family, corpus)
+    model = build_model(family, tokenizer)
     rendered = render_chat(tokenizer, ["the guard hissed at eli :", "anna said :"], None, "instruct")
     outs = HFBackend(model, tokenizer, batch_size=2).generate(rendered, SamplingConfig(max_new_tokens=6))
     for text, out in zip(rendered, outs, strict=True):

@@ -1,4 +1,6 @@
-"""All four tasks through the common runner on tiny random models of each MLP family.
+"""All four tasks through the common runner on tiny random models of each MLP family: the classic
+families on the organism's tokenizer, and the current ones (Qwen2, Qwen3, Gemma 3, Phi-3, OLMo 2) as
+tests/real_shaped.py builds them, with their own tokenizers and config quirks.
 
 The numbers mean nothing here (random weights); what is tested is that every code path
 runs for every family and that the invariants hold: the attribution identity, group
@@ -11,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from real_shaped import MODEL_TYPE, save_pair
 
 from toxbench.results import validate_results
 from toxbench.runner import RunConfig, run
@@ -79,30 +82,28 @@ def make_pair(family: str, tokenizer, root: Path) -> tuple[Path, Path]:
     return dirs
 
 
-@pytest.mark.parametrize("family", list(FAMILIES))
-def test_all_tasks_run_for_every_family(family: str, micro_organism, tmp_path) -> None:
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(micro_organism.base_dir)
-    base_dir, aligned_dir = make_pair(family, tokenizer, tmp_path)
-    results = run(
+def all_tasks(base_dir: Path, aligned_dir: Path, data_dir: Path, out: Path) -> dict:
+    return run(
         RunConfig(
             model=str(base_dir),
             aligned=str(aligned_dir),
             tasks=["all"],
             scorer="lexicon",
-            data_dir=micro_organism.data_dir,
+            data_dir=data_dir,
             limit=6,
-            output_path=tmp_path / "out",
+            output_path=out,
             task_options={
                 "ablation": {"top_k": [2], "positive_k": [2], "alpha_grid": (1.0,)},
                 "unalignment": {"add_back": [1.0]},
             },
         )
     )
+
+
+def check_all_tasks(results: dict, model_type: str, out: Path) -> None:
     validate_results(results)
     assert results["status"] == "complete"
-    assert results["models"]["base"]["model_type"] == family
+    assert results["models"]["base"]["model_type"] == model_type
     tasks = results["tasks"]
     assert list(tasks) == ["elicitation", "attribution", "ablation", "unalignment"]
 
@@ -119,4 +120,25 @@ def test_all_tasks_run_for_every_family(family: str, micro_organism, tmp_path) -
     un = tasks["unalignment"]["variants"]
     assert [v["scale"] for v in un if v["kind"] == "scale-keys"] == [2.0, 5.0, 10.0]
     for plot in tasks["attribution"]["artifacts"] + tasks["unalignment"]["artifacts"]:
-        assert (tmp_path / "out" / plot).stat().st_size > 1000
+        assert (out / plot).stat().st_size > 1000
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_all_tasks_run_for_every_family(family: str, micro_organism, tmp_path) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(micro_organism.base_dir)
+    base_dir, aligned_dir = make_pair(family, tokenizer, tmp_path)
+    results = all_tasks(base_dir, aligned_dir, micro_organism.data_dir, tmp_path / "out")
+    check_all_tasks(results, family, tmp_path / "out")
+
+
+@pytest.mark.parametrize("family", ["qwen2", "qwen3", "gemma3", "phi3", "olmo2"])
+def test_all_tasks_run_on_the_current_families(family: str, micro_organism, tmp_path) -> None:
+    """No toxbench edit for these: their MLPs are found by structure (gated, or Phi-3's fused gate_up_proj)."""
+    corpus = (micro_organism.root / "data" / "corpus.txt").read_text().splitlines()[:1500]
+    base_dir, aligned_dir = save_pair(family, corpus, tmp_path)
+    results = all_tasks(base_dir, aligned_dir, micro_organism.data_dir, tmp_path / "out")
+    check_all_tasks(results, MODEL_TYPE[family], tmp_path / "out")
+    adds_bos = results["models"]["base"]["tokenization"]["adds_bos"]
+    assert adds_bos == (family == "gemma3")  # Qwen has no BOS token; Phi-3 and OLMo 2 do not add theirs
