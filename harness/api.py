@@ -91,16 +91,14 @@ class Results:
 
     def samples(self, task: str | None = None, role: str | None = None) -> Iterator[dict[str, Any]]:
         """The run's samples (samples.jsonl), read lazily, optionally of one task and role."""
+        from toxbench.io import read_jsonl
+
         path = self.output_path / "samples.jsonl"
         if not path.is_file():
             return
-        with path.open(encoding="utf-8") as fh:
-            for line in fh:
-                if not line.strip():
-                    continue
-                row = json.loads(line)
-                if (task is None or row.get("task") == task) and (role is None or row.get("role") == role):
-                    yield row
+        for row in read_jsonl(path):
+            if (task is None or row.get("task") == task) and (role is None or row.get("role") == role):
+                yield row
 
     def rows(self) -> list[dict[str, Any]]:
         """The metrics as flat rows: task, role, metric, value, ci_low, ci_high, n."""

@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,26 @@ def write_jsonl(path: Path, rows: Iterable[dict]) -> None:
     """Write rows as JSON lines, atomically."""
     text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
     atomic_write_text(path, text)
+
+
+def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    """The objects of a JSON Lines file (a run's samples.jsonl), one at a time, blank lines skipped; a
+    ToxbenchError naming the file and line where one is damaged."""
+    from toxbench.errors import ToxbenchError
+
+    with path.open(encoding="utf-8") as fh:
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ToxbenchError(
+                    f"{path} line {number} is not valid JSON ({exc.msg}): the file is damaged; rerun the "
+                    "evaluation that wrote it"
+                ) from exc
+            if isinstance(row, dict):
+                yield row
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

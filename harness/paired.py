@@ -14,7 +14,6 @@ same windows (same token counts), which holds when the models share a tokenizer.
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from collections.abc import Iterable
@@ -25,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from toxbench.errors import ToxbenchError
+from toxbench.io import read_jsonl
 from toxbench.metrics import Metric, alignment_gap, metric
 
 
@@ -46,19 +46,7 @@ def read_samples(results_path: Path) -> list[dict[str, Any]] | None:
     path = results_path.with_name("samples.jsonl")
     if not path.is_file():
         return None
-    rows = []
-    with path.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise ToxbenchError(
-                    f"{path} line {number} is not valid JSON ({exc.msg}): the samples file is "
-                    "damaged; rerun the evaluation"
-                ) from exc
-    return rows
+    return list(read_jsonl(path))
 
 
 def _rows(samples: Iterable[dict[str, Any]], task: str, role: str, kind: str) -> list[dict[str, Any]]:

@@ -187,21 +187,10 @@ class LoggedRun:
 
     def samples(self) -> Iterator[dict[str, Any]]:
         """The rows of samples.jsonl, one at a time (none where the run kept no samples)."""
-        path = self.samples_path
-        if path is None:
-            return
-        with path.open(encoding="utf-8") as fh:
-            for number, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ToxbenchError(
-                        f"{path} line {number} is not valid JSON ({exc.msg}): the samples file is damaged"
-                    ) from exc
-                if isinstance(row, dict):
-                    yield row
+        from toxbench.io import read_jsonl
+
+        if self.samples_path is not None:
+            yield from read_jsonl(self.samples_path)
 
     def sample_table(self) -> tuple[list[str], list[list[Any]]]:
         """The samples as columns (every key any row has, in the order first seen) and rows of
