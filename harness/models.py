@@ -61,11 +61,41 @@ class ModelSource:
         return str(self.folder) if self.folder is not None else self.target
 
 
-def hub(hub_id: str, revision: str | None = None) -> ModelSource:
-    """The loader of hub models: ``hub_id`` at ``revision`` (a branch, tag or commit)."""
+def hub(hub_id: str, revision: str | None = None, base: str | None = None) -> ModelSource:
+    """The loader of hub models: ``hub_id`` at ``revision`` (a branch, tag or commit). A hub repository
+    that holds a PEFT adapter (``adapter_config.json``, no ``config.json``) loads as an adapter folder
+    does, on the base its config names or on ``base``."""
     if not hub_id:
         raise UnknownNameError("a hub model needs a hub id: use hf:<org>/<name>[@revision]")
-    return ModelSource("hub", hub_id, revision or None)
+    snapshot = _hub_adapter(hub_id, revision or None)
+    if snapshot is None:
+        if base is not None:
+            raise ToxbenchError(
+                f"hf:{hub_id}: base= names the base model of an adapter, and this repository holds a full model"
+            )
+        return ModelSource("hub", hub_id, revision or None)
+    found = adapter(snapshot, base)
+    found.notes["adapter"]["hub_id"] = hub_id
+    found.notes["adapter"]["revision"] = revision or None
+    return found
+
+
+def _hub_adapter(hub_id: str, revision: str | None) -> Path | None:
+    """The local snapshot of a hub repository that holds a PEFT adapter, or None (a full model, or a
+    repository the hub cannot tell about: the model load then says why)."""
+    from huggingface_hub import hf_hub_download, snapshot_download
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
+
+    def fetch(name: str) -> str | None:
+        try:
+            return hf_hub_download(hub_id, name, revision=revision)
+        except (EntryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError):
+            return None
+
+    if fetch(ADAPTER_CONFIG) is None or fetch("config.json") is not None:
+        return None
+    patterns = ["adapter_*", "*.json", "*.model", "*.txt", "*.jinja"]  # the adapter, its tokenizer, its card
+    return Path(snapshot_download(hub_id, revision=revision, allow_patterns=patterns))
 
 
 def local(path: str | Path) -> ModelSource:

@@ -185,3 +185,43 @@ def test_peft_other_than_lora_is_refused(micro_organism, tmp_path) -> None:
         ],
     )
     assert done.exit_code == 2 and "peft must be lora or none" in done.output
+
+
+def _hub_cache(root, repo: str, files: dict) -> None:
+    """A Hugging Face hub cache holding one snapshot of ``repo``, laid out as huggingface_hub writes it."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    folder = root / ("models--" + repo.replace("/", "--"))
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text(commit)
+    snapshot = folder / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    for name, source in files.items():
+        (snapshot / name).write_bytes(source.read_bytes())
+
+
+def test_a_hub_adapter_id_loads_on_its_base(lora, tmp_path, monkeypatch) -> None:
+    """`--aligned hf:org/adapter`: a hub repository holding only an adapter is an adapter on its base."""
+    cache = tmp_path / "hub"
+    _hub_cache(cache, "lab/micro-lora", {p.name: p for p in (lora / "adapter").iterdir() if p.is_file()})
+    _hub_cache(cache, "lab/micro-merged", {p.name: p for p in (lora / "merged").iterdir() if p.is_file()})
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants as hub_constants
+
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    from toxbench.models import load_model
+
+    hubbed = load_model("hf:lab/micro-lora")
+    assert hubbed.source.kind == "adapter" and hubbed.notes["adapter"]["hub_id"] == "lab/micro-lora"
+    merged = load_model(str(lora / "merged"))
+    for (name, a), (_, b) in zip(
+        hubbed.model.state_dict().items(), merged.model.state_dict().items(), strict=True
+    ):
+        assert torch.allclose(a, b, atol=1e-6), name
+    # a hub repository with a full model stays a full model, and base= is refused for it
+    assert load_model("hf:lab/micro-merged").source.kind == "hub"
+    from toxbench.errors import ToxbenchError
+
+    with pytest.raises(ToxbenchError, match="holds a full model"):
+        load_model("hf:lab/micro-merged", args={"base": "organism-micro"})
