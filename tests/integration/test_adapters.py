@@ -225,3 +225,53 @@ def test_a_hub_adapter_id_loads_on_its_base(lora, tmp_path, monkeypatch) -> None
 
     with pytest.raises(ToxbenchError, match="holds a full model"):
         load_model("hf:lab/micro-merged", args={"base": "organism-micro"})
+
+
+def test_a_lora_of_a_tiny_llama_runs_as_its_merged_model(micro_organism, tmp_path) -> None:
+    """The usual user's case on a real-shaped Llama 3 (its tokenizer with BOS, GQA, llama3 RoPE): a LoRA on
+    attention and MLP projections, given as --aligned, scores what the same adapter merged by hand does."""
+    from peft import LoraConfig, get_peft_model
+    from real_shaped import build_model, build_tokenizer
+
+    from toxbench.runner import RunConfig, run
+
+    corpus = (micro_organism.root / "data" / "corpus.txt").read_text().splitlines()[:1500]
+    tokenizer = build_tokenizer("llama3", corpus)
+    base_dir = tmp_path / "llama"
+    build_model("llama3", tokenizer).save_pretrained(base_dir)
+    tokenizer.save_pretrained(base_dir)
+    torch.manual_seed(0)
+    config = LoraConfig(
+        r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "gate_proj"], init_lora_weights=False
+    )
+    peft_model = get_peft_model(build_model("llama3", tokenizer), config)
+    peft_model.save_pretrained(tmp_path / "adapter")
+    card = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    card["base_model_name_or_path"] = str(base_dir)
+    (tmp_path / "adapter" / "adapter_config.json").write_text(json.dumps(card))
+    peft_model.merge_and_unload().save_pretrained(tmp_path / "merged")
+    tokenizer.save_pretrained(tmp_path / "merged")
+
+    def run_with(aligned: str, name: str) -> dict:
+        return run(
+            RunConfig(
+                model=str(base_dir),
+                aligned=aligned,
+                tasks=["elicitation", "attribution"],
+                scorer="lexicon",
+                data_dir=micro_organism.data_dir,
+                limit=6,
+                output_path=tmp_path / name,
+            )
+        )
+
+    adapter, merged = run_with(str(tmp_path / "adapter"), "a"), run_with(str(tmp_path / "merged"), "m")
+    assert adapter["models"]["aligned"]["kind"] == "adapter"
+    assert adapter["models"]["aligned"]["tokenization"]["adds_bos"] is True
+    for name in ("toxicity", "perplexity", "f1"):
+        a = adapter["tasks"]["elicitation"]["metrics"]["aligned"][name]["value"]
+        b = merged["tasks"]["elicitation"]["metrics"]["aligned"][name]["value"]
+        assert a == pytest.approx(b, rel=1e-5, abs=1e-6), name
+    groups = [r["tasks"]["attribution"]["metrics"]["groups"] for r in (adapter, merged)]
+    for group in groups[0]:
+        assert groups[0][group]["share"] == pytest.approx(groups[1][group]["share"], rel=1e-4, abs=1e-6)
