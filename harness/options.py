@@ -152,10 +152,6 @@ class Option:
     kind: str  # text, text?, int?, bool, path?, list, pairs, model_args, scoped, batch_size, aligned
     minimum: int | None = None
 
-    @property
-    def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
-
 
 RUN_OPTIONS: dict[str, Option] = {
     o.name: o
