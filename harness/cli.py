@@ -223,7 +223,8 @@ def _default(name: str) -> Any:
     "--aligned",
     default=_default("aligned"),
     show_default=True,
-    help="Aligned model spec; 'none' to evaluate the base model alone.",
+    help="Aligned model spec; 'none' to evaluate the base model alone; auto: the base model's registered "
+    "twin (organism -> organism:dpo), else none.",
 )
 @click.option(
     "--tasks", default=_default("tasks"), show_default=True, help="Comma-separated task names, or 'all'."

@@ -157,7 +157,7 @@ RUN_OPTIONS: dict[str, Option] = {
     o.name: o
     for o in (
         Option("model", "organism", "text"),
-        Option("aligned", "organism:dpo", "aligned"),
+        Option("aligned", "auto", "aligned"),  # auto: the base model's registered twin (SPEC:dpo), else none
         Option("tasks", ["all"], "list"),
         Option("protocol", "paper", "text"),
         Option("preset", None, "text?"),
@@ -383,6 +383,16 @@ def write_config_file(path: Path, options: Mapping[str, Any]) -> None:
 
 
 # -- options -> RunConfig ------------------------------------------------------------------------
+def default_aligned(model: str) -> str | None:
+    """The aligned model a run compares with when none is named: the base model's registered twin
+    (``organism`` -> ``organism:dpo``), else none (the base model is evaluated alone), never a model of
+    another family."""
+    from toxbench.registry import MODELS
+
+    twin = f"{model}:dpo"
+    return twin if ":" not in model and twin in MODELS else None
+
+
 def to_run_config(options: Mapping[str, Any]) -> Any:
     """The ``RunConfig`` that resolved ``options`` describe, preset and perplexity window applied.
 
@@ -401,6 +411,8 @@ def to_run_config(options: Mapping[str, Any]) -> Any:
     for name in o["logger_args"]:
         if name not in o["log_to"]:
             raise OptionError(f"--logger-args for {name!r}, which is not logged to: add --log-to {name}")
+    if o["aligned"] == "auto":
+        o["aligned"] = default_aligned(o["model"])
     aligned = o["aligned"]
     config = RunConfig(
         model=o["model"],
