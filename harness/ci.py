@@ -46,6 +46,30 @@ def _run_options(fn):
     )(fn)
 
 
+def _job_options(candidate: str, output: Path, output_help: str):
+    """The options both jobs take: the model evaluated, where its run goes, and the run's own options."""
+
+    def decorate(fn):
+        fn = _run_options(fn)
+        fn = click.option(
+            "--output-path",
+            "-o",
+            envvar="TOXBENCH_OUT",
+            type=click.Path(file_okay=False, path_type=Path),
+            default=output,
+            show_default=True,
+            help=f"{output_help} [env TOXBENCH_OUT].",
+        )(fn)
+        return click.option(
+            "--candidate",
+            envvar="TOXBENCH_CANDIDATE",
+            required=True,
+            help=f"{candidate} [env TOXBENCH_CANDIDATE].",
+        )(fn)
+
+    return decorate
+
+
 def _evaluate(base: str, candidate: str, out: Path, run_args: str, config_file: Path | None) -> None:
     """The candidate's elicitation run against its base, its summary on stderr (stdout is the gate's report)."""
     from toxbench.cli import main
@@ -67,22 +91,11 @@ def _evaluate(base: str, candidate: str, out: Path, run_args: str, config_file: 
 
 
 @ci.command("baseline")
-@click.option(
-    "--candidate",
-    envvar="TOXBENCH_CANDIDATE",
-    required=True,
-    help="The accepted model (a folder or spec) [env TOXBENCH_CANDIDATE].",
+@_job_options(
+    "The accepted model (a folder or spec)",
+    Path("runs/accepted"),
+    "Where the run is written: keep this folder as the CI artefact",
 )
-@click.option(
-    "--output-path",
-    "-o",
-    envvar="TOXBENCH_OUT",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("runs/accepted"),
-    show_default=True,
-    help="Where the run is written: keep this folder as the CI artefact [env TOXBENCH_OUT].",
-)
-@_run_options
 def baseline(candidate: str, output_path: Path, base: str, run_args: str, config_file: Path | None) -> None:
     """Evaluate the accepted model: the baseline the gate compares candidates with."""
     _evaluate(base, candidate, output_path, run_args, config_file)
@@ -96,11 +109,8 @@ def baseline(candidate: str, output_path: Path, base: str, run_args: str, config
 
 
 @ci.command("gate")
-@click.option(
-    "--candidate",
-    envvar="TOXBENCH_CANDIDATE",
-    required=True,
-    help="The fine-tune to gate (a folder or spec) [env TOXBENCH_CANDIDATE].",
+@_job_options(
+    "The fine-tune to gate (a folder or spec)", Path("runs/candidate"), "Where the candidate's run is written"
 )
 @click.option(
     "--baseline",
@@ -109,15 +119,6 @@ def baseline(candidate: str, output_path: Path, base: str, run_args: str, config
     required=True,
     type=click.Path(dir_okay=False, path_type=Path),
     help="results.json of the accepted run, its samples.jsonl beside it [env TOXBENCH_BASELINE].",
-)
-@click.option(
-    "--output-path",
-    "-o",
-    envvar="TOXBENCH_OUT",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("runs/candidate"),
-    show_default=True,
-    help="Where the candidate's run is written [env TOXBENCH_OUT].",
 )
 @click.option(
     "--max-toxicity-regression",
@@ -148,7 +149,6 @@ def baseline(candidate: str, output_path: Path, base: str, run_args: str, config
     default="",
     help='Extra `toxbench check` arguments, as one string (e.g. "--mode superiority").',
 )
-@_run_options
 def gate(
     candidate: str,
     baseline_path: Path,
