@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from toxbench.backends.base import SamplingConfig
+from toxbench.backends.base import SAMPLING_STREAMS, SamplingConfig
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,8 @@ class Protocol:
         """The protocol as results record it; a raw-format protocol as it was written before formats
         existed (its format fields left out), so that its runs compare and group as before."""
         d = asdict(self)
+        if not self.sampling.greedy:  # which random streams the samples come from
+            d["sampling"]["streams"] = SAMPLING_STREAMS
         if d["prompt_format"] == "raw" and d["system_prompt"] is None:
             del d["prompt_format"], d["system_prompt"]
         return d

@@ -8,6 +8,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+# How sampled continuations draw their randomness. 1: one generator per prompt, its samples drawn
+# together (outputs depended on the batch size). 2: one generator per (prompt, sample), each token
+# drawn by inverting the row's distribution at the row's next uniform number.
+SAMPLING_STREAMS = 2
+
 
 @dataclass(frozen=True)
 class SamplingConfig:
@@ -29,15 +34,23 @@ class SamplingConfig:
             raise ValueError("top_p must be in (0, 1] and temperature positive")
 
     def key(self) -> dict[str, Any]:
-        """What determines the output (for cache keys); greedy ignores the sampling knobs."""
+        """What determines the output (for cache keys); greedy ignores the sampling knobs. Sampled
+        outputs also name the random streams they were drawn from (``SAMPLING_STREAMS``), so that
+        samples drawn one way are never served for the other."""
         if self.greedy:
             return {"max_new_tokens": self.max_new_tokens, "greedy": True}
-        return asdict(self)
+        return {**asdict(self), "streams": SAMPLING_STREAMS}
 
     def request_seed(self, prompt: str) -> int:
         """A seed per prompt, so a prompt's samples do not depend on what it is batched with."""
         digest = hashlib.sha256(f"{self.seed}\x00{prompt}".encode()).digest()
         return int.from_bytes(digest[:4], "little")
+
+    def sample_seed(self, prompt: str, index: int) -> int:
+        """A seed per (prompt, sample): each continuation draws from its own generator, so it does not
+        depend on the batch it shares, the batch size or the order of the prompts."""
+        digest = hashlib.sha256(f"{self.seed}\x00{prompt}\x00{index}".encode()).digest()
+        return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
 @dataclass

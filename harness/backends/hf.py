@@ -6,9 +6,14 @@ on that encoding (tested). Greedy decoding runs its own loop over the model's fo
 argmax at every step, as ``generate`` takes it) in which a row that has emitted EOS leaves
 the batch: on short continuations most of a batch's steps would otherwise be spent on
 finished rows. A model whose ``generation_config`` processes logits (a repetition penalty,
-say) is decoded by ``generate``. Sampled outputs are seeded per prompt
-(``SamplingConfig.request_seed``): a prompt's samples are generated together and do not
-depend on which other prompts are in the run.
+say) is decoded by ``generate``.
+
+Sampled decoding runs the same loop on rows of (prompt, sample) pairs from several prompts, up
+to the batch size. Each row has its own generator, seeded by its prompt and sample index
+(``SamplingConfig.sample_seed``), which gives it one uniform number per step; the row's token
+is where that number falls in the cumulative distribution of its (temperature-scaled, top-p
+filtered: transformers' warpers) probabilities. A continuation therefore does not depend on
+the batch it shares, the batch size or the order of the prompts (tested).
 
 Perplexity never holds float32 logits for a whole window over the whole vocabulary (for
 Llama-3.1, 1,024 positions x 128,256 tokens x 4 bytes = 0.5 GB a row): the final hidden
@@ -92,9 +97,9 @@ class HFBackend(Backend):
             out = self.model.generate(input_ids=ids, attention_mask=mask, **kwargs)
         return out[:, ids.shape[1] :].tolist()
 
-    def _plain_greedy(self) -> bool:
-        """Whether greedy decoding here is the argmax of the model's logits: no logits processor
-        from the model's ``generation_config`` (a repetition penalty, banned words, a minimum
+    def _plain_logits(self) -> bool:
+        """Whether decoding here reads the model's logits as they are (greedy: their argmax): no logits
+        processor from the model's ``generation_config`` (a repetition penalty, banned words, a minimum
         length) changes them. Otherwise ``generate`` decodes, so that its settings apply."""
         if getattr(self, "_plain", None) is None:
             from transformers import GenerationConfig
@@ -107,10 +112,54 @@ class HFBackend(Backend):
         return self._plain
 
     def _greedy(self, seqs: Sequence[Sequence[int]], max_new_tokens: int) -> list[list[int]]:
-        """Greedy decoding with a KV cache, equal to ``generate``'s: each step feeds every row's
-        last token at its next position. A row leaves the batch (and its cache) once it has
-        emitted EOS, so the rows still running pay for no finished ones. Token lists stop at
-        EOS, included."""
+        """Greedy decoding with a KV cache, equal to ``generate``'s (the argmax at every step)."""
+        return self._decode(seqs, max_new_tokens, lambda logits, rows, step: logits.argmax(-1))
+
+    def _sampled(
+        self, seqs: Sequence[Sequence[int]], seeds: Sequence[int], sampling: SamplingConfig
+    ) -> list[list[int]]:
+        """Sampled decoding, one generator per row: at step t, row r's token is the first whose
+        cumulative probability exceeds u[r, t] (inverse-CDF sampling), u drawn from the row's generator."""
+        import torch
+        from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
+
+        steps = sampling.max_new_tokens
+        uniforms = torch.stack(
+            [
+                torch.rand(steps, generator=torch.Generator().manual_seed(s), dtype=torch.float64)
+                for s in seeds
+            ]
+        ).to(self.device)
+        warpers = LogitsProcessorList()
+        if sampling.temperature != 1.0:
+            warpers.append(TemperatureLogitsWarper(sampling.temperature))
+        if sampling.top_p < 1.0:
+            warpers.append(TopPLogitsWarper(sampling.top_p))
+
+        def pick(logits, rows, step):
+            scores = warpers(None, logits.float()) if warpers else logits.float()
+            cdf = torch.softmax(scores, dim=-1).double().cumsum(-1)
+            u = uniforms[rows, step] * cdf[:, -1]
+            token = torch.searchsorted(cdf, u[:, None], right=True)[:, 0]
+            return token.clamp_(max=cdf.shape[-1] - 1)
+
+        # A prompt's samples share its prompt: read it once, then give each sample a copy of its cache.
+        unique = list(dict.fromkeys(tuple(seq) for seq in seqs))
+        where = {seq: k for k, seq in enumerate(unique)}
+        return self._decode(unique, steps, pick, expand=[where[tuple(seq)] for seq in seqs])
+
+    def _decode(
+        self,
+        seqs: Sequence[Sequence[int]],
+        max_new_tokens: int,
+        pick,
+        expand: Sequence[int] | None = None,
+    ) -> list[list[int]]:
+        """The decoding loop with a KV cache: each step feeds every row's last token at its next
+        position, and ``pick(logits, rows, step)`` chooses the next tokens (``rows``: the original
+        index of each row still running). A row leaves the batch (and its cache) once it has emitted
+        EOS (once finished rows are a quarter of the batch; at once where hooks watch the passes), so
+        the rows still running pay little for finished ones. Token lists stop at EOS, included. With ``expand``, the prompts in ``seqs`` are read once and row r continues ``seqs[expand[r]]``."""
         import torch
         from transformers import DynamicCache
 
@@ -118,8 +167,10 @@ class HFBackend(Backend):
         position = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
         cache = DynamicCache(config=self.model.config)
         eos = self._tokenizer.eos_token_id
-        out: list[list[int]] = [[] for _ in seqs]
-        rows = list(range(len(seqs)))
+        n_rows = len(seqs) if expand is None else len(expand)
+        out: list[list[int]] = [[] for _ in range(n_rows)]
+        rows = list(range(n_rows))
+        running = torch.arange(n_rows, device=ids.device)
         with torch.inference_mode():
             last_only = {"logits_to_keep": 1} if self._keeps_logits() else {}
             logits = self.model(
@@ -131,20 +182,30 @@ class HFBackend(Backend):
                 **last_only,
             ).logits[:, -1]
             last = position[:, -1]
+            if expand is not None:
+                index = torch.tensor(list(expand), device=ids.device)
+                cache.batch_select_indices(index)
+                logits, mask, last = logits[index], mask[index], last[index]
+            finished = [False] * n_rows
+            hooked = _has_hooks(self.model)
             for step in range(max_new_tokens):
-                chosen = logits.argmax(-1)
-                keep = []
+                chosen = pick(logits, running, step)
                 for j, token in enumerate(chosen.tolist()):
-                    out[rows[j]].append(token)
-                    if token != eos:
-                        keep.append(j)
+                    if not finished[j]:
+                        out[rows[j]].append(token)
+                        finished[j] = token == eos
+                keep = [j for j, done in enumerate(finished) if not done]
                 if not keep or step == max_new_tokens - 1:
                     break
-                if len(keep) < len(rows):
+                # Finished rows leave the batch (and its cache) once they are a quarter of it: until
+                # then they run on unread, which costs less than copying the cache at every step. With
+                # hooks on the model (capture, patching) they leave at once, unseen by the hooks.
+                if len(rows) - len(keep) >= (1 if hooked else max(1, len(rows) // 4)):
                     index = torch.tensor(keep, device=ids.device)
                     cache.batch_select_indices(index)
-                    chosen, mask, last = chosen[index], mask[index], last[index]
+                    chosen, mask, last, running = chosen[index], mask[index], last[index], running[index]
                     rows = [rows[j] for j in keep]
+                    finished = [False] * len(rows)
                 mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
                 last = last + 1
                 logits = self.model(
@@ -192,7 +253,7 @@ class HFBackend(Backend):
                 seqs = [encoded[i] for i in chunk]
                 outs = (
                     self._greedy(seqs, sampling.max_new_tokens)
-                    if self._plain_greedy()
+                    if self._plain_logits()
                     else self._run(seqs, sampling, 1)
                 )
                 for i, new in zip(chunk, outs, strict=True):
@@ -200,15 +261,33 @@ class HFBackend(Backend):
                 if advance:
                     advance(len(chunk))
         else:
-            for i, prompt in enumerate(prompts):
-                torch.manual_seed(sampling.request_seed(prompt))
-                outs = []
-                for start in range(0, sampling.n, self.batch_size):
-                    k = min(self.batch_size, sampling.n - start)
-                    outs += self._run([encoded[i]], sampling, k)
-                results[i] = [self._completion(new) for new in outs]
-                if advance:
-                    advance(1)
+            n = sampling.n
+            # Rows of (prompt, sample), longest prompts first, several prompts to a batch.
+            pairs = sorted(
+                ((i, j) for i in range(len(prompts)) for j in range(n)), key=lambda r: -len(encoded[r[0]])
+            )
+            new_ids: dict[tuple[int, int], list[int]] = {}
+            left = {i: n for i in range(len(prompts))}
+            for start in range(0, len(pairs), self.batch_size):
+                rows = pairs[start : start + self.batch_size]
+                seqs = [encoded[i] for i, _ in rows]
+                seeds = [sampling.sample_seed(prompts[i], j) for i, j in rows]
+                if self._plain_logits():
+                    outs = self._sampled(seqs, seeds, sampling)
+                else:  # the model's own logits processors apply: generate, one seeded row at a time
+                    outs = []
+                    for seq, seed in zip(seqs, seeds, strict=True):
+                        torch.manual_seed(seed)
+                        outs += self._run([seq], sampling, 1)
+                done = 0
+                for (i, j), new in zip(rows, outs, strict=True):
+                    new_ids[i, j] = new
+                    left[i] -= 1
+                    done += left[i] == 0
+                if advance and done:
+                    advance(done)
+            for i in range(len(prompts)):
+                results[i] = [self._completion(new_ids[i, j]) for j in range(n)]
         return results  # type: ignore[return-value]
 
     def window_nll(self, windows: Sequence[Sequence[int]]) -> list[tuple[float, int]]:
@@ -286,6 +365,15 @@ class HFBackend(Backend):
             except (AttributeError, TypeError, RuntimeError):
                 self._sliced_ok = False
         return self._sliced_ok
+
+
+def _has_hooks(model) -> bool:
+    """Whether forward hooks (on a module of ``model``, or global ones) would see its passes."""
+    from torch.nn.modules import module as torch_module
+
+    if torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks:
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
 
 
 def auto_batch_size(model) -> int:

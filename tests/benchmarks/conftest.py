@@ -18,6 +18,7 @@ import pytest
 # name -> (what is compared, target ratio baseline / candidate; None: reported, not a target)
 TARGETS: dict[str, tuple[str, float | None]] = {
     "generation": ("hf greedy generation vs the seeds' batches of 16", 3.0),
+    "sampling": ("sampled protocol (25 x 200 prompts) batched across prompts vs the per-prompt loop", 3.0),
     "capture": ("attribution capture during generation vs generate-then-forward", 1.8),
     "cached-rerun": ("cold toxbench run vs the same run fully cached", 10.0),
     "variant-sweep": ("vLLM variant sweep: a new engine per variant vs in-place edits", 1.0),

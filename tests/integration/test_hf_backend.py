@@ -1,4 +1,4 @@
-"""The hf backend: batched greedy equals one-prompt-at-a-time generate; sampling is seeded per prompt."""
+"""The hf backend: batched greedy equals one-prompt-at-a-time generate; each sample is seeded on its own."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def test_a_generation_config_that_processes_logits_is_decoded_by_generate(organi
         assert out[0].token_ids == (new[: new.index(tok.eos_token_id)] if tok.eos_token_id in new else new)
 
 
-def test_sampling_is_seeded_per_prompt(organism_lm) -> None:
+def test_sampling_is_seeded_per_prompt_and_sample(organism_lm) -> None:
     model, tok, prompts = organism_lm
     backend = HFBackend(model, tok, batch_size=8)
     cfg = SamplingConfig(max_new_tokens=12, greedy=False, n=5, top_p=0.9, seed=3)
@@ -73,6 +73,47 @@ def test_sampling_is_seeded_per_prompt(organism_lm) -> None:
     assert len({tuple(c.token_ids) for x in a for c in x}) > 6, "samples should vary"
     other_seed = backend.generate(prompts[:1], SamplingConfig(12, False, 5, 1.0, 0.9, seed=4))
     assert [c.token_ids for c in other_seed[0]] != [c.token_ids for c in a[0]]
+    more = backend.generate(prompts[:1], SamplingConfig(12, False, 8, 1.0, 0.9, seed=3))
+    assert [c.token_ids for c in more[0][:5]] == [c.token_ids for c in a[0]]  # sample j is sample j
+
+
+def test_a_sampled_continuation_does_not_depend_on_its_batch(organism_lm) -> None:
+    """Alone, among 3 prompts or among 48, at batch sizes 1, 7 and 64: the same tokens."""
+    model, tok, prompts = organism_lm
+    cfg = SamplingConfig(max_new_tokens=16, greedy=False, n=3, top_p=0.9, temperature=1.2, seed=11)
+
+    def ids(outs):
+        return [[c.token_ids for c in cs] for cs in outs]
+
+    reference = ids(HFBackend(model, tok, batch_size=64).generate(prompts, cfg))
+    for size in (1, 7):
+        assert ids(HFBackend(model, tok, batch_size=size).generate(prompts, cfg)) == reference, size
+    backend = HFBackend(model, tok, batch_size=7)
+    assert ids(backend.generate([prompts[5]], cfg)) == [reference[5]]
+    assert ids(backend.generate([prompts[40], prompts[5], prompts[9]], cfg))[1] == reference[5]
+    assert len({tuple(t) for row in reference for t in row}) > len(prompts)  # samples vary
+
+
+def test_sampling_draws_from_the_models_distribution(organism_lm) -> None:
+    """The first token of 4,000 samples of one prompt, against the model's softmax; top-p's cut holds."""
+    from collections import Counter
+
+    model, tok, prompts = organism_lm
+    ids = tok(prompts[0], return_tensors="pt").input_ids
+    with torch.no_grad():
+        probs = torch.softmax(model(ids).logits[0, -1].double(), -1)
+    backend = HFBackend(model, tok, batch_size=1000)
+    outs = backend.generate([prompts[0]], SamplingConfig(max_new_tokens=1, greedy=False, n=4000, seed=1))
+    counts = Counter(cs.token_ids[0] if cs.token_ids else tok.eos_token_id for cs in outs[0])
+    top = probs.argsort(descending=True)[:5].tolist()
+    for token in top:  # within 4 standard errors of each of the five likeliest tokens
+        p = float(probs[token])
+        assert abs(counts[token] / 4000 - p) < 4 * (p * (1 - p) / 4000) ** 0.5 + 1e-3, (token, p)
+    nucleus = backend.generate([prompts[0]], SamplingConfig(max_new_tokens=1, greedy=False, n=400, top_p=0.5))
+    ranked = probs.argsort(descending=True).tolist()
+    kept = ranked[: int((probs[ranked].cumsum(0) < 0.5).sum()) + 1]
+    drawn = {cs.token_ids[0] if cs.token_ids else tok.eos_token_id for cs in nucleus[0]}
+    assert drawn <= set(kept)
 
 
 def test_window_nll_matches_the_model_loss(organism_lm) -> None:
