@@ -312,6 +312,7 @@ METHODS.register(
     "α x the probe direction subtracted after the last MLP (given, or matched to a model's perplexity)",
 )
 METHODS.register("ablate", "toxbench.baselines.edits:AblateMethod", "the top-k toxic value vectors zeroed")
+METHODS.register("profs", "toxbench.baselines.profs:ProFSMethod", "ProFS: toxic subspace out of MLP values")
 
 TASKS = Registry("task")
 TASKS.register("elicitation", "toxbench.tasks.elicitation:ElicitationTask", "toxicity, perplexity, F1")
