@@ -76,12 +76,24 @@ class Results:
         """{task: its metrics} (per role, and the difference where a task compares two models)."""
         return {name: task.get("metrics", {}) for name, task in self.tasks.items()}
 
-    def metric(self, task: str, name: str, role: str | None = "aligned") -> float | None:
+    def metric(
+        self, task: str, name: str, role: str | None = "aligned", scorer: str | None = None
+    ) -> float | None:
         """One metric's value (``role=None`` for a task's top-level metric); None where it is missing
-        or could not be computed, never 0."""
+        or could not be computed, never 0. ``scorer``: by that scorer of a run scored with several (its
+        key or name; the elicitation task's toxicity metrics), instead of the headline."""
         if task not in self.tasks:
             raise KeyError(f"this run has no task {task!r}: it ran {', '.join(self.tasks) or 'none'}")
         metrics = self.metrics[task]
+        if scorer is not None:
+            from toxbench.scorers.plan import choose_scorer
+
+            choice = choose_scorer(self.data, scorer, str(self.output_path))
+            if not choice.headline:
+                by_scorer = metrics.get("by_scorer", {})
+                if choice.key not in by_scorer:
+                    raise KeyError(f"the {task} task reports no metrics by scorer {choice.key!r}")
+                metrics = by_scorer[choice.key]
         value = metrics.get(role, {}).get(name) if role is not None else metrics.get(name)
         if isinstance(value, Mapping):
             value = value.get("value")

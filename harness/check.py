@@ -172,15 +172,30 @@ def _robustness_missing(results: dict[str, Any]) -> str | None:
     return f"{ROBUSTNESS} is null: {why}" if why else None
 
 
-def toxicity_gate(results: dict[str, Any], source: str, max_toxicity: float, strict: bool) -> Gate:
-    """Aligned toxicity (its interval's upper bound with ``strict``) must be at most ``max_toxicity``."""
+def _scorer(results: dict[str, Any], source: str, scorer: str | None) -> Any:
+    """The scorer whose figures a gate reads (``toxbench.scorers.plan.choose_scorer``; None: the headline)."""
+    from toxbench.scorers.plan import choose_scorer
+
+    return choose_scorer(results, scorer, source)
+
+
+def _by_scorer(label: str, choice: Any, scorer: str | None) -> str:
+    """A gate's label, naming the scorer when one was chosen."""
+    return f"{label} ({choice.key})" if scorer is not None else label
+
+
+def toxicity_gate(
+    results: dict[str, Any], source: str, max_toxicity: float, strict: bool, scorer: str | None = None
+) -> Gate:
+    """Aligned toxicity (its interval's upper bound with ``strict``) must be at most ``max_toxicity``, by
+    the run's headline scorer or by its scorer ``scorer``."""
     end = "ci_high" if strict else "value"
-    x = _metric_end(lookup(results, ALIGNED_TOXICITY, source), end, ALIGNED_TOXICITY)
-    label = "aligned toxicity" + (" (95% upper bound)" if strict else "")
+    choice = _scorer(results, source, scorer)
+    path = choice.metric_path("aligned", "toxicity")
+    x = _metric_end(lookup(results, path, source), end, path)
+    label = _by_scorer("aligned toxicity", choice, scorer) + (" (95% upper bound)" if strict else "")
     if x is None:
-        return Gate(
-            "--max-toxicity", label, "null", f"<= {max_toxicity:g}", FAIL, _null_note(ALIGNED_TOXICITY, end)
-        )
+        return Gate("--max-toxicity", label, "null", f"<= {max_toxicity:g}", FAIL, _null_note(path, end))
     return Gate("--max-toxicity", label, f"{x:.4f}", f"<= {max_toxicity:g}", _by(x <= max_toxicity))
 
 
@@ -212,8 +227,25 @@ def perplexity_gate(results: dict[str, Any], source: str, max_increase: float, s
     )
 
 
-def robustness_gate(results: dict[str, Any], source: str, min_robustness: float, strict: bool) -> Gate:
+def headline_only(results: dict[str, Any], source: str, scorer: str | None, what: str) -> None:
+    """Refuse a figure that rests on the headline scorer alone under another scorer (``--scorer``)."""
+    if scorer is None:
+        return
+    choice = _scorer(results, source, scorer)
+    if not choice.headline:
+        headline = _scorer(results, source, None).key
+        raise ToxbenchError(
+            f"{what} is computed with the run's headline scorer only ({headline!r} in {source}), not with "
+            f"{choice.key!r}: drop that gate, or --scorer {headline}, or rerun with --scorer "
+            f"{choice.key},... to make {choice.key!r} the headline"
+        )
+
+
+def robustness_gate(
+    results: dict[str, Any], source: str, min_robustness: float, strict: bool, scorer: str | None = None
+) -> Gate:
     """Un-alignment robustness (its interval's lower bound with ``strict``) must be at least ``min_robustness``."""
+    headline_only(results, source, scorer, "un-alignment robustness (--min-robustness)")
     end = "ci_low" if strict else "value"
     x = _metric_end(lookup(results, ROBUSTNESS, source), end, ROBUSTNESS)
     label = "unalignment robustness" + (" (95% lower bound)" if strict else "")
@@ -238,14 +270,32 @@ def protocol_definition(protocol: dict[str, Any]) -> dict[str, Any]:
 
 
 def comparability_problems(
-    results: dict[str, Any], source: str, baseline: dict[str, Any], baseline_source: str
+    results: dict[str, Any],
+    source: str,
+    baseline: dict[str, Any],
+    baseline_source: str,
+    scorer: str | None = None,
 ) -> list[str]:
-    """Why two runs' metrics cannot be compared: scorer fingerprint, protocol (seed aside), fluency
-    settings, and for each task both ran, its version, options and the datasets it read."""
+    """Why two runs' metrics cannot be compared: scorer fingerprint (the headline's, or that of the
+    scorer ``scorer`` in each run), protocol (seed aside), fluency settings, and for each task both ran,
+    its version, options and the datasets it read."""
+    from toxbench.scorers.plan import run_scorers
+
     problems = []
-    scorer, scorer_b = results["scorer"]["fingerprint"], baseline["scorer"]["fingerprint"]
-    if scorer != scorer_b:
-        problems.append(f"the scorer differs ({scorer} vs the baseline's {scorer_b})")
+    mine, theirs = _scorer(results, source, scorer), _scorer(baseline, baseline_source, scorer)
+    fingerprint, fingerprint_b = mine.identity["fingerprint"], theirs.identity["fingerprint"]
+    if fingerprint != fingerprint_b:
+        shared = [
+            s["key"]
+            for s in run_scorers(results)
+            if s["fingerprint"] in {t["fingerprint"] for t in run_scorers(baseline)}
+        ]
+        hint = (
+            f"; both runs scored with {', '.join(shared)}: pass --scorer NAME to compare by it"
+            if shared
+            else ""
+        )
+        problems.append(f"the scorer differs ({fingerprint} vs the baseline's {fingerprint_b}){hint}")
     protocol = protocol_definition(lookup(results, "tasks.elicitation.config.protocol", source))
     protocol_b = protocol_definition(lookup(baseline, "tasks.elicitation.config.protocol", baseline_source))
     if protocol != protocol_b:
@@ -462,10 +512,11 @@ class Comparison:
         baseline_source: Path,
         seed: int = 0,
         mode: str = NON_INFERIORITY,
+        scorer: str | None = None,
     ) -> None:
         from toxbench.paired import read_samples
 
-        problems = comparability_problems(results, str(source), baseline, str(baseline_source))
+        problems = comparability_problems(results, str(source), baseline, str(baseline_source), scorer)
         if problems:
             raise ToxbenchError(
                 "refusing to compare with the baseline, its metrics are not on the same scale: "
@@ -476,6 +527,9 @@ class Comparison:
         self.new_samples, self.old_samples = read_samples(source), read_samples(baseline_source)
         self.seed = seed
         self.mode = mode
+        self.scorer = scorer  # as asked (None: each run's headline)
+        self.new_choice = _scorer(results, self.new_source, scorer)
+        self.old_choice = _scorer(baseline, self.old_source, scorer)
 
     def _samples(self) -> tuple[list, list]:
         for samples, src in ((self.new_samples, self.new_source), (self.old_samples, self.old_source)):
@@ -486,32 +540,28 @@ class Comparison:
     def toxicity(self, max_regression: float) -> Gate:
         from toxbench.paired import paired_mean_difference, per_prompt_scores
 
+        label = _by_scorer("aligned toxicity - baseline's", self.new_choice, self.scorer)
+
         def compute():
             new, old = self._samples()
             return paired_mean_difference(
-                per_prompt_scores(new, "aligned"),
-                per_prompt_scores(old, "aligned"),
+                per_prompt_scores(new, "aligned", scorer=self.new_choice.sample_field),
+                per_prompt_scores(old, "aligned", scorer=self.old_choice.sample_field),
                 max_regression,
                 "prompts",
                 self.seed,
             )
 
         def fallback(why: str) -> Gate:
-            before, now = _both(self, ALIGNED_TOXICITY)
+            before = lookup(self.old, self.old_choice.metric_path("aligned", "toxicity"), self.old_source)
+            now = lookup(self.new, self.new_choice.metric_path("aligned", "toxicity"), self.new_source)
             return _aggregate_gate(
-                "--max-toxicity-regression",
-                "aligned toxicity - baseline's",
-                before,
-                now,
-                "difference",
-                max_regression,
-                why,
-                self.mode,
+                "--max-toxicity-regression", label, before, now, "difference", max_regression, why, self.mode
             )
 
         return _paired_gate(
             "--max-toxicity-regression",
-            "aligned toxicity - baseline's",
+            label,
             max_regression,
             compute,
             fallback,
@@ -591,6 +641,9 @@ class Comparison:
 
     def robustness(self, max_drop: float) -> Gate:
         from toxbench.paired import paired_robustness_drop
+
+        for results, source in ((self.new, self.new_source), (self.old, self.old_source)):
+            headline_only(results, source, self.scorer, "un-alignment robustness (--max-robustness-drop)")
 
         def compute():
             new, old = self._samples()
@@ -747,6 +800,14 @@ def print_gates(gates: list[Gate], title: str, fmt: str = "text") -> None:
     show_default=True,
     help="json or markdown for CI summaries.",
 )
+@click.option(
+    "--scorer",
+    default=None,
+    metavar="KEY",
+    help="Gate on the toxicity by this scorer of the run (a run scored with several: its key, as in "
+    "--scorer KEY=NAME, or its name), in this run and in the baseline. Default: each run's headline "
+    "(its first scorer). Robustness rests on the headline alone.",
+)
 def check(
     results_json: Path,
     baseline: Path | None,
@@ -760,6 +821,7 @@ def check(
     mode: str,
     strict: bool,
     fmt: str,
+    scorer: str | None = None,
 ) -> None:
     """Gate a run for CI: exit 0 if every gate passes, 1 if one fails, 2 on bad input."""
     paired = {
@@ -786,22 +848,25 @@ def check(
     source = str(results_json)
     results = load_results(results_json)
     require_complete(results, source)
+    _scorer(results, source, scorer)  # a scorer the run did not score with: exit 2 before any gate
     gates = []
     if max_toxicity is not None:
-        gates.append(toxicity_gate(results, source, max_toxicity, strict))
+        gates.append(toxicity_gate(results, source, max_toxicity, strict, scorer))
     if max_perplexity_increase is not None:
         gates.append(perplexity_gate(results, source, max_perplexity_increase, strict))
     if min_robustness is not None:
-        gates.append(robustness_gate(results, source, min_robustness, strict))
+        gates.append(robustness_gate(results, source, min_robustness, strict, scorer))
     if baseline is not None:
         before = load_results(baseline, "baseline results file")
         require_complete(before, str(baseline))
         mode = NON_INFERIORITY if strict else mode
-        comparison = Comparison(results, results_json, before, baseline, mode=mode)
+        comparison = Comparison(results, results_json, before, baseline, mode=mode, scorer=scorer)
         for name, limit in paired.items():
             if limit is not None:
                 gates.append(getattr(comparison, name)(limit))
     title = f"toxbench check: {results_json}" + (f" against {baseline} ({mode})" if baseline else "")
+    if scorer is not None:
+        title += f", by scorer {_scorer(results, source, scorer).key}"
     print_gates(gates, title, fmt)
     if not all(g.passed for g in gates):
         raise SystemExit(1)

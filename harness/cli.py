@@ -264,10 +264,18 @@ def _default(name: str) -> Any:
     "dataset is found as without it.",
 )
 @click.option(
-    "--scorer", default=None, help="Scorer name (default: lexicon for the organism, else detoxify)."
+    "--scorer",
+    multiple=True,
+    metavar="NAME|KEY=NAME",
+    help="Scorer (default: lexicon for the organism, else detoxify). Repeatable or comma-separated to "
+    "score the same generations with several: the first is the headline every task reads, the elicitation "
+    "task reports each and their agreement. KEY=NAME runs NAME under its own key (two hf-classifiers).",
 )
 @pair_option(
-    "--scorer-args", "KEY=VALUE", "Scorer arguments, e.g. checkpoint=PATH for an offline Detoxify checkpoint."
+    "--scorer-args",
+    "[KEY.]ARG=VALUE",
+    "Scorer arguments, e.g. checkpoint=PATH for an offline Detoxify checkpoint. With several scorers, "
+    "KEY.ARG=VALUE goes to one scorer, ARG=VALUE to every scorer that takes ARG.",
 )
 @click.option(
     "--backend", default=_default("backend"), show_default=True, help="Generation backend: hf or vllm."
@@ -406,6 +414,18 @@ def _print_summary(results: dict, logged: dict[str, str]) -> None:
                 cells.append(format_metric(metrics[role].get(key), missing=""))
             table.add_row(key, *cells)
         if keys:
+            console.print(table)
+        by_scorer = metrics.get("by_scorer")
+        if isinstance(by_scorer, dict) and by_scorer:
+            table = Table(title=f"{name}: toxicity by scorer (the first is the headline)")
+            columns = [(r, "toxicity") for r in ("base", "aligned", "difference") if r in metrics]
+            table.add_column("scorer")
+            for role, key in columns:
+                table.add_column(f"{role} {key}", justify="right")
+            for scorer, block in by_scorer.items():
+                table.add_row(
+                    scorer, *(format_metric(block.get(r, {}).get(k), missing="") for r, k in columns)
+                )
             console.print(table)
     out = results["config"]["output_path"]
     console.print(

@@ -28,8 +28,10 @@ class RunConfig:
         default_factory=dict
     )  # sampling on top of the protocol's (--gen-kwargs)
     prompts_path: Path | None = None  # a prompts file in RTP's schema instead of the dataset's (--prompts)
-    scorer: str | None = None  # None: lexicon for organism models, detoxify otherwise
-    scorer_options: dict[str, Any] = field(default_factory=dict)
+    # None: lexicon for organism models, detoxify otherwise. Several (a list): the first is the headline
+    # that every task reads, the others are reported beside it (toxbench.scorers.plan).
+    scorer: str | list[str] | None = None
+    scorer_options: dict[str, Any] = field(default_factory=dict)  # ARG or KEY.ARG (one scorer's) -> value
     backend: str = "hf"
     backend_options: dict[str, Any] = field(default_factory=dict)  # e.g. vLLM engine arguments
     executor: str = "local"  # where the work runs: local, or ray (toxbench.executors)

@@ -149,7 +149,7 @@ def model_args(value: Any, what: str = "model_args", single: bool = False) -> di
 class Option:
     name: str
     default: Any
-    kind: str  # text, text?, int?, bool, path?, list, pairs, model_args, scoped, batch_size, aligned
+    kind: str  # text, text?, int?, bool, path?, list, pairs, model_args, scoped, batch_size, aligned, scorers
     minimum: int | None = None
 
 
@@ -165,7 +165,7 @@ RUN_OPTIONS: dict[str, Option] = {
         Option("system_prompt", None, "text?"),
         Option("gen_kwargs", {}, "pairs"),
         Option("prompts", None, "path?"),
-        Option("scorer", None, "text?"),
+        Option("scorer", None, "scorers"),  # one name, or several (the first is the headline)
         Option("scorer_args", {}, "pairs"),
         Option("backend", "hf", "text"),
         Option("backend_args", {}, "pairs"),
@@ -239,6 +239,8 @@ def _parse(option: Option, value: Any, where: str) -> Any:
         items = value.split(",") if isinstance(value, str) else list(value or [])
         items = [str(x).strip() for x in items if str(x).strip()]
         return [str(Path(x)) for x in items] if kind == "paths" else items
+    if kind == "scorers":
+        return _scorers(value, what)
     if kind == "bool":
         if isinstance(value, str) and value.strip().lower() in ("true", "false"):
             return value.strip().lower() == "true"
@@ -274,6 +276,24 @@ def _parse(option: Option, value: Any, where: str) -> Any:
     if kind == "path?":
         return str(Path(value))
     return str(value)
+
+
+def _scorers(value: Any, what: str) -> str | list[str] | None:
+    """``--scorer``: None (the model's own scorer), one entry as text, or several as a list (the first
+    is the headline). Each entry is ``NAME`` or ``KEY=NAME`` (``toxbench.scorers.plan``)."""
+    from toxbench.scorers.plan import parse_entry, scorer_entries
+
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null")):
+        return None
+    try:
+        entries = scorer_entries(value)
+        for entry in entries:
+            parse_entry(entry)
+    except ToxbenchError as exc:
+        raise OptionError(f"{what}: {exc}") from None
+    if not entries:
+        return None
+    return entries[0] if len(entries) == 1 else entries
 
 
 def _merge(kind: str, old: Any, new: Any) -> Any:

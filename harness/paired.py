@@ -61,16 +61,27 @@ def _ok(x: Any) -> bool:
     return x is not None and not (isinstance(x, float) and math.isnan(x))
 
 
+def sample_score(row: dict[str, Any], scorer: str | None = None) -> Any:
+    """A continuation sample's score: the headline's (``score``), or the run's scorer ``scorer``'s (by key,
+    from ``scores``, which a run with several scorers writes); None where it is missing."""
+    if scorer is None:
+        return row.get("score")
+    scores = row.get("scores")
+    return scores.get(scorer) if isinstance(scores, dict) else None
+
+
 def per_prompt_scores(
-    samples: Iterable[dict[str, Any]], role: str, task: str = "elicitation"
+    samples: Iterable[dict[str, Any]], role: str, task: str = "elicitation", scorer: str | None = None
 ) -> dict[int, float]:
-    """Mean score of each prompt's samples (prompts whose every score failed are left out)."""
+    """Mean score of each prompt's samples (prompts whose every score failed are left out), by the
+    headline scorer or by the scorer ``scorer`` (``sample_score``)."""
     scores: dict[int, list[float]] = defaultdict(list)
     seen: set[int] = set()
     for s in _rows(samples, task, role, "continuation"):
         seen.add(int(s["prompt_index"]))
-        if _ok(s.get("score")):
-            scores[int(s["prompt_index"])].append(float(s["score"]))
+        value = sample_score(s, scorer)
+        if _ok(value):
+            scores[int(s["prompt_index"])].append(float(value))
     return {i: float(np.mean(scores[i])) for i in sorted(seen) if scores.get(i)}
 
 

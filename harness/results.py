@@ -22,8 +22,13 @@ if TYPE_CHECKING:
     from toxbench.config import RunConfig
     from toxbench.runner import RunContext
 
-SCHEMA_VERSION = "1.1"  # 1.1: each task records the datasets it read (tasks.<name>.datasets)
-READS_SCHEMA_VERSIONS = ("1.0", "1.1")  # additions only: a 1.0 file reads as 1.1 without them
+# 1.1: each task records the datasets it read (tasks.<name>.datasets).
+# 1.2: several scorers in one run: `scorers` (each scorer, the headline first), `config.scorer` a list,
+# the elicitation task's `metrics.by_scorer` and `agreement`. A run with one scorer writes none of
+# these, and so writes a 1.1 file, as before.
+SCHEMA_VERSION = "1.2"
+ONE_SCORER_SCHEMA_VERSION = "1.1"
+READS_SCHEMA_VERSIONS = ("1.0", "1.1", "1.2")  # additions only: an older file reads as 1.2 without them
 LIBRARIES = (
     "torch",
     "transformers",
@@ -103,7 +108,7 @@ class ResultsWriter:
     def __init__(self, output_dir: Path, config: RunConfig) -> None:
         self.output_dir = output_dir
         self.results: dict[str, Any] = {
-            "schema_version": SCHEMA_VERSION,
+            "schema_version": ONE_SCORER_SCHEMA_VERSION,
             "toxbench_version": __version__,
             "status": "running",
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -125,9 +130,32 @@ class ResultsWriter:
         self.samples: list[dict[str, Any]] = []
         self.reports: list[tuple[str, str]] = []
 
-    def begin(self, models: dict[str, Any], scorer: Any) -> None:
+    def begin(
+        self,
+        models: dict[str, Any],
+        scorer: Any,
+        scorers: dict[str, Any] | None = None,
+        specs: list[Any] | None = None,
+    ) -> None:
+        """Record the models and the headline scorer; with several scorers (by key, the headline first,
+        and their ``ScorerSpec``), each of them in ``scorers``, which makes this a schema 1.2 file."""
         self.results["models"] = {role: m.identity() for role, m in models.items()}
         self.results["scorer"] = jsonable(scorer.identity())
+        if scorers and len(scorers) > 1:
+            by_key = {spec.key: spec for spec in specs or []}
+            self.results["schema_version"] = SCHEMA_VERSION
+            self.results["scorers"] = [
+                jsonable(
+                    {
+                        **s.identity(),
+                        "key": key,
+                        "scorer": by_key[key].name if key in by_key else s.name,
+                        "options": by_key[key].options if key in by_key else {},
+                        "headline": i == 0,
+                    }
+                )
+                for i, (key, s) in enumerate(scorers.items())
+            ]
 
     def task_done(self, task: Any, result: Any, seconds: float, datasets: dict | None = None) -> None:
         entry: dict[str, Any] = {
@@ -142,6 +170,8 @@ class ResultsWriter:
             entry["variants"] = jsonable(result.variants)
         if result.extra:
             entry["extra"] = jsonable(result.extra)
+        if getattr(result, "agreement", None) is not None:
+            entry["agreement"] = jsonable(result.agreement)
         self.results["tasks"][task.name] = entry
         self.results["timings_s"][task.name] = round(seconds, 2)
         self.samples.extend(jsonable(result.samples))
@@ -184,6 +214,16 @@ class ResultsWriter:
         self.flush(ctx, elapsed)
         return self.results
 
+    def _scorers_line(self) -> str:
+        r = self.results
+        if not r.get("scorers"):
+            return f"scorer: `{(r['scorer'] or {}).get('name')}`"
+        shown = [
+            f"`{s['key']}`" + (f" ({s['scorer']})" if s.get("scorer") not in (None, s["key"]) else "")
+            for s in r["scorers"]
+        ]
+        return f"scorers: {shown[0]} (headline: every task's toxicity), " + ", ".join(shown[1:])
+
     def render_report(self) -> str:
         r = self.results
         models = ", ".join(
@@ -194,19 +234,20 @@ class ResultsWriter:
             "",
             f"- status: **{r['status']}**, created {r['created']}, toxbench {r['toxbench_version']}",
             f"- models: {models}",
-            f"- scorer: `{(r['scorer'] or {}).get('name')}`; backend: `{r['backend']}`; "
+            f"- {self._scorers_line()}; backend: `{r['backend']}`; "
             f"protocol: `{r['config']['protocol']}`; seed {r['config']['seed']}",
             "",
         ]
         if r["config"].get("preset"):
             from toxbench.tasks.presets import get_preset
 
+            options = r["config"].get("scorer_options") or {}
+            if r.get("scorers"):
+                options = r["scorers"][0].get("options") or {}  # the headline's, as the run resolved them
             lines += [
                 "## preset",
                 "",
-                get_preset(r["config"]["preset"]).report_table(
-                    (r["scorer"] or {}).get("name"), r["config"].get("scorer_options") or {}
-                ),
+                get_preset(r["config"]["preset"]).report_table((r["scorer"] or {}).get("name"), options),
                 "",
             ]
         for name, text in self.reports:

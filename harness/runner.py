@@ -38,10 +38,15 @@ class RunContext:
         cache: Cache,
         output_dir: Path,
         data_dir: Path | None,
+        scorers: dict[str, Scorer] | None = None,
     ) -> None:
         self.config = config
         self.models = models
-        self.scorer = scorer
+        self.scorer = scorer  # the headline: what every task's toxicity reads
+        # Every scorer of the run by its key, the headline first (``toxbench.scorers.plan``).
+        self.scorers: dict[str, Scorer] = dict(scorers) if scorers else {scorer.name: scorer}
+        if next(iter(self.scorers.values())) is not scorer:
+            raise ValueError("RunContext: the headline scorer must be the first of `scorers`")
         self.cache = cache
         self.output_dir = output_dir
         self.data_dir = data_dir
@@ -184,17 +189,34 @@ class RunContext:
         )
         return [[Completion(c["text"], c["token_ids"]) for c in row] for row in rows]
 
-    def score(self, texts: Sequence[str], description: str = "scoring") -> list[float | None]:
-        """Scores of texts, cached by scorer fingerprint and text; failures are not cached."""
-        fp = self.scorer.fingerprint()
+    @property
+    def headline_scorer(self) -> str:
+        """The key of the headline scorer."""
+        return next(iter(self.scorers))
+
+    def score(
+        self, texts: Sequence[str], description: str = "scoring", scorer: str | None = None
+    ) -> list[float | None]:
+        """Scores of texts by the headline scorer (or the run's scorer ``scorer``, by its key), cached by
+        scorer fingerprint and text; failures are not cached."""
+        if scorer is not None and scorer not in self.scorers:
+            raise ToxbenchError(
+                f"this run has no scorer {scorer!r}: its scorers are {', '.join(self.scorers)}"
+            )
+        target = self.scorer if scorer is None else self.scorers[scorer]
+        fp = target.fingerprint()
         keys = [cache_key("score", scorer=fp, text=t) for t in texts]
+        # An executor scores with ``ctx.scorer``: for another scorer it is handed a view of this context
+        # whose ``scorer`` is that one (so plugin executors need not know there are several).
+        ctx: Any = self if target is self.scorer else _WithScorer(self, target)
+        label = scorer if scorer is not None and scorer != target.name else target.name
         return self._cached_map(
             "score",
             keys,
             list(texts),
-            lambda chunks: self.executor.score(self, chunks),
+            lambda chunks: self.executor.score(ctx, chunks),
             256,
-            f"{description} ({self.scorer.name})",
+            f"{description} ({label})",
             keep=lambda v: v is not None,
         )
 
@@ -239,6 +261,17 @@ class RunContext:
         return self._fluency_of.both(model, settings)
 
 
+class _WithScorer:
+    """A run context whose ``scorer`` is another of the run's scorers (what an executor scores with)."""
+
+    def __init__(self, ctx: RunContext, scorer: Scorer) -> None:
+        self._ctx = ctx
+        self.scorer = scorer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ctx, name)
+
+
 def _backend_class(config: RunConfig) -> type[Backend]:
     from toxbench.registry import BACKENDS
 
@@ -255,9 +288,26 @@ def resolve_tasks(names: Sequence[str]) -> list[str]:
     return list(names)
 
 
+def scorer_entries_of(config: RunConfig) -> list[str]:
+    """The run's ``--scorer`` entries, headline first: as given, else the base model's own scorer (the
+    organism's lexicon), else Detoxify."""
+    from toxbench.scorers.plan import scorer_entries
+
+    return scorer_entries(config.scorer) or [config.model_spec("base").default_scorer or "detoxify"]
+
+
 def default_scorer(config: RunConfig) -> str:
-    """The run's scorer: ``--scorer``, else the base model's own (the organism's lexicon), else Detoxify."""
-    return config.scorer or config.model_spec("base").default_scorer or "detoxify"
+    """The registered name of the run's headline scorer (``scorer_entries_of``)."""
+    from toxbench.scorers.plan import parse_entry
+
+    return parse_entry(scorer_entries_of(config)[0])[1]
+
+
+def scorer_plan(config: RunConfig) -> list[Any]:
+    """The run's scorers (``toxbench.scorers.plan.ScorerSpec``), headline first, arguments checked."""
+    from toxbench.scorers.plan import plan_scorers
+
+    return plan_scorers(scorer_entries_of(config), config.scorer_options)
 
 
 def default_data_dir(config: RunConfig, base: LoadedModel | None = None) -> Path | None:
@@ -307,15 +357,35 @@ def _prior_run(output_dir: Path, config: RunConfig) -> None:
     except (OSError, ValueError, AttributeError):
         prior = None
     mine = jsonable(config.to_dict())
-    ignore = ("output_path", "overwrite", "executor", "executor_options")  # where, not what
+    ignore: tuple[str, ...] = ("output_path", "overwrite", "executor", "executor_options")  # where, not what
+    if isinstance(prior, dict) and _adds_scorers(prior, config):
+        ignore += ("scorer", "scorer_options")  # the same run, with more scorers after the same headline
     if isinstance(prior, dict) and {k: v for k, v in prior.items() if k not in ignore} == {
         k: v for k, v in mine.items() if k not in ignore
     }:
-        return  # the same run again: it resumes from the cache
+        return  # the same run again (maybe with scorers added): it resumes from the cache
     raise ToxbenchError(
         f"{output_dir} already holds the results of another run (another config): pass another "
         "--output-path, or --overwrite to replace them"
     )
+
+
+def _adds_scorers(prior: dict[str, Any], config: RunConfig) -> bool:
+    """Whether ``config`` is a prior run's config with scorers added after its own, which keep their
+    keys, names and arguments (so every figure the prior run wrote stays as it was)."""
+    from dataclasses import replace
+
+    from toxbench.scorers.plan import plan_scorers, scorer_entries
+
+    try:
+        before_entries = scorer_entries(prior.get("scorer")) or scorer_entries_of(
+            replace(config, scorer=None)
+        )
+        before = plan_scorers(before_entries, prior.get("scorer_options") or {})
+        now = scorer_plan(config)
+    except ToxbenchError:
+        return False
+    return len(now) > len(before) and now[: len(before)] == before
 
 
 def run(config: RunConfig) -> dict[str, Any]:
@@ -330,7 +400,7 @@ def run(config: RunConfig) -> dict[str, Any]:
 
     import torch
 
-    from toxbench.registry import BACKENDS, EXECUTORS, SCORERS, check_options
+    from toxbench.registry import BACKENDS, EXECUTORS, check_options
     from toxbench.results import ResultsWriter
 
     started = time.time()
@@ -349,11 +419,7 @@ def run(config: RunConfig) -> dict[str, Any]:
             "for every model, or base.KEY=VALUE / aligned.KEY=VALUE for one"
         )
     parsed = {role: config.model_spec(role) for role in sorted(roles)}
-    scorer_name = default_scorer(config)
-    scorer_options = dict(config.scorer_options)
-    if config.device and "device" not in scorer_options:
-        scorer_options["device"] = config.device  # the scorer runs where the models run
-    check_options(SCORERS.get(scorer_name), scorer_options, f"scorer {scorer_name!r}")
+    scorer_specs = scorer_plan(config)  # names and --scorer-args checked
     check_options(BACKENDS.get(config.backend), config.backend_options, f"backend {config.backend!r}")
     check_options(EXECUTORS.get(config.executor), config.executor_options, f"executor {config.executor!r}")
     if config.data_dir is not None and not Path(config.data_dir).is_dir():
@@ -374,7 +440,13 @@ def run(config: RunConfig) -> dict[str, Any]:
     output_dir = Path(config.output_path)
     _prior_run(output_dir, config)
 
-    scorer = load_scorer(scorer_name, **scorer_options)  # before the models: offline scorers fail fast
+    scorers: dict[str, Scorer] = {}
+    for spec in scorer_specs:  # before the models: offline scorers fail fast
+        options = dict(spec.options)
+        if config.device and "device" not in options:
+            options["device"] = config.device  # the scorer runs where the models run
+        scorers[spec.key] = load_scorer(spec.name, **options)
+    scorer = next(iter(scorers.values()))
     models = {role: load_model(parsed[role], config.device, config.dtype) for role in sorted(roles)}
     for m in models.values():
         m.notes["tokenization"] = tokenization_record(m.tokenizer, config.fluency.window_for(m.model))
@@ -385,10 +457,12 @@ def run(config: RunConfig) -> dict[str, Any]:
         from toxbench.options import write_config_file
 
         write_config_file(output_dir / "config.yaml", {**config.options, "output_path": str(output_dir)})
-    ctx = RunContext(config, models, scorer, cache, output_dir, default_data_dir(config, models["base"]))
+    ctx = RunContext(
+        config, models, scorer, cache, output_dir, default_data_dir(config, models["base"]), scorers
+    )
     if config.probe_path:
         ctx.probe()  # its width is checked against the model before any task runs
-    writer.begin(models, scorer)
+    writer.begin(models, scorer, scorers, scorer_specs)
     for name, reason in skipped.items():
         writer.task_skipped(name, reason)
 

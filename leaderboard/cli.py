@@ -21,6 +21,16 @@ def leaderboard() -> None:
     """The leaderboard: submissions made from complete runs, and the pages generated from them."""
 
 
+def _scorer_option(what: str):
+    return click.option(
+        "--scorer",
+        default=None,
+        metavar="KEY",
+        help=f"{what} by this scorer of each run (a run scored with several: its key or name). Default: the "
+        "scorer each submission was made under (its run's headline unless submitted with --scorer).",
+    )
+
+
 @leaderboard.command("submit")
 @click.argument("results_json", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--name", required=True, help="Unique name of the submission (letters, digits, ' ._+()-').")
@@ -44,6 +54,13 @@ def leaderboard() -> None:
     help="The results.json of the same method trained with another seed and evaluated the same way "
     "(elicitation at least); repeat it per seed. The row then shows the spread over training seeds.",
 )
+@click.option(
+    "--scorer",
+    default=None,
+    metavar="KEY",
+    help="A run scored with several scorers: submit the toxicity by this one (its key or name; default: "
+    "the headline). The figures that rest on the headline alone (emulation ratio, robustness) are then empty.",
+)
 @click.pass_context
 def submit_command(ctx: click.Context, **params: Any) -> None:
     """Turn a complete run's results.json into a leaderboard submission: a self-contained bundle (the
@@ -54,7 +71,9 @@ def submit_command(ctx: click.Context, **params: Any) -> None:
 
     p = with_given(ctx, params)
     name = p["name"]
-    path = submit(p["results_json"], name, p["method"], p["url"], p["out_dir"], list(p["seed_runs"]))
+    path = submit(
+        p["results_json"], name, p["method"], p["url"], p["out_dir"], list(p["seed_runs"]), p["scorer"]
+    )
     files = bundle_files(path)
     click.echo(f"submission {name!r} written: " + ", ".join(str(f) for f in files))
     refused = acceptance_problems(json.loads(path.read_text()))
@@ -73,15 +92,21 @@ def submit_command(ctx: click.Context, **params: Any) -> None:
     is_flag=True,
     help="Check the format only, not the public board's acceptance rules (a board of your own runs).",
 )
-def validate_command(directory: Path, local: bool) -> None:
+@_scorer_option("Apply the acceptance rules to the figures")
+def validate_command(directory: Path, local: bool, scorer: str | None) -> None:
     """Check every submission (schema, embedded results, hash, summary) and, unless --local, the public
     board's acceptance rules (protocol, scorer, the full prompt set, samples); exit 1 if any fails."""
-    from toxbench.leaderboard.submission import acceptance_problems, load_submissions, slug
+    from toxbench.leaderboard.submission import acceptance_problems, load_submissions, scorer_view, slug
 
     valid, problems = load_submissions(directory)
     accepted = []
     for submission in valid:
-        refused = [] if local else acceptance_problems(submission)
+        try:
+            view = scorer_view(submission, scorer)
+        except ToxbenchError as exc:
+            problems[f"{slug(submission['name'])}.json"] = [str(exc)]
+            continue
+        refused = [] if local else acceptance_problems(view)
         if refused:
             problems[f"{slug(submission['name'])}.json"] = [f"not accepted: {r}" for r in refused]
         else:
@@ -99,19 +124,25 @@ def validate_command(directory: Path, local: bool) -> None:
 
 @leaderboard.command("verify")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=SUBMISSIONS)
-def verify_command(directory: Path) -> None:
+@_scorer_option("Re-score and recompute the figures")
+def verify_command(directory: Path, scorer: str | None) -> None:
     """Check each submission against its own samples: re-score a seeded draw of its continuations
     with its recorded scorer, check its intervention tasks' variant lists against their options,
     and recompute every headline metric. Exit 1 if any is refused or cannot be verified here."""
-    from toxbench.leaderboard.submission import load_submissions, slug
-    from toxbench.leaderboard.verify import verify_submission
+    from toxbench.leaderboard.submission import load_submissions, scorer_view, slug
+    from toxbench.leaderboard.verify import Verdict, verify_submission
 
     valid, problems = load_submissions(directory)
     for file_name, found in problems.items():
         click.secho(f"FAIL  {file_name}: {found[0]}", fg="red")
     counts = {"verified": 0, "unverified": 0, "refused": len(problems)}
     for submission in valid:
-        verdict = verify_submission(directory / f"{slug(submission['name'])}.json", submission)
+        try:
+            view = scorer_view(submission, scorer)
+        except ToxbenchError as exc:
+            verdict = Verdict(problems=[str(exc)])
+        else:
+            verdict = verify_submission(directory / f"{slug(submission['name'])}.json", view)
         counts[verdict.status] += 1
         notes = f" ({'; '.join(verdict.notes)})" if verdict.notes else ""
         for problem in verdict.problems:
@@ -140,12 +171,14 @@ def verify_command(directory: Path) -> None:
     help="Folder for leaderboard.md and index.html.",
 )
 @deprecated("--out", "--output-path", "out_dir", type=click.Path(file_okay=False, path_type=Path))
+@_scorer_option("Rank and show the toxicity")
 @click.pass_context
 def render_command(ctx: click.Context, directory: Path, **params: Any) -> None:
     """Generate leaderboard.md and index.html from the submissions (all of them must be valid)."""
-    out_dir = required(with_given(ctx, params), "out_dir", "--output-path")
+    p = with_given(ctx, params)
+    out_dir = required(p, "out_dir", "--output-path")
     from toxbench.leaderboard.render import write_pages
-    from toxbench.leaderboard.submission import load_submissions
+    from toxbench.leaderboard.submission import load_submissions, scorer_view
 
     valid, problems = load_submissions(directory)
     if problems:
@@ -153,5 +186,14 @@ def render_command(ctx: click.Context, directory: Path, **params: Any) -> None:
             f"not rendering: {len(problems)} invalid submission(s) ({', '.join(problems)}); "
             f"`toxbench leaderboard validate {directory}` says what is wrong with each"
         )
-    for path in write_pages(valid, str(directory), out_dir, directory):
+    views = []
+    for submission in valid:
+        try:
+            views.append(scorer_view(submission, p["scorer"]))
+        except ToxbenchError as exc:
+            raise ToxbenchError(
+                f"not rendering by scorer {p['scorer']!r}: {exc}. Render without --scorer, or remove the "
+                "submissions its runs did not score"
+            ) from None
+    for path in write_pages(views, str(directory), out_dir, directory):
         click.echo(f"wrote {path}")

@@ -203,14 +203,17 @@ class Difference:
 
 
 def _aligned_scores(submission: dict[str, Any], directory: Path) -> dict[int, float] | None:
-    """Each prompt's aligned-model score, from the submission's samples file (None without one)."""
+    """Each prompt's aligned-model score by the scorer the row shows, from the submission's samples file
+    (None without one)."""
+    from toxbench.leaderboard.submission import submitted_scorer
     from toxbench.leaderboard.verify import read_samples_file
     from toxbench.paired import per_prompt_scores
 
     meta = submission.get("samples")
     if not meta or not (directory / meta["file"]).is_file():
         return None
-    return per_prompt_scores(read_samples_file(directory / meta["file"]), "aligned")
+    samples = read_samples_file(directory / meta["file"])
+    return per_prompt_scores(samples, "aligned", scorer=submitted_scorer(submission))
 
 
 def paired_differences(group: list[dict[str, Any]], directory: Path, seed: int = 0) -> list[Difference]:

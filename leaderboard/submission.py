@@ -66,15 +66,48 @@ def _if_run(results: dict[str, Any], dotted: str) -> Any:
     return lookup(results, dotted, "the results") if task in results["tasks"] else None
 
 
-def summarize(results: dict[str, Any], seed_runs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+# summary keys that depend on the scorer: (role, metric) of the elicitation task, for any of a run's scorers
+BY_SCORER: dict[str, tuple[str, str]] = {
+    "aligned_toxicity": ("aligned", "toxicity"),
+    "base_toxicity": ("base", "toxicity"),
+    "toxicity_difference": ("difference", "toxicity"),
+}
+# summary keys that rest on the run's headline scorer alone (the intervention tasks score with it only):
+# null in a summary made under another scorer
+HEADLINE_SCORER_ONLY = ("best_emulation_ratio", "robustness")
+
+
+def _choice(results: dict[str, Any], scorer: str | None, source: str = "the results") -> Any:
+    from toxbench.scorers.plan import choose_scorer
+
+    return choose_scorer(results, scorer, source)
+
+
+def submitted_scorer(submission: dict[str, Any]) -> str | None:
+    """The scorer whose figures a submission's summary holds: the key its provenance names, or None for
+    the run's headline (every submission made before runs had several scorers)."""
+    scorer = submission.get("provenance", {}).get("scorer") or {}
+    return None if scorer.get("headline", True) else scorer.get("key")
+
+
+def summarize(
+    results: dict[str, Any], seed_runs: list[dict[str, Any]] | None = None, scorer: str | None = None
+) -> dict[str, Any]:
     """The headline metrics with their intervals, as the leaderboard shows them (elicitation must have
     run), and the aligned toxicity's spread over training seeds when ``seed_runs`` (further runs of the
-    same method, trained with other seeds) are given."""
-    summary = {key: _if_run(results, path) for key, path in HEADLINE.items()}
+    same method, trained with other seeds) are given. ``scorer``: the toxicity by that scorer of the run
+    (None: its headline); the figures that rest on the headline alone are then null."""
+    choice = _choice(results, scorer)
+    paths = {**HEADLINE, **{key: choice.metric_path(*where) for key, where in BY_SCORER.items()}}
+    summary = {key: _if_run(results, path) for key, path in paths.items()}
+    if not choice.headline:
+        summary.update(dict.fromkeys(HEADLINE_SCORER_ONLY))
     summary["perplexity_change"] = (
         summary["aligned_perplexity"]["value"] / summary["base_perplexity"]["value"] - 1
     )
-    summary["aligned_toxicity_seeds"] = seed_spread(results, seed_runs or [])
+    summary["aligned_toxicity_seeds"] = seed_spread(
+        results, seed_runs or [], None if choice.headline else choice.key
+    )
     return summary
 
 
@@ -85,15 +118,23 @@ def training_seed(results: dict[str, Any]) -> int | None:
     return seed if isinstance(seed, int) else None
 
 
-def seed_spread(results: dict[str, Any], seed_runs: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """Aligned toxicity over the training seeds (the submission's run first): each value, their mean,
-    sample standard deviation, minimum and maximum. None with one seed only."""
+def seed_spread(
+    results: dict[str, Any], seed_runs: list[dict[str, Any]], scorer: str | None = None
+) -> dict[str, Any] | None:
+    """Aligned toxicity over the training seeds (the submission's run first), by the scorer ``scorer``
+    (None: the headline): each value, their mean, sample standard deviation, minimum and maximum. None
+    with one seed only."""
     if not seed_runs:
         return None
     import statistics
 
     runs = [results, *(r["results"] for r in seed_runs)]
-    values = [lookup(r, HEADLINE["aligned_toxicity"], "the results")["value"] for r in runs]
+    values = [
+        lookup(r, _choice(r, scorer, f"seed run {i}").metric_path("aligned", "toxicity"), "the results")[
+            "value"
+        ]
+        for i, r in enumerate(runs)
+    ]
     return {
         "n": len(values),
         "seeds": [training_seed(r) for r in runs],
@@ -106,9 +147,9 @@ def seed_spread(results: dict[str, Any], seed_runs: list[dict[str, Any]]) -> dic
 
 
 # What must be the same in a seed run as in the submission's run: the runs differ by training seed only.
+# (The scorer whose figures the submission shows is compared in ``check_seed_runs``.)
 SAME_IN_SEED_RUNS = {
     "the base model": lambda r: r["models"]["base"]["fingerprint"],
-    "the scorer": lambda r: (r["scorer"]["name"], r["scorer"]["fingerprint"]),
     "the elicitation task's settings": lambda r: r["tasks"]["elicitation"]["config"],
     "the fluency settings": lambda r: r["config"].get("fluency"),
     "the evaluation seed and limit": lambda r: (r["config"]["seed"], r["config"].get("limit")),
@@ -125,14 +166,24 @@ def _dataset_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
 
 
 def check_seed_runs(
-    results: dict[str, Any], seed_runs: list[tuple[dict[str, Any], str]], source: str
+    results: dict[str, Any],
+    seed_runs: list[tuple[dict[str, Any], str]],
+    source: str,
+    scorer: str | None = None,
 ) -> None:
-    """Seed runs fit to stand beside ``results``: complete, of the same setting, each a different model
-    trained with a different seed."""
+    """Seed runs fit to stand beside ``results``: complete, of the same setting (the scorer ``scorer``'s
+    figures among them; None: the headline), each a different model trained with a different seed."""
     seen = {results["models"]["aligned"]["fingerprint"]: source}
     seeds = {training_seed(results): source}
+    mine = _choice(results, scorer, source).identity
     for other, where in seed_runs:
         check_submittable(other, where)
+        theirs = _choice(other, scorer, f"the seed run {where}").identity
+        if (theirs["name"], theirs["fingerprint"]) != (mine["name"], mine["fingerprint"]):
+            raise ToxbenchError(
+                f"the seed run {where} differs from {source} in the scorer: a seed run must evaluate the same "
+                "method, trained with another seed, in the same setting; run it again with the same options"
+            )
         for what, key in SAME_IN_SEED_RUNS.items():
             if key(other) != key(results):
                 raise ToxbenchError(
@@ -161,8 +212,9 @@ def check_seed_runs(
         seeds[seed] = where
 
 
-def provenance(results: dict[str, Any]) -> dict[str, Any]:
-    """Where the numbers come from: models, scorer, protocol, data, software; what makes two rows comparable."""
+def provenance(results: dict[str, Any], scorer: str | None = None) -> dict[str, Any]:
+    """Where the numbers come from: models, scorer (the one whose toxicity the summary shows: the run's
+    headline, or ``scorer``, recorded with its key), protocol, data, software; what makes two rows comparable."""
     env = results["environment"]
     return {
         "toxbench_version": results["toxbench_version"],
@@ -170,7 +222,7 @@ def provenance(results: dict[str, Any]) -> dict[str, Any]:
             role: {"spec": m["spec"], "fingerprint": m["fingerprint"]}
             for role, m in results["models"].items()
         },
-        "scorer": results["scorer"],
+        "scorer": _choice(results, scorer).identity,
         "protocol": lookup(results, "tasks.elicitation.config.protocol", "the results"),
         "backend": results["backend"],
         "seed": results["config"]["seed"],
@@ -201,6 +253,7 @@ def acceptance_problems(submission: dict[str, Any]) -> list[str]:
     runs = [("", submission["results"])] + [
         (f"seed run {i}: ", run["results"]) for i, run in enumerate(submission.get("seed_runs", []), 1)
     ]
+    chosen = submitted_scorer(submission)
     for prefix, results in runs:
         protocol = results["tasks"]["elicitation"]["config"]["protocol"].get("name")
         if protocol not in BOARD_PROTOCOLS:
@@ -208,7 +261,11 @@ def acceptance_problems(submission: dict[str, Any]) -> list[str]:
                 f"{prefix}protocol {protocol!r} is not one the board ranks under ({', '.join(BOARD_PROTOCOLS)}); "
                 "run with --protocol paper (or a preset that uses it)"
             )
-        scorer = (results.get("scorer") or {}).get("name")
+        try:
+            scorer = _choice(results, chosen, prefix.rstrip(": ") or "the run").identity.get("name")
+        except ToxbenchError as exc:
+            problems.append(f"{prefix}{exc}")
+            continue
         base = str(results["models"]["base"].get("spec", ""))
         if scorer == ORGANISM_SCORER and not _scored_exactly_by_the_lexicon(base):
             problems.append(
@@ -297,14 +354,18 @@ def make_submission(
     url: str | None,
     source: str = "the results",
     seed_runs: list[tuple[dict[str, Any], str]] | None = None,
+    scorer: str | None = None,
 ) -> dict[str, Any]:
     """A submission for ``results`` (already schema-valid), validated against the submission schema.
 
     ``seed_runs`` are (results, source) of the same method trained with other seeds, evaluated in the
     same setting: the row shows the aligned toxicity's spread over them beside its interval over prompts.
+    ``scorer``: the toxicity by that scorer of the run (a run scored with several; None: its headline).
     """
     check_submittable(results, source)
-    check_seed_runs(results, seed_runs or [], source)
+    choice = _choice(results, scorer, source)
+    scorer = None if choice.headline else choice.key
+    check_seed_runs(results, seed_runs or [], source, scorer)
     results = scrub_local_paths(results)
     extra = [
         {"results_sha256": sha256_json(clean), "results": clean}
@@ -317,8 +378,8 @@ def make_submission(
         "url": url,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "results_sha256": sha256_json(results),
-        "summary": summarize(results, extra),
-        "provenance": provenance(results),
+        "summary": summarize(results, extra, scorer),
+        "provenance": provenance(results, scorer),
         "results": results,
     }
     if extra:
@@ -355,14 +416,19 @@ def submission_problems(path: Path, submission: dict[str, Any]) -> list[str]:
             problems.append(
                 f"the results of seed run {number} were edited after submission (their hash differs)"
             )
+    scorer = submitted_scorer(submission)
     try:
         check_submittable(results, "the embedded results")
         check_seed_runs(
             results,
             [(run["results"], f"seed run {number}") for number, run in enumerate(seed_runs, 1)],
             "the embedded results",
+            scorer,
         )
-        derived = {"summary": summarize(results, seed_runs), "provenance": provenance(results)}
+        derived = {
+            "summary": summarize(results, seed_runs, scorer),
+            "provenance": provenance(results, scorer),
+        }
     except ToxbenchError as exc:
         return [*problems, str(exc)]
     for part, expected in derived.items():
@@ -391,6 +457,27 @@ def submission_problems(path: Path, submission: dict[str, Any]) -> list[str]:
             f"the file of a submission named {submission['name']!r} must be {slug(submission['name'])}.json"
         )
     return problems
+
+
+def scorer_view(submission: dict[str, Any], scorer: str | None) -> dict[str, Any]:
+    """A valid submission as the board shows it under the scorer ``scorer`` (None: the scorer it was
+    submitted under): its summary and provenance derived from its results for that scorer. A
+    ToxbenchError naming the submission when its run was not scored with it."""
+    if scorer is None:
+        return submission
+    results = submission["results"]
+    try:
+        choice = _choice(results, scorer, f"the submission {submission['name']!r}")
+        key = None if choice.headline else choice.key
+        for number, run in enumerate(submission.get("seed_runs", []), 1):
+            _choice(run["results"], key, f"seed run {number} of the submission {submission['name']!r}")
+    except ToxbenchError as exc:
+        raise ToxbenchError(str(exc)) from None
+    return {
+        **submission,
+        "summary": summarize(results, submission.get("seed_runs", []), key),
+        "provenance": provenance(results, key),
+    }
 
 
 def load_submissions(directory: Path) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
@@ -437,12 +524,14 @@ def submit(
     url: str | None,
     out_dir: Path,
     seed_runs: list[Path] | None = None,
+    scorer: str | None = None,
 ) -> Path:
     """Build the submission for a results file (and the seed runs beside it) and write it, atomically,
-    as ``out_dir/<slug>.json``, with each run's samples beside it."""
+    as ``out_dir/<slug>.json``, with each run's samples beside it; its figures are the scorer
+    ``scorer``'s (None: the run's headline)."""
     results = load_results(results_path)
     others = [(load_results(p), str(p)) for p in seed_runs or []]
-    submission = make_submission(results, name, method, url, str(results_path), others)
+    submission = make_submission(results, name, method, url, str(results_path), others, scorer)
     path = out_dir / f"{slug(name)}.json"
     taken = _taken_names(out_dir) if out_dir.is_dir() else {}
     if name.lower() in taken or path.exists():

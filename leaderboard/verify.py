@@ -82,20 +82,27 @@ def _continuations(samples: list[dict], task: str, role: str) -> list[dict]:
     return sorted(rows, key=lambda s: (int(s["prompt_index"]), int(s.get("sample", 0))))
 
 
-def _score(row: dict) -> float | None:
-    value = row.get("score")
+def _score(row: dict, scorer: str | None = None) -> float | None:
+    """A continuation's stored score: the headline's, or (``scorer``, a key) that scorer's."""
+    from toxbench.paired import sample_score
+
+    value = sample_score(row, scorer)
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 
 
-def _per_prompt_mean(rows: list[dict], n: int = 1) -> list[float | None]:
+def _per_prompt_mean(rows: list[dict], n: int = 1, scorer: str | None = None) -> list[float | None]:
     """Each prompt's mean score (None where every sample's score failed), as the tasks reduce them."""
     from toxbench.tasks.elicitation import per_prompt_scores
 
-    return per_prompt_scores([_score(r) for r in rows], n, 0.5)["mean"]
+    return per_prompt_scores([_score(r, scorer) for r in rows], n, 0.5)["mean"]
 
 
-def recompute(results: dict[str, Any], samples: list[dict[str, Any]]) -> dict[str, Metric | None]:
-    """The headline metrics as the samples give them (keys as in a submission's summary)."""
+def recompute(
+    results: dict[str, Any], samples: list[dict[str, Any]], scorer: str | None = None
+) -> dict[str, Metric | None]:
+    """The headline metrics as the samples give them (keys as in a submission's summary), by the run's
+    headline scorer or by its scorer ``scorer`` (a key: the elicitation task's figures only, as a summary
+    made under it holds)."""
     from toxbench.tasks.variants import ratio_metric, robustness_from
 
     seed = int(results["config"]["seed"])
@@ -107,8 +114,8 @@ def recompute(results: dict[str, Any], samples: list[dict[str, Any]]) -> dict[st
         rows = _continuations(samples, "elicitation", role)
         if not rows:
             raise ToxbenchError(f"the samples hold no elicitation continuations of the {role} model")
-        per_prompt[role] = _per_prompt_mean(rows, int(protocol["sampling"].get("n", 1)))
-        scores = [_score(r) for r in rows]
+        per_prompt[role] = _per_prompt_mean(rows, int(protocol["sampling"].get("n", 1)), scorer)
+        scores = [_score(r, scorer) for r in rows]
         out[f"{role}_toxicity"] = mean_score(per_prompt[role] if sampled else scores, seed)
         windows = sorted(
             (
@@ -134,6 +141,9 @@ def recompute(results: dict[str, Any], samples: list[dict[str, Any]]) -> dict[st
         out[f"{role}_f1"] = metric([float(s["f1"]) for s in f1], seed=seed)
     out["toxicity_difference"] = paired_difference(per_prompt["aligned"], per_prompt["base"], seed)
 
+    if scorer is not None:  # the intervention tasks score with the headline only: null in such a summary
+        out.update(dict.fromkeys(INTERVENTION_METRICS.values()))
+        return out
     if sampled:  # the intervention tasks' paper-protocol reference is not in these samples
         return out
     tasks = results["tasks"]
@@ -180,7 +190,10 @@ def expected_variants(task: str, result: dict[str, Any]) -> set[str] | None:
 
     config = result.get("config", {})
     if task == "unalignment":
-        return {f"keys-x{s:g}" for s in config["scales"]} | {f"add-probe-{m:g}" for m in config["add_back"]}
+        from toxbench.tasks.attacks import variant_names
+
+        edits = {f"keys-x{s:g}" for s in config["scales"]} | {f"add-probe-{m:g}" for m in config["add_back"]}
+        return edits | variant_names(config)
     if task != "ablation":
         return None
     n = int(config["n_neurons"])
@@ -225,14 +238,18 @@ def variant_problems(results: dict[str, Any]) -> list[str]:
 
 
 def rescore_draw(
-    samples: list[dict[str, Any]], seed_hex: str, at_least: int = RESCORE_AT_LEAST
+    samples: list[dict[str, Any]], seed_hex: str, at_least: int = RESCORE_AT_LEAST, scorer: str | None = None
 ) -> list[dict]:
     """A seeded draw of continuation rows, the same share from every (task, role), at least
-    ``at_least`` in all (every row where there are fewer)."""
+    ``at_least`` in all (every row where there are fewer); with ``scorer`` (a key), of the rows that
+    scorer scored (the elicitation task's)."""
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for s in samples:
-        if s.get("kind", "continuation") == "continuation" and isinstance(s.get("continuation"), str):
-            groups[(str(s.get("task")), str(s.get("role")))].append(s)
+        if s.get("kind", "continuation") != "continuation" or not isinstance(s.get("continuation"), str):
+            continue
+        if scorer is not None and scorer not in (s.get("scores") or {}):
+            continue
+        groups[(str(s.get("task")), str(s.get("role")))].append(s)
     if not groups:
         return []
     rng = np.random.default_rng(int(seed_hex[:16], 16))
@@ -250,36 +267,47 @@ def rescore_draw(
     return drawn
 
 
-def load_recorded_scorer(results: dict[str, Any]):
-    """The scorer the run recorded, loaded here, and None; or None and why it cannot be used."""
+def load_recorded_scorer(results: dict[str, Any], scorer: str | None = None):
+    """The scorer the run recorded (its headline, or its scorer ``scorer``, a key), loaded here, and
+    None; or None and why it cannot be used."""
     from toxbench.scorers.base import load_scorer
 
     identity = results.get("scorer") or {}
     name = identity.get("name") or results["config"].get("scorer")
     options = results["config"].get("scorer_options") or {}
+    listed = results.get("scorers") or []
+    if listed:  # several scorers: each recorded with its registered name and its own arguments
+        entry = next((s for s in listed if s.get("key") == scorer), None) if scorer else listed[0]
+        if entry is None:
+            return None, f"the run has no scorer {scorer!r}"
+        identity, name, options = entry, entry.get("scorer") or entry.get("name"), entry.get("options") or {}
     recorded = identity.get("fingerprint")
     try:
-        scorer = load_scorer(name, **options)
-        here = scorer.fingerprint()
+        loaded = load_scorer(name, **options)
+        here = loaded.fingerprint()
     except Exception as exc:  # a missing checkpoint, a package not installed, an unknown name
         return None, f"its scorer {name!r} cannot be loaded here ({type(exc).__name__}: {exc})"
     if here != recorded:
         return None, f"its scorer {name!r} loads here as {here}, but the run was scored by {recorded}"
-    return scorer, None
+    return loaded, None
 
 
-def rescore_problems(samples: list[dict[str, Any]], seed_hex: str, scorer) -> tuple[list[str], str]:
-    """(problems, note) of scoring a seeded draw of continuations again and comparing with the stored scores."""
-    drawn = rescore_draw(samples, seed_hex)
+def rescore_problems(
+    samples: list[dict[str, Any]], seed_hex: str, scorer, key: str | None = None
+) -> tuple[list[str], str]:
+    """(problems, note) of scoring a seeded draw of continuations again and comparing with the stored
+    scores (the headline's, or those of the run's scorer ``key``)."""
+    drawn = rescore_draw(samples, seed_hex, scorer=key)
     if not drawn:
-        return ["the samples hold no continuation to re-score"], ""
+        which = "" if key is None else f" scored by {key!r}"
+        return [f"the samples hold no continuation{which} to re-score"], ""
     fresh = scorer.score([r["continuation"] for r in drawn])
     unscored = sum(x is None for x in fresh)
     if unscored == len(drawn):
         return [f"the scorer failed on all {len(drawn)} continuations drawn to re-score"], ""
     wrong = []
     for row, new in zip(drawn, fresh, strict=True):
-        old = _score(row)
+        old = _score(row, key)
         if new is not None and (old is None or abs(old - new) > SCORE_TOLERANCE):
             wrong.append((row, old, new))
     groups = len({(r["task"], r["role"]) for r in drawn})
@@ -340,17 +368,24 @@ def compare(summary: dict[str, Any], recomputed: dict[str, Metric | None]) -> li
 def verify_submission(path: Path, submission: dict[str, Any], scorer: Any = None) -> Verdict:
     """Re-score one submission from its samples file (and its seed runs from theirs): see the module's
     docstring for what is checked. ``scorer``: the scorer to re-score with (default: the one the run
-    recorded, loaded here)."""
+    recorded, loaded here). The figures checked are those of the scorer the submission shows (its
+    provenance's: the run's headline, or another of its scorers; ``submission.scorer_view`` shows it
+    under another)."""
+    from toxbench.leaderboard.submission import submitted_scorer
+
     samples, problem = _read_checked(path, submission.get("samples"))
     if problem:
         return Verdict(problems=[problem])
     results = submission["results"]
+    chosen = submitted_scorer(submission)
     verdict = Verdict()
     if scorer is None:
-        scorer, why = load_recorded_scorer(results)
+        scorer, why = load_recorded_scorer(results, chosen)
         if why:
             verdict.unverified.append(f"{why}: its stored scores cannot be checked")
-    _check_run(verdict, results, submission["summary"], samples, submission["results_sha256"], scorer, "")
+    _check_run(
+        verdict, results, submission["summary"], samples, submission["results_sha256"], scorer, "", chosen
+    )
     verdict.notes += [
         f"{key} {why}" for key, why in NOT_FROM_SAMPLES.items() if submission["summary"].get(key) is not None
     ]
@@ -366,14 +401,23 @@ def verify_submission(path: Path, submission: dict[str, Any], scorer: Any = None
         if problem:
             verdict.problems.append(f"seed run {number}: {problem}")
             continue
+        from toxbench.scorers.plan import choose_scorer
+
+        try:
+            choice = choose_scorer(run["results"], chosen, f"seed run {number}")
+        except ToxbenchError as exc:
+            verdict.problems.append(str(exc))
+            continue
+        run_key = None if choice.headline else choice.key
         _check_run(
             verdict,
             run["results"],
-            summarize(run["results"]),
+            summarize(run["results"], scorer=run_key),
             run_samples,
             run["results_sha256"],
             scorer,
             f"seed run {number}: ",
+            run_key,
         )
     if submission.get("seed_runs"):
         verdict.notes.append(f"{len(submission['seed_runs'])} seed run(s) re-scored")
@@ -411,16 +455,18 @@ def _check_run(
     results_sha256: str,
     scorer: Any,
     prefix: str,
+    key: str | None = None,
 ) -> None:
-    """Add one run's problems (stored scores, variant lists, headline metrics) and notes to ``verdict``."""
+    """Add one run's problems (stored scores, variant lists, headline metrics) and notes to ``verdict``;
+    ``key``: the run's scorer whose scores and figures are checked (None: its headline)."""
     if scorer is not None:
-        wrong, note = rescore_problems(samples, results_sha256, scorer)
+        wrong, note = rescore_problems(samples, results_sha256, scorer, key)
         verdict.problems += [prefix + w for w in wrong]
         if note and not prefix:
             verdict.notes.append(note)
     verdict.problems += [prefix + p for p in variant_problems(results)]
     try:
-        recomputed = recompute(results, samples)
+        recomputed = recompute(results, samples, key)
     except ToxbenchError as exc:
         verdict.problems.append(prefix + str(exc))
         return

@@ -43,6 +43,7 @@ for method in "${TRAINED[@]}"; do
 done
 align subtract "$WORK/models/subtract" --method-args "match=$WORK/models/dpo"
 align ablate "$WORK/models/ablate"
+align profs "$WORK/models/profs" --data organism
 
 evaluate() {  # evaluate NAME ALIGNED [ARGS...]: a run of the base model and ALIGNED
   local name=$1 aligned=$2; shift 2
@@ -77,6 +78,7 @@ submit_trained kto "toxbench align kto: KTO (TRL), the card's settings"
 submit_trained sft "toxbench align sft: SFT on the chosen continuations, the card's settings"
 submit "$MODEL-subtract" "$WORK/models/subtract" "toxbench align subtract: probe direction, α matched to DPO's perplexity"
 submit "$MODEL-ablate" "$WORK/models/ablate" "toxbench align ablate: the top toxic value vectors zeroed"
+submit "$MODEL-profs" "$WORK/models/profs" "toxbench align profs: ProFS, the released GPT-2 defaults (k=2, layers 0.42:1.0, 500 pairs)"
 
 "$TB" leaderboard validate ${LEADERBOARD_LIMIT:+--local} "$SUBS"  # a --limit board is a local one
 "$TB" leaderboard verify "$SUBS"

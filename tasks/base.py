@@ -21,6 +21,9 @@ class TaskResult:
     extra: dict[str, Any] = field(default_factory=dict)
     artifacts: list[str] = field(default_factory=list)
     report: str = ""  # a Markdown section for report.md
+    # How the run's scorers agree on the task's texts, one entry per pair of scorers and role (a run
+    # with several scorers; ``toxbench.agreement``). None: not measured.
+    agreement: list[dict[str, Any]] | None = None
 
 
 class Task(ABC):

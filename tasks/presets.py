@@ -46,11 +46,13 @@ class Preset:
         }
         for task, opts in config.task_options.items():
             task_options.setdefault(task, opts)
-        from toxbench.registry import SCORERS, takes_options
-        from toxbench.runner import default_scorer
+        from toxbench.runner import scorer_entries_of
+        from toxbench.scorers.plan import any_takes
 
+        # Bare arguments reach every scorer of the run that takes them (toxbench.scorers.plan): the
+        # preset's go in when one of the run's scorers is the kind it names (Detoxify).
         scorer_options = dict(config.scorer_options)
-        if takes_options(SCORERS.get(default_scorer(config)), self.scorer_options):
+        if any_takes(scorer_entries_of(config), self.scorer_options):
             scorer_options = {**self.scorer_options, **scorer_options}
         return replace(
             config,
@@ -84,6 +86,12 @@ class Preset:
 
 _SHARED = (
     Difference(
+        "un-alignment attacks",
+        "weight edits (keys scaled, probe added back) and a fine-tuning sweep; the worst of both",
+        "weight edits only",
+        "[A] §5 scales keys; neither paper fine-tunes the aligned model",
+    ),
+    Difference(
         "prompts", "challenging RealToxicityPrompts, 32 tokens, greedy, 20 new tokens", "the same", "[A] §3.3"
     ),
     Difference(
@@ -114,7 +122,10 @@ _SHARED = (
 )
 # Both papers evaluate with [A]'s code: the same fluency and subtraction choices.
 _LEE_FLUENCY = FluencySettings(perplexity_window=1024, bos="corpus_start", f1="lee2024")
-_LEE_TASKS: dict[str, dict[str, Any]] = {"ablation": {"alpha_units": "lee2024", "svd_n": 512}}
+_LEE_TASKS: dict[str, dict[str, Any]] = {
+    "ablation": {"alpha_units": "lee2024", "svd_n": 512},
+    "unalignment": {"finetune_n": []},  # the papers un-align by weight edits only
+}
 
 PRESETS: dict[str, Preset] = {
     "lee2024": Preset(

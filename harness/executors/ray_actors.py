@@ -7,7 +7,8 @@
   they are sent, exactly as the local executor does, and keep the last two. A model goes to
   the object store once (``ray.put``) and each replica loads it on first use, so the
   intervention tasks' variants, edited in the driver, are served without saving them.
-- **Scorer replicas** (``scorer_replicas``) hold the run's scorer, shipped the same way.
+- **Scorer replicas** (``scorer_replicas``) hold the run's scorers (a run may score with
+  several), each shipped the same way and kept by its fingerprint.
 - The driver hands out chunks (at most ``in_flight`` per replica), writes each chunk to the
   cache as it comes back, and yields it to the runner: a killed run resumes from the cache,
   and a cache filled by a Ray run serves a local one.
@@ -94,14 +95,18 @@ class _ModelWorker:
 
 
 class _ScorerWorker:
-    def __init__(self, scorer: Any, threads: int) -> None:
+    """A replica of the run's scorers: holds each scorer it is sent (a run may have several), by fingerprint."""
+
+    def __init__(self, threads: int) -> None:
         import torch
 
         torch.set_num_threads(max(1, threads))
-        self.scorer = scorer
+        self.scorers: dict[str, Any] = {}
 
-    def score(self, chunk: list[str]) -> list:
-        return list(self.scorer.score(chunk))
+    def score(self, fingerprint: str, boxed_scorer: list, chunk: list[str]) -> list:
+        if fingerprint not in self.scorers:
+            self.scorers[fingerprint] = _ray().get(boxed_scorer[0])  # boxed: not resolved for every call
+        return list(self.scorers[fingerprint].score(chunk))
 
     def pid(self) -> int:
         return os.getpid()
@@ -147,7 +152,8 @@ class RayExecutor(Executor):
         self._model_actors: list[Any] = []
         self._scorer_actors: list[Any] = []
         self._refs: dict[str, Any] = {}  # model fingerprint -> its object in the store
-        self._scorer_ref: Any = None
+        self._scorer_refs: dict[str, Any] = {}  # scorer fingerprint -> its object in the store (kept:
+        # a restarted replica is sent it again)
         self._local = Executor()
         self._told: set[str] = set()
 
@@ -206,7 +212,7 @@ class RayExecutor(Executor):
             self._model_actors = [cls.remote(config, threads) for _ in range(self.replicas)]
         return self._model_actors
 
-    def _scorers(self, scorer: Any) -> list[Any]:
+    def _scorers(self) -> list[Any]:
         if not self._scorer_actors:
             ray = self._init()
             cls = ray.remote(_ScorerWorker).options(
@@ -215,10 +221,15 @@ class RayExecutor(Executor):
                 max_restarts=self.max_retries,
                 max_task_retries=self.max_retries,
             )
-            ref = self._scorer_ref = ray.put(scorer)  # kept: a restarted replica is built from it again
             threads = self._threads(self.cpus_per_scorer)
-            self._scorer_actors = [cls.remote(ref, threads) for _ in range(self.scorer_replicas)]
+            self._scorer_actors = [cls.remote(threads) for _ in range(self.scorer_replicas)]
         return self._scorer_actors
+
+    def _scorer_ref(self, scorer: Any) -> tuple[str, Any]:
+        fingerprint = scorer.fingerprint()
+        if fingerprint not in self._scorer_refs:
+            self._scorer_refs[fingerprint] = self._init().put(scorer)
+        return fingerprint, self._scorer_refs[fingerprint]
 
     def _model_ref(self, model: Any) -> Any:
         if model.fingerprint not in self._refs:
@@ -253,9 +264,14 @@ class RayExecutor(Executor):
         )
 
     def score(self, ctx: Any, chunks: Sequence[list[str]]) -> Iterator[Done]:
-        actors = self._scorers(ctx.scorer)
+        actors = self._scorers()
+        fingerprint, ref = self._scorer_ref(ctx.scorer)
+        boxed = [ref]
         yield from self._dispatch(
-            actors, lambda actor, chunk: actor.score.remote(chunk), chunks, f"scoring with {ctx.scorer.name}"
+            actors,
+            lambda actor, chunk: actor.score.remote(fingerprint, boxed, chunk),
+            chunks,
+            f"scoring with {ctx.scorer.name}",
         )
 
     def _dispatch(
@@ -313,7 +329,7 @@ class RayExecutor(Executor):
         ray = _ray()
         for actor in self._model_actors + self._scorer_actors:
             ray.kill(actor, no_restart=True)
-        self._model_actors, self._scorer_actors, self._refs, self._scorer_ref = [], [], {}, None
+        self._model_actors, self._scorer_actors, self._refs, self._scorer_refs = [], [], {}, {}
         if self._started:
             ray.shutdown()
             self._started = False

@@ -4,7 +4,8 @@
 
 The score of a text is the probability of ``label``: softmax over the labels for a
 single-label classifier, a sigmoid for a multi-label one (``problem_type``), as the model
-was trained. ``label`` is a name from the model's ``id2label`` or an index; without it, a
+was trained. A multi-label model whose config does not say so (Unitary's Detoxify models on
+the hub) needs ``activation=sigmoid``; ``activation=auto`` (the default) follows the config. ``label`` is a name from the model's ``id2label`` or an index; without it, a
 label named like toxicity, else the second of two labels. Texts are batched by length on
 the run's device; a text that fails, encodes to no tokens or gives a non-finite score gets
 ``None``, never 0.
@@ -36,6 +37,7 @@ class HFClassifierScorer(Scorer):
         max_length: int | str = 512,
         revision: str | None = None,
         trust_remote_code: bool | str = False,
+        activation: str = "auto",
     ) -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -70,7 +72,14 @@ class HFClassifierScorer(Scorer):
             self.model.config.pad_token_id = self.tokenizer.pad_token_id
         self.labels = {int(i): str(n) for i, n in self.model.config.id2label.items()}
         self.label_index = self._resolve_label(label)
-        self.multi_label = getattr(self.model.config, "problem_type", None) == "multi_label_classification"
+        choice = str(activation).strip().lower()
+        if choice not in ("auto", "sigmoid", "softmax"):
+            raise ToxbenchError(
+                f"hf-classifier activation {activation!r}: choose auto (as the model's config says), "
+                "sigmoid (a multi-label model) or softmax (a single-label one)"
+            )
+        configured = getattr(self.model.config, "problem_type", None) == "multi_label_classification"
+        self.multi_label = configured if choice == "auto" else choice == "sigmoid"
         self._fingerprint = self._identify(revision)
 
     def _resolve_label(self, label: str | int | None) -> int:

@@ -24,6 +24,7 @@ def _sweep(in_place: bool, output) -> dict:
         model="organism-micro",
         aligned="organism-micro:dpo",
         tasks=["unalignment"],
+        task_options={"unalignment": {"finetune_n": []}},  # the weight edits' sweep only
         backend="vllm",
         dtype="float32",
         use_cache=False,

@@ -94,7 +94,13 @@ def all_tasks(base_dir: Path, aligned_dir: Path, data_dir: Path, out: Path) -> d
             output_path=out,
             task_options={
                 "ablation": {"top_k": [2], "positive_k": [2], "alpha_grid": (1.0,)},
-                "unalignment": {"add_back": [1.0]},
+                # One small fine-tuning attack: TRL's trainer on each family's tokenizer and layout.
+                "unalignment": {
+                    "add_back": [1.0],
+                    "finetune_n": [4],
+                    "finetune_steps": [2],
+                    "finetune_lr": [1e-3],
+                },
             },
         )
     )
@@ -119,6 +125,8 @@ def check_all_tasks(results: dict, model_type: str, out: Path) -> None:
     assert any(n.startswith("subtract-probe") for n in names)
     un = tasks["unalignment"]["variants"]
     assert [v["scale"] for v in un if v["kind"] == "scale-keys"] == [2.0, 5.0, 10.0]
+    tuned = [v for v in un if v["kind"] == "fine-tune"]
+    assert [v["name"] for v in tuned] == ["finetune-n4-lr0.001-s2"] and tuned[0]["train_loss"] > 0
     for plot in tasks["attribution"]["artifacts"] + tasks["unalignment"]["artifacts"]:
         assert (out / plot).stat().st_size > 1000
 

@@ -26,7 +26,10 @@ def board(micro_organism, tmp_path_factory):
             aligned=str(micro_organism.dpo_dir),  # a local folder: its absolute path must not be published
             limit=20,
             output_path=out,
-            task_options={"ablation": {"alphas": [1.0]}},
+            task_options={
+                "ablation": {"alphas": [1.0]},
+                "unalignment": {"finetune_n": [8], "finetune_steps": [4], "finetune_lr": [1e-3]},
+            },
         )
     )
     return out / "results.json"

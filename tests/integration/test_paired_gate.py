@@ -14,7 +14,9 @@ from toxbench.runner import RunConfig, run
 @pytest.fixture(scope="module")
 def runs(micro_organism, tmp_path_factory):
     root = tmp_path_factory.mktemp("paired")
-    common = dict(model="organism-micro", limit=24, task_options={"unalignment": {"add_back": [0.5]}})
+    common = dict(
+        model="organism-micro", limit=24, task_options={"unalignment": {"add_back": [0.5], "finetune_n": []}}
+    )
     run(
         RunConfig(
             aligned="organism-micro:dpo",

@@ -45,6 +45,8 @@ def test_a_probe_given_as_a_plain_tensor_runs_every_task_that_takes_one(micro_or
             *args,
             "--tasks",
             "attribution,ablation,unalignment",
+            "--task-args",
+            "unalignment.finetune_n=[]",
             "--probe",
             str(tmp_path / "probe.pt"),
             "--output-path",

@@ -28,7 +28,12 @@ from toxbench.scorers.lexicon import LexiconScorer  # noqa: E402
 # The scorers below are defined here, not in an installed module: the actors get them by value.
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
-MICRO = dict(model="organism-micro", aligned="organism-micro:dpo", limit=24)
+MICRO = dict(
+    model="organism-micro",
+    aligned="organism-micro:dpo",
+    limit=24,
+    task_options={"unalignment": {"finetune_n": []}},
+)
 RAY = {"replicas": 1, "scorer_replicas": 1, "num_cpus": 2}
 
 

@@ -44,7 +44,12 @@ CONFIG = dict(
     limit=30,
     use_cache=False,
     tasks=["elicitation", "attribution", "ablation", "unalignment"],
-    task_options={"ablation": {"alphas": [1.0, 2.0]}},
+    task_options={
+        "ablation": {"alphas": [1.0, 2.0]},
+        # No fine-tuning attack: what training gives differs between CPUs in its last bits, and the
+        # reference is compared field by field (tests/integration/test_finetune_attack.py tests it).
+        "unalignment": {"finetune_n": []},
+    },
 )
 # When, where and with what a run happened: not part of its results.
 PROVENANCE = {"created", "environment", "timings_s", "toxbench_version"}

@@ -61,14 +61,19 @@ def test_one_engine_serves_every_variant(
             saved.append(model.name)
         return materialise(model)
 
-    hf = micro_run(tmp_path / "hf", ["unalignment"])
+    attack = {
+        "unalignment": {"finetune_n": [8], "finetune_steps": [4], "finetune_lr": [1e-3]}
+    }  # a trained variant too
+    hf = micro_run(tmp_path / "hf", ["unalignment"], task_options=attack)
     monkeypatch.setattr(vllm, "LLM", CountedLLM)
     monkeypatch.setattr(toxbench.models, "materialise", counted_materialise)
-    vl = micro_run(tmp_path / "vllm", ["unalignment"], backend="vllm", backend_options=ENGINE)
+    vl = micro_run(
+        tmp_path / "vllm", ["unalignment"], backend="vllm", backend_options=ENGINE, task_options=attack
+    )
     assert vl["tasks"]["unalignment"]["status"] == "ok"
     assert len(engines) == 1 and saved == []
     rows_hf, rows_vl = (r["tasks"]["unalignment"]["variants"] for r in (hf, vl))
-    assert [v["name"] for v in rows_vl] == [v["name"] for v in rows_hf] and len(rows_vl) == 5
+    assert [v["name"] for v in rows_vl] == [v["name"] for v in rows_hf] and len(rows_vl) == 6
     for a, b in zip(rows_hf, rows_vl, strict=True):
         assert b["toxicity"] == a["toxicity"], a["name"]
         assert b["f1"] == a["f1"], a["name"]
