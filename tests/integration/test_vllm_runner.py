@@ -61,19 +61,17 @@ def test_one_engine_serves_every_variant(
             saved.append(model.name)
         return materialise(model)
 
-    attack = {
-        "unalignment": {"finetune_n": [8], "finetune_steps": [4], "finetune_lr": [1e-3]}
-    }  # a trained variant too
-    hf = micro_run(tmp_path / "hf", ["unalignment"], task_options=attack)
+    weight_edits = {"unalignment": {"finetune_n": []}}  # the fine-tuning attack trains with TRL, not here
+    hf = micro_run(tmp_path / "hf", ["unalignment"], task_options=weight_edits)
     monkeypatch.setattr(vllm, "LLM", CountedLLM)
     monkeypatch.setattr(toxbench.models, "materialise", counted_materialise)
     vl = micro_run(
-        tmp_path / "vllm", ["unalignment"], backend="vllm", backend_options=ENGINE, task_options=attack
+        tmp_path / "vllm", ["unalignment"], backend="vllm", backend_options=ENGINE, task_options=weight_edits
     )
     assert vl["tasks"]["unalignment"]["status"] == "ok"
     assert len(engines) == 1 and saved == []
     rows_hf, rows_vl = (r["tasks"]["unalignment"]["variants"] for r in (hf, vl))
-    assert [v["name"] for v in rows_vl] == [v["name"] for v in rows_hf] and len(rows_vl) == 6
+    assert [v["name"] for v in rows_vl] == [v["name"] for v in rows_hf] and len(rows_vl) == 5
     for a, b in zip(rows_hf, rows_vl, strict=True):
         assert b["toxicity"] == a["toxicity"], a["name"]
         assert b["f1"] == a["f1"], a["name"]
