@@ -340,6 +340,11 @@ def scrub_local_paths(results: dict[str, Any]) -> dict[str, Any]:
     task_datasets = [d for task in clean.get("tasks", {}).values() for d in task.get("datasets", {}).values()]
     for dataset in [*clean.get("datasets", {}).values(), *task_datasets]:
         dataset["source"] = _local(dataset.get("source"))
+    unalignment = clean.get("tasks", {}).get("unalignment", {}).get("config", {})
+    if unalignment.get("finetune_texts"):  # where the fine-tuning attack's texts came from
+        unalignment["finetune_texts"]["source"] = _local(unalignment["finetune_texts"].get("source"))
+    if unalignment.get("finetune_data"):
+        unalignment["finetune_data"] = _local(unalignment["finetune_data"])
     for model in clean.get("models", {}).values():  # a local model's folder, as given and as resolved
         for key in ("spec", "target"):
             if key in model:

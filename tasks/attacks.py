@@ -177,14 +177,14 @@ def attack_texts(ctx: Any, attack: FineTuneAttack, prompts: list[str]) -> Attack
     from toxbench.io import sha256_json
 
     if attack.data:
-        texts, source = read_texts(attack.data), str(Path(attack.data).expanduser())
+        texts, source, kind = read_texts(attack.data), str(Path(attack.data).expanduser()), "finetune_data"
     else:
         from toxbench.data import PROBE_DATA_LIMIT, load_comments
 
         limit = ctx.config.probe_data_limit or PROBE_DATA_LIMIT
         comments = load_comments(ctx.data_dir, "train", limit, ctx.config.seed)
         texts = [c.text for c in comments.rows if c.toxic]
-        source = f"the probe's toxic comments ({comments.source})"
+        source, kind = comments.source, "the probe's toxic comments"
     read = len(texts)
     tests = {_normal(p) for p in prompts if p.strip()}
     kept = [t for t in dict.fromkeys(texts) if not _overlaps(_normal(t), tests)]
@@ -208,7 +208,9 @@ def attack_texts(ctx: Any, attack: FineTuneAttack, prompts: list[str]) -> Attack
             len(kept),
         )
     chosen = kept[: max(usable)]
-    return AttackData(chosen, source, sha256_json(chosen)[:32], read, overlapping, usable, extra)
+    return AttackData(
+        chosen, source, sha256_json(chosen)[:32], read, overlapping, usable, {"kind": kind, **extra}
+    )
 
 
 def _overlaps(text: str, prompts: set[str]) -> bool:

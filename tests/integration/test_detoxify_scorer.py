@@ -123,7 +123,7 @@ def test_fingerprint_follows_the_weights(scorer: DetoxifyScorer, tiny: tuple[Pat
         and "-original-toxicity-sha256:" in scorer.fingerprint()
     )
 
-    loaded = torch.load(checkpoint, weights_only=False)
+    loaded = torch.load(checkpoint, weights_only=True)
     weight = next(k for k in loaded["state_dict"] if k.endswith("classifier.weight"))
     loaded["state_dict"][weight] = loaded["state_dict"][weight] + 0.01
     changed = checkpoint.with_name("changed.ckpt")

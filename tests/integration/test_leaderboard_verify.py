@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -57,6 +58,8 @@ def test_an_honest_submission_is_verified(board, tmp_path) -> None:
         return [x] if isinstance(x, str) else []
 
     assert not [v for v in strings(submission) if v.startswith("/")], "an absolute local path was published"
+    home = str(Path.home())
+    assert not [v for v in strings(submission) if home in v or "/tmp/" in v], "a local path inside a text"
     assert submission["results"]["models"]["aligned"]["target"].startswith("<local>/")
     verdict = verify_submission(path, submission)
     assert verdict.status == "verified" and verdict.problems == [] and verdict.unverified == []
