@@ -6,29 +6,39 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 # $TOXBENCH_HOME is the bare command's (the user cache folder unless it is set), so `make demo` and
 # `toxbench run` share one; only the tests and benchmarks keep theirs apart, in .toxbench-home/.
-test test-wheel test-vllm bench bench-vllm: export TOXBENCH_HOME ?= $(CURDIR)/.toxbench-home
+test test-all test-wheel test-vllm bench bench-vllm: export TOXBENCH_HOME ?= $(CURDIR)/.toxbench-home
 
-.PHONY: demo shell test test-wheel test-vllm bench bench-vllm leaderboard recipe-twin organism-targets reference lint format setup clean
+.PHONY: demo shell test test-all test-wheel test-vllm bench bench-vllm leaderboard recipe-twin organism-targets reference lint format setup clean
 
-$(BIN)/.installed: pyproject.toml constraints.txt
+# What a run needs (`make demo`, `make shell`); `make setup` adds the test tools and the optional
+# integrations the tests exercise (Ray, PEFT, W&B, MLflow).
+$(BIN)/.installed-run: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	# torch first, pinned: an unpinned install would pull several GB of CUDA packages.
 	$(PIP) install -q -c constraints.txt torch
+	$(PIP) install -q -c constraints.txt -e .
+	touch $@
+
+$(BIN)/.installed: $(BIN)/.installed-run
 	$(PIP) install -q -c constraints.txt -e '.[test]'
 	touch $@
 
 setup: $(BIN)/.installed
 
-demo: setup
+demo: $(BIN)/.installed-run
 	$(BIN)/toxbench run --output-path runs/demo
 
 # A shell with the venv active, so that `toxbench` is on PATH (exit it to leave).
-shell: setup
+shell: $(BIN)/.installed-run
 	@echo "toxbench is on PATH in this shell ($(VENV)); exit to leave it"
 	@. $(BIN)/activate && exec "$${SHELL:-bash}" -i
 
+# The fast suite; `make test-all` adds the slow tests (marked `slow`), and CI runs that.
 test: lint
+	$(BIN)/python -m pytest tests/unit tests/integration -m "not vllm and not slow" -q
+
+test-all: lint
 	$(BIN)/python -m pytest tests/unit tests/integration -m "not vllm" -q
 
 # The built wheel in a fresh venv, run from a folder with its own tasks.py and harness/ (CI runs it).

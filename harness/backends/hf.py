@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from toxbench.backends.base import Advance, Backend, Completion, SamplingConfig
+from toxbench.backends.lean import lean_activations
 from toxbench.models import context_length
 from toxbench.numerics import widened
 from toxbench.passes import teacher_forced
@@ -93,7 +94,7 @@ class HFBackend(Backend):
                 top_k=0,
                 num_return_sequences=n,
             )
-        with torch.inference_mode():
+        with torch.inference_mode(), lean_activations(self.model):
             out = self.model.generate(input_ids=ids, attention_mask=mask, **kwargs)
         return out[:, ids.shape[1] :].tolist()
 
@@ -157,9 +158,11 @@ class HFBackend(Backend):
     ) -> list[list[int]]:
         """The decoding loop with a KV cache: each step feeds every row's last token at its next
         position, and ``pick(logits, rows, step)`` chooses the next tokens (``rows``: the original
-        index of each row still running). A row leaves the batch (and its cache) once it has emitted
-        EOS (once finished rows are a quarter of the batch; at once where hooks watch the passes), so
-        the rows still running pay little for finished ones. Token lists stop at EOS, included. With ``expand``, the prompts in ``seqs`` are read once and row r continues ``seqs[expand[r]]``."""
+        index of each row still running). A row that has emitted EOS is fed padding from then on (as
+        ``generate`` does: a hook tells such steps apart by their input) and leaves the batch and
+        its cache once finished rows are a quarter of it, so the rows still running pay little for
+        finished ones. Token lists stop at EOS, included. With ``expand``, the prompts in ``seqs``
+        are read once and row r continues ``seqs[expand[r]]``."""
         import torch
         from transformers import DynamicCache
 
@@ -171,7 +174,7 @@ class HFBackend(Backend):
         out: list[list[int]] = [[] for _ in range(n_rows)]
         rows = list(range(n_rows))
         running = torch.arange(n_rows, device=ids.device)
-        with torch.inference_mode():
+        with torch.inference_mode(), lean_activations(self.model):
             last_only = {"logits_to_keep": 1} if self._keeps_logits() else {}
             logits = self.model(
                 input_ids=ids,
@@ -187,20 +190,26 @@ class HFBackend(Backend):
                 cache.batch_select_indices(index)
                 logits, mask, last = logits[index], mask[index], last[index]
             finished = [False] * n_rows
-            hooked = _has_hooks(self.model)
+            pad = self._tokenizer.pad_token_id
             for step in range(max_new_tokens):
                 chosen = pick(logits, running, step)
+                past_end = []
                 for j, token in enumerate(chosen.tolist()):
-                    if not finished[j]:
+                    if finished[j]:
+                        past_end.append(j)
+                    else:
                         out[rows[j]].append(token)
                         finished[j] = token == eos
                 keep = [j for j, done in enumerate(finished) if not done]
                 if not keep or step == max_new_tokens - 1:
                     break
-                # Finished rows leave the batch (and its cache) once they are a quarter of it: until
-                # then they run on unread, which costs less than copying the cache at every step. With
-                # hooks on the model (capture, patching) they leave at once, unseen by the hooks.
-                if len(rows) - len(keep) >= (1 if hooked else max(1, len(rows) // 4)):
+                # A row past its EOS is fed padding, as ``generate`` feeds it, so that hooks that
+                # count steps (capture) tell it apart. Finished rows leave the batch (and its cache)
+                # once they are a quarter of it: until then they run on unread, which costs less
+                # than copying the cache at every step.
+                if past_end:
+                    chosen[past_end] = pad
+                if len(rows) - len(keep) >= max(1, len(rows) // 4):
                     index = torch.tensor(keep, device=ids.device)
                     cache.batch_select_indices(index)
                     chosen, mask, last, running = chosen[index], mask[index], last[index], running[index]
@@ -312,7 +321,7 @@ class HFBackend(Backend):
         """[batch, width - 1]: the NLL of each token given the ones before it (0 at padding)."""
         import torch
 
-        with torch.inference_mode(), teacher_forced():
+        with torch.inference_mode(), teacher_forced(), lean_activations(self.model):
             if self._sliced_head_matches():
                 hidden = self.model.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
                 head = self._head
@@ -367,21 +376,12 @@ class HFBackend(Backend):
         return self._sliced_ok
 
 
-def _has_hooks(model) -> bool:
-    """Whether forward hooks (on a module of ``model``, or global ones) would see its passes."""
-    from torch.nn.modules import module as torch_module
-
-    if torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks:
-        return True
-    return any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
-
-
 def auto_batch_size(model) -> int:
     """Few parameters: large batches pay off; billions on a CPU: small ones."""
     n_params = sum(p.numel() for p in model.parameters())
     if next(model.parameters()).device.type == "cuda":
         return 128 if n_params < 2e9 else 32
-    return 128 if n_params < 5e7 else 8
+    return 256 if n_params < 5e7 else 8
 
 
 # The generation_config fields that change greedy decoding's logits or stopping beyond

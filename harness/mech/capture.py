@@ -55,26 +55,27 @@ class _Accumulator:
         self.out = torch.zeros(n_layers, d_model, dtype=torch.float64)
         self.steps = 0
         self.stop_ids = torch.tensor(sorted(stop_ids), dtype=torch.long)
-        # Set by every forward pass: which rows count (None: all of them).
+        # Set by every forward pass: the indices of the rows that count (None: all of them).
         self.active: torch.Tensor | None = None
 
     def on_forward(self, input_ids: torch.Tensor) -> None:
         # The prompt pass counts every row; an incremental step fed an EOS/pad token is past the end
-        # (the hf backend drops such rows from the batch; ``generate`` keeps feeding them).
+        # (the hf backend feeds padding to finished rows until it drops them, as ``generate`` does).
         if input_ids.shape[1] > 1:
             self.active = None
             self.steps += input_ids.shape[0]
             return
         fed = input_ids[:, -1]
-        stopped = torch.isin(fed, self.stop_ids.to(fed.device))
-        self.active = None if not bool(stopped.any()) else (~stopped).to(torch.float64)[:, None]
-        self.steps += input_ids.shape[0] - int(stopped.sum())
+        counted = ~torch.isin(fed, self.stop_ids.to(fed.device))
+        n = int(counted.sum())
+        self.active = None if n == len(fed) else counted.nonzero()[:, 0]
+        self.steps += n
 
     def _last_position_sum(self, x: torch.Tensor) -> torch.Tensor:
         last = x[:, -1, :].detach()
-        if self.active is None:
-            return last.sum(0, dtype=torch.float64).cpu()
-        return (last.to(torch.float64) * self.active.to(last.device)).sum(0).cpu()
+        if self.active is not None:
+            last = last.index_select(0, self.active.to(last.device))
+        return last.sum(0, dtype=torch.float64).cpu()
 
     def add_act(self, layer: int, act: torch.Tensor) -> None:
         self.act[layer] += self._last_position_sum(act)

@@ -17,9 +17,11 @@ import pytest
 
 # name -> (what is compared, target ratio baseline / candidate; None: reported, not a target)
 TARGETS: dict[str, tuple[str, float | None]] = {
-    "generation": ("hf greedy generation vs the seeds' batches of 16", 3.0),
+    "generation": ("hf greedy generation vs the seeds' batches of 16", 5.0),
     "sampling": ("sampled protocol (25 x 200 prompts) batched across prompts vs the per-prompt loop", 3.0),
-    "capture": ("attribution capture during generation vs generate-then-forward", 1.8),
+    "capture": ("attribution capture during generation vs generate-then-forward", 2.5),
+    # A cost, not a speed-up: the patched pass may take up to 1.3x the unhooked one.
+    "patching": ("teacher-forced pass: unhooked vs with activation patching", 1 / 1.3),
     "cached-rerun": ("cold toxbench run vs the same run fully cached", 10.0),
     "variant-sweep": ("vLLM variant sweep: a new engine per variant vs in-place edits", 1.0),
     "executor": ("local executor vs Ray executor on the same work (overhead, not speed-up)", None),
@@ -66,7 +68,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         goal = (
             "reported"
             if r["target"] is None
-            else f"target >= {r['target']:g}x, " + ("ok" if r["met"] else "MISSED")
+            else f"target >= {r['target']:.3g}x, " + ("ok" if r["met"] else "MISSED")
         )
         terminalreporter.write_line(
             f"{r['name']:<14} {r['ratio']:6.2f}x  ({goal})  "

@@ -1,6 +1,6 @@
 """Attribution statistics: captured during generation (one pass) against Yang et al.'s way
 (generate, then a second forward pass over prompt + continuation with stored activations).
-Same model, same prompts, same run, same statistics; the comparison's target is 1.8x."""
+Same model, same prompts, same run, same statistics; the comparison's target is 2.5x."""
 
 from __future__ import annotations
 

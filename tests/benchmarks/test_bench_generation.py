@@ -1,5 +1,5 @@
 """The hf backend against the seeds' pattern (fixed batches of 16, dataset order), same prompts,
-same run, same greedy text. Run with ``make bench``: the comparison's ratio has a target of 3x."""
+same run, same greedy text. Run with ``make bench``: the comparison's ratio has a target of 5x."""
 
 from __future__ import annotations
 

@@ -124,7 +124,7 @@ def test_an_adapter_on_the_wrong_base_is_a_clear_error(lora, tmp_path) -> None:
     assert done.exit_code == 2 and "does not fit its base model" in done.output, done.output
 
 
-@pytest.mark.parametrize("method", ["dpo", "sft"])
+@pytest.mark.parametrize("method", ["dpo", pytest.param("sft", marks=pytest.mark.slow)])
 def test_align_trains_a_lora_adapter_that_runs_as_the_aligned_model(method, micro_organism, tmp_path) -> None:
     """`toxbench align METHOD --method-args peft=lora`: TRL trains through its peft_config, the output is an
     adapter folder naming its base as the user did, and `--aligned FOLDER` evaluates it merged."""

@@ -184,6 +184,7 @@ def test_one_model_runs(micro_organism, tmp_path) -> None:
     assert "## attribution: skipped" in (tmp_path / "all" / "report.md").read_text()
 
 
+@pytest.mark.slow  # a full run, killed and resumed: make test-all
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupted_run_writes_its_finished_tasks_and_resumes(micro_organism, tmp_path, sig) -> None:
     out = tmp_path / "out"

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+# Several full gate runs: `make test-all` (CI) runs these.
+pytestmark = pytest.mark.slow
+
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 TOXBENCH = str(Path(sys.executable).with_name("toxbench"))
 

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+# pip installs the example plugin: `make test-all` (CI) runs these.
+pytestmark = pytest.mark.slow
+
 PLUGIN = Path(__file__).parents[2] / "examples" / "plugin"
 
 

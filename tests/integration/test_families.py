@@ -131,7 +131,13 @@ def check_all_tasks(results: dict, model_type: str, out: Path) -> None:
         assert (out / plot).stat().st_size > 1000
 
 
-@pytest.mark.parametrize("family", list(FAMILIES))
+def _fast_first(families, fast):
+    """The families ``make test`` runs; the others are marked slow (``make test-all``, CI)."""
+    return [f if f in fast else pytest.param(f, marks=pytest.mark.slow) for f in families]
+
+
+# GPT-2 (dense), Llama (gated, BOS) and Gemma 2 (post-norms, soft-capping) in `make test`.
+@pytest.mark.parametrize("family", _fast_first(FAMILIES, {"gpt2", "llama", "gemma2"}))
 def test_all_tasks_run_for_every_family(family: str, micro_organism, tmp_path) -> None:
     from transformers import AutoTokenizer
 
@@ -141,7 +147,7 @@ def test_all_tasks_run_for_every_family(family: str, micro_organism, tmp_path) -
     check_all_tasks(results, family, tmp_path / "out")
 
 
-@pytest.mark.parametrize("family", ["qwen2", "qwen3", "gemma3", "phi3", "olmo2"])
+@pytest.mark.parametrize("family", _fast_first(["qwen2", "qwen3", "gemma3", "phi3", "olmo2"], {"phi3"}))
 def test_all_tasks_run_on_the_current_families(family: str, micro_organism, tmp_path) -> None:
     """No toxbench edit for these: their MLPs are found by structure (gated, or Phi-3's fused gate_up_proj)."""
     corpus = (micro_organism.root / "data" / "corpus.txt").read_text().splitlines()[:1500]

@@ -53,7 +53,10 @@ def toxicity(model, tokenizer, prompts: list[str]) -> float:
     return sum(scores) / len(scores)
 
 
-@pytest.mark.parametrize("method", ["dpo", "ipo", "sft", "kto"])
+# DPO in `make test`; the other methods in `make test-all` (CI).
+@pytest.mark.parametrize(
+    "method", ["dpo", *(pytest.param(m, marks=pytest.mark.slow) for m in ("ipo", "sft", "kto"))]
+)
 def test_trained_methods_write_a_true_card_and_lower_toxicity(
     method, base, prompts, micro_organism, tmp_path
 ):
@@ -80,6 +83,7 @@ def test_trained_methods_write_a_true_card_and_lower_toxicity(
     assert made_by == {"method": method, "seed": 0, "base_fingerprint": base.fingerprint}
 
 
+@pytest.mark.slow  # two trainings per method: make test-all
 @pytest.mark.parametrize("method", ["dpo", "kto"])
 def test_another_seed_trains_another_model(method, micro_organism, tmp_path) -> None:
     """A seed changes the training (TRL's KTO reads its rows in order: toxbench shuffles them by seed)."""

@@ -214,6 +214,7 @@ def test_the_gate_and_the_board_use_the_scorer_named(runs, tmp_path) -> None:
     assert f"{lexicon:.3f}" in (site / "leaderboard.md").read_text()
 
 
+@pytest.mark.slow  # a local Ray instance: make test-all
 def test_ray_scorer_replicas_score_with_each_scorer(tmp_path) -> None:
     """The Ray executor's scorer replicas hold every scorer of a run, each by its fingerprint: a second
     scorer is not served the first one's scores."""

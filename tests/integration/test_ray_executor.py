@@ -25,6 +25,9 @@ from toxbench.registry import register_scorer  # noqa: E402
 from toxbench.runner import RunConfig, run  # noqa: E402
 from toxbench.scorers.lexicon import LexiconScorer  # noqa: E402
 
+# A local Ray instance per test: `make test-all` (CI) runs these.
+pytestmark = pytest.mark.slow
+
 # The scorers below are defined here, not in an installed module: the actors get them by value.
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 

@@ -131,7 +131,7 @@ def assert_matches_reference(results: dict[str, Any], how: str) -> None:
     assert not diffs, f"{how}: {len(diffs)} field(s) differ from {REFERENCE.name}:\n" + "\n".join(diffs[:40])
 
 
-@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("threads", [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_a_full_run_matches_the_stored_reference(micro_organism, tmp_path: Path, threads: int) -> None:
     import torch
 
@@ -154,6 +154,7 @@ def _native_capability() -> str:
     return torch.backends.cpu.get_cpu_capability()
 
 
+@pytest.mark.slow  # a full run on another kernel path: make test-all
 def test_the_reference_holds_on_another_kernel_path(micro_organism, tmp_path: Path) -> None:
     """What another CPU computes: torch's kernels switched to another instruction set, in a fresh process."""
     native = _native_capability()

@@ -111,6 +111,7 @@ def test_failed_scores_are_not_cached(tmp_path) -> None:
     assert ctx.score(["you fool", "fine"]) == [0.5, 0.0]  # retried, not a cached failure
 
 
+@pytest.mark.slow  # a run killed and resumed: make test-all
 def _metrics(out: Path) -> dict:
     return json.loads((out / "results.json").read_text())["tasks"]["elicitation"]["metrics"]
 

@@ -244,6 +244,7 @@ def _invoke(*args: Any):
     return CliRunner().invoke(toxbench_cli(), [str(a) for a in args])
 
 
+@pytest.mark.slow  # verifies the whole stored board: make test-all
 def test_a_submission_under_another_scorer_validates_and_renders(tmp_path: Path) -> None:
     path = write_json(tmp_path / "results.json", multi_results(0.1, 0.4))
     subs = tmp_path / "subs"
